@@ -1,0 +1,403 @@
+//! The data inventory: every kind of record Aula stores, its fields, whose data it is,
+//! why it is kept and for how long. It is the single source for the privacy page and the
+//! data export, and the adapters' tests fail when a store holds a field not declared here.
+
+use crate::Span;
+use crate::retention;
+use serde::Serialize;
+
+/// The kinds of stored record. `name()` is the value of the `kind` attribute in DynamoDB
+/// and the table name in the embedded store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    Moderator,
+    ModeratorEmail,
+    Room,
+    Guest,
+    Meeting,
+    ChatMessage,
+    ChatIdempotency,
+    AccessLog,
+    MediaNode,
+    Object,
+}
+
+/// Whose personal data a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    Moderator,
+    Guest,
+    /// Participants of a room: moderators and guests.
+    Participants,
+    /// Anyone who sends a request to the portal.
+    Visitor,
+    /// No personal data (infrastructure).
+    Nobody,
+}
+
+/// The purposes the privacy notice allows (promise 6). There is no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    OperatingTheService,
+    AbuseDetectionAndAttackDefence,
+    FaultAnalysis,
+    DisclosureToAuthoritiesOnLegalRequest,
+}
+
+/// How long a record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "rule")]
+pub enum Retention {
+    /// Until the account is erased (by its owner or an admin).
+    UntilErased,
+    /// A fixed span after the record's last use (its `expires_at` moves with each use).
+    AfterLastUse { days: i64 },
+    /// A fixed span after the record was written.
+    AfterCreation { days: i64 },
+    /// Seconds after the last heartbeat.
+    AfterHeartbeat { seconds: i64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub meaning: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RecordSpec {
+    pub kind: RecordKind,
+    pub description: &'static str,
+    pub subject: Subject,
+    pub purposes: &'static [Purpose],
+    pub retention: Retention,
+    pub fields: &'static [FieldSpec],
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 10] = [
+        RecordKind::Moderator,
+        RecordKind::ModeratorEmail,
+        RecordKind::Room,
+        RecordKind::Guest,
+        RecordKind::Meeting,
+        RecordKind::ChatMessage,
+        RecordKind::ChatIdempotency,
+        RecordKind::AccessLog,
+        RecordKind::MediaNode,
+        RecordKind::Object,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            RecordKind::Moderator => "moderator",
+            RecordKind::ModeratorEmail => "moderator_email",
+            RecordKind::Room => "room",
+            RecordKind::Guest => "guest",
+            RecordKind::Meeting => "meeting",
+            RecordKind::ChatMessage => "chat_message",
+            RecordKind::ChatIdempotency => "chat_idempotency",
+            RecordKind::AccessLog => "access_log",
+            RecordKind::MediaNode => "media_node",
+            RecordKind::Object => "object",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RecordKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    pub fn spec(self) -> &'static RecordSpec {
+        // INVENTORY lists the kinds in `ALL` order; the test below keeps it so.
+        &INVENTORY[self as usize]
+    }
+
+    pub fn declares(self, field: &str) -> bool {
+        self.spec().fields.iter().any(|f| f.name == field)
+    }
+}
+
+const fn f(name: &'static str, meaning: &'static str) -> FieldSpec {
+    FieldSpec { name, meaning }
+}
+
+const EXPIRES_AT: FieldSpec = f(
+    "expires_at",
+    "when the record is deleted; it is never served from then on",
+);
+const HISTORY: Retention = Retention::AfterLastUse {
+    days: retention::HISTORY.millis() / Span::days(1).millis(),
+};
+const OPERATION: &[Purpose] = &[Purpose::OperatingTheService];
+
+/// Every record Aula stores, in [`RecordKind::ALL`] order.
+pub const INVENTORY: &[RecordSpec] = &[
+    RecordSpec {
+        kind: RecordKind::Moderator,
+        description: "a moderator's (teacher's) or admin's account",
+        subject: Subject::Moderator,
+        purposes: &[
+            Purpose::OperatingTheService,
+            Purpose::DisclosureToAuthoritiesOnLegalRequest,
+        ],
+        retention: Retention::UntilErased,
+        fields: &[
+            f("id", "random account id"),
+            f("last_name", "last name"),
+            f("first_name", "first name"),
+            f("email", "email address, used to log in"),
+            f(
+                "federal_state",
+                "federal state (one of the 16 Bundesländer)",
+            ),
+            f("organisation", "school, institute or authority"),
+            f("role", "moderator or admin"),
+            f("status", "active or restricted (blocked)"),
+            f(
+                "password_hash",
+                "Argon2id hash of the password (never the password)",
+            ),
+            f("created_at", "when the account was created"),
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::ModeratorEmail,
+        description: "the claim that keeps one account per email address",
+        subject: Subject::Moderator,
+        purposes: OPERATION,
+        retention: Retention::UntilErased,
+        fields: &[
+            f("email", "email address"),
+            f("moderator_id", "the account that holds the address"),
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Room,
+        description: "a moderator's room with its settings and invite link",
+        subject: Subject::Moderator,
+        purposes: OPERATION,
+        retention: HISTORY,
+        fields: &[
+            f("id", "random room id"),
+            f("owner", "the moderator who owns the room"),
+            f("name", "the room's name"),
+            f("lobby", "whether guests wait in a lobby"),
+            f("guests_may_share_screen", "setting"),
+            f("guests_may_send_video", "setting"),
+            f("mute_on_join", "setting"),
+            f("invite_token", "the secret of the invite link"),
+            f("created_at", "when the room was created"),
+            f("last_used_at", "when the room was last used"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Guest,
+        description: "a guest of a room: the self-chosen nickname only",
+        subject: Subject::Guest,
+        purposes: OPERATION,
+        retention: HISTORY,
+        fields: &[
+            f("id", "random guest id"),
+            f("room_id", "the room the guest joined"),
+            f("nickname", "the self-chosen nickname"),
+            f("created_at", "when the guest first joined"),
+            f("last_used_at", "when the guest last joined"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Meeting,
+        description: "a past meeting of a room: times and peak participant count, no names",
+        subject: Subject::Nobody,
+        purposes: &[Purpose::OperatingTheService, Purpose::FaultAnalysis],
+        retention: HISTORY,
+        fields: &[
+            f("id", "random meeting id"),
+            f("room_id", "the room"),
+            f("started_at", "when the first participant joined"),
+            f("ended_at", "when the last participant left"),
+            f("peak_participants", "the most participants at once"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::ChatMessage,
+        description: "a message in a room chat or a private conversation of two participants",
+        subject: Subject::Participants,
+        purposes: OPERATION,
+        retention: Retention::AfterCreation {
+            days: retention::HISTORY.millis() / Span::days(1).millis(),
+        },
+        fields: &[
+            f("id", "message id, including when it was posted"),
+            f("room_id", "the room"),
+            f(
+                "conversation",
+                "the room chat or the two parties of a private conversation",
+            ),
+            f("author", "the participant who wrote it"),
+            f("body", "the text"),
+            f(
+                "idempotency_key",
+                "the sender's key that keeps a retried post from being stored twice",
+            ),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::ChatIdempotency,
+        description: "the marker that makes a retried chat post land only once",
+        subject: Subject::Participants,
+        purposes: OPERATION,
+        retention: Retention::AfterCreation {
+            days: retention::HISTORY.millis() / Span::days(1).millis(),
+        },
+        fields: &[
+            f("room_id", "the room"),
+            f("author", "the participant who posted"),
+            f("idempotency_key", "the sender's key"),
+            f("message_id", "the message the key produced"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::AccessLog,
+        description: "one entry per HTTP request",
+        subject: Subject::Visitor,
+        purposes: &[
+            Purpose::AbuseDetectionAndAttackDefence,
+            Purpose::FaultAnalysis,
+            Purpose::DisclosureToAuthoritiesOnLegalRequest,
+        ],
+        retention: Retention::AfterCreation {
+            days: retention::ACCESS_LOG.millis() / Span::days(1).millis(),
+        },
+        fields: &[
+            f("id", "random entry id"),
+            f("time", "date and time of the request"),
+            f("method", "request method"),
+            f("url", "requested URL"),
+            f("status", "response status"),
+            f("bytes_sent", "bytes sent"),
+            f("referrer", "referrer"),
+            f("user_agent", "user agent"),
+            f("host_id", "internal id of the host that answered"),
+            f("forwarded_for", "X-Forwarded-For"),
+            f(
+                "cookies",
+                "names of the request cookies, with at most a keyed hash of a value, never the value",
+            ),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::MediaNode,
+        description: "a media node's registration and heartbeat",
+        subject: Subject::Nobody,
+        purposes: OPERATION,
+        retention: Retention::AfterHeartbeat {
+            seconds: retention::NODE_HEARTBEAT.whole_seconds(),
+        },
+        fields: &[
+            f("id", "node id"),
+            f("address", "where clients reach the node"),
+            f("capacity", "participants the node takes at most"),
+            f("load", "current load"),
+            f("last_heartbeat", "when the node last reported"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Object,
+        description: "a stored file: a data export waiting for download (1 day) or an access-log archive (30 days)",
+        subject: Subject::Participants,
+        purposes: &[
+            Purpose::OperatingTheService,
+            Purpose::AbuseDetectionAndAttackDefence,
+            Purpose::DisclosureToAuthoritiesOnLegalRequest,
+        ],
+        retention: Retention::AfterCreation {
+            days: retention::ACCESS_LOG.millis() / Span::days(1).millis(),
+        },
+        fields: &[
+            f("class", "export or log archive"),
+            f("key", "the object's name"),
+            f("content_type", "media type"),
+            f("body", "the content"),
+            f("created_at", "when it was written"),
+            EXPIRES_AT,
+        ],
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_record_kind_is_declared_once_in_order() {
+        assert_eq!(INVENTORY.len(), RecordKind::ALL.len());
+        for (i, kind) in RecordKind::ALL.into_iter().enumerate() {
+            assert_eq!(INVENTORY[i].kind, kind);
+            assert_eq!(RecordKind::from_name(kind.name()), Some(kind));
+        }
+    }
+
+    #[test]
+    fn guests_are_stored_with_a_nickname_and_no_contact_or_real_name() {
+        let guest = RecordKind::Guest.spec();
+        assert!(RecordKind::Guest.declares("nickname"));
+        for forbidden in ["email", "first_name", "last_name", "ip", "user_agent"] {
+            assert!(!guest.fields.iter().any(|f| f.name == forbidden));
+        }
+    }
+
+    #[test]
+    fn moderators_are_stored_with_the_notices_fields_and_a_credential_only() {
+        let names: Vec<_> = RecordKind::Moderator
+            .spec()
+            .fields
+            .iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "id",
+                "last_name",
+                "first_name",
+                "email",
+                "federal_state",
+                "organisation",
+                "role",
+                "status",
+                "password_hash",
+                "created_at"
+            ]
+        );
+    }
+
+    #[test]
+    fn history_lives_183_days_and_access_logs_30() {
+        assert_eq!(
+            RecordKind::Room.spec().retention,
+            Retention::AfterLastUse { days: 183 }
+        );
+        assert_eq!(
+            RecordKind::AccessLog.spec().retention,
+            Retention::AfterCreation { days: 30 }
+        );
+    }
+
+    #[test]
+    fn every_expiring_record_declares_its_expiry() {
+        for spec in INVENTORY {
+            let expires = spec.retention != Retention::UntilErased;
+            assert_eq!(spec.kind.declares("expires_at"), expires, "{:?}", spec.kind);
+        }
+    }
+}

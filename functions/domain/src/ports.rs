@@ -1,0 +1,203 @@
+//! The storage ports: one narrow trait per aggregate. Reads take `now` explicitly: a store
+//! never returns a record whose expiry is at or before `now`, whether or not it has
+//! physically deleted it yet (DynamoDB's TTL deletes lazily, typically within two days).
+
+use crate::{
+    AccessLogEntry, ChatMessage, Conversation, Email, Guest, GuestId, InviteToken, MediaNode,
+    Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass, ObjectKey, Room, RoomId,
+    StoredObject, Timestamp,
+};
+use async_trait::async_trait;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. one account per email).
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
+    /// The record to change does not exist (or has expired).
+    #[error("{what} was not found")]
+    NotFound { what: &'static str },
+    /// The store holds something this version cannot read.
+    #[error("a stored {kind} could not be read: {reason}")]
+    Corrupt { kind: &'static str, reason: String },
+    /// The backing service failed; retrying may help.
+    #[error("the store failed while {doing}")]
+    Backend {
+        doing: &'static str,
+        #[source]
+        source: BoxError,
+    },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait ModeratorStore: Send + Sync {
+    /// Fails with `Conflict` when the email (or id) is taken.
+    async fn create_moderator(&self, m: &Moderator) -> StoreResult<()>;
+    async fn moderator(&self, id: ModeratorId) -> StoreResult<Option<Moderator>>;
+    async fn moderator_by_email(&self, email: &Email) -> StoreResult<Option<Moderator>>;
+    /// Replaces the account; a changed email must still be unique (`Conflict`).
+    async fn update_moderator(&self, m: &Moderator) -> StoreResult<()>;
+    /// Removes the account and its email claim. Removing a missing account is not an error.
+    async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()>;
+    /// All accounts, ordered by email (for admins).
+    async fn list_moderators(&self) -> StoreResult<Vec<Moderator>>;
+}
+
+#[async_trait]
+pub trait RoomStore: Send + Sync {
+    async fn create_room(&self, r: &Room) -> StoreResult<()>;
+    async fn room(&self, id: RoomId, now: Timestamp) -> StoreResult<Option<Room>>;
+    /// The room whose *current* invite token this is; a rotated-away token finds nothing.
+    async fn room_by_invite(
+        &self,
+        token: &InviteToken,
+        now: Timestamp,
+    ) -> StoreResult<Option<Room>>;
+    /// The owner's live rooms, oldest first.
+    async fn rooms_of(&self, owner: ModeratorId, now: Timestamp) -> StoreResult<Vec<Room>>;
+    /// Replaces a live room (`NotFound` otherwise).
+    async fn update_room(&self, r: &Room, now: Timestamp) -> StoreResult<()>;
+    /// Removes the room with everything in it: guests, meetings and chats.
+    async fn delete_room(&self, id: RoomId) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait GuestStore: Send + Sync {
+    /// Creates or replaces the guest (a returning guest's `last_used_at` moves on).
+    async fn put_guest(&self, g: &Guest) -> StoreResult<()>;
+    async fn guest(&self, room: RoomId, id: GuestId, now: Timestamp) -> StoreResult<Option<Guest>>;
+    async fn guests_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Guest>>;
+    async fn delete_guest(&self, room: RoomId, id: GuestId) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait MeetingStore: Send + Sync {
+    /// Creates or replaces the meeting record (start, then end and peak).
+    async fn put_meeting(&self, m: &Meeting) -> StoreResult<()>;
+    /// The room's meetings, newest first.
+    async fn meetings_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Meeting>>;
+}
+
+/// What happened to a post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Posted {
+    /// Stored now.
+    New(ChatMessage),
+    /// The same author already posted with this idempotency key in this room: this is the
+    /// message that post produced, and nothing new was stored.
+    Duplicate(ChatMessage),
+}
+
+impl Posted {
+    pub fn message(&self) -> &ChatMessage {
+        match self {
+            Posted::New(m) | Posted::Duplicate(m) => m,
+        }
+    }
+}
+
+/// One page of chat history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatPage {
+    pub messages: Vec<ChatMessage>,
+    /// Pass as `before` to get the next (older) page; `None` when there is none.
+    pub older: Option<MessageId>,
+}
+
+#[async_trait]
+pub trait ChatStore: Send + Sync {
+    async fn post_message(&self, m: &ChatMessage) -> StoreResult<Posted>;
+    async fn message(
+        &self,
+        room: RoomId,
+        conversation: &Conversation,
+        id: MessageId,
+        now: Timestamp,
+    ) -> StoreResult<Option<ChatMessage>>;
+    /// Up to `limit` messages posted before `before` (or the newest), newest first.
+    async fn history(
+        &self,
+        room: RoomId,
+        conversation: &Conversation,
+        before: Option<MessageId>,
+        limit: usize,
+        now: Timestamp,
+    ) -> StoreResult<ChatPage>;
+    async fn delete_message(
+        &self,
+        room: RoomId,
+        conversation: &Conversation,
+        id: MessageId,
+    ) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait AccessLogStore: Send + Sync {
+    async fn append_access_log(&self, e: &AccessLogEntry) -> StoreResult<()>;
+    /// Entries with `from <= time < until`, oldest first. The span may be at most 31 days.
+    async fn access_log_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AccessLogEntry>>;
+}
+
+#[async_trait]
+pub trait NodeRegistryStore: Send + Sync {
+    /// Registers the node or renews its heartbeat.
+    async fn put_node(&self, n: &MediaNode) -> StoreResult<()>;
+    async fn live_nodes(&self, now: Timestamp) -> StoreResult<Vec<MediaNode>>;
+    async fn remove_node(&self, id: NodeId) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    async fn put_object(&self, o: &StoredObject) -> StoreResult<()>;
+    async fn get_object(
+        &self,
+        class: ObjectClass,
+        key: &ObjectKey,
+        now: Timestamp,
+    ) -> StoreResult<Option<StoredObject>>;
+    /// Keys under `prefix`, in key order.
+    async fn list_objects(
+        &self,
+        class: ObjectClass,
+        prefix: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ObjectKey>>;
+    async fn delete_object(&self, class: ObjectClass, key: &ObjectKey) -> StoreResult<()>;
+}
+
+/// Everything the functions need from storage.
+pub trait Store:
+    ModeratorStore
+    + RoomStore
+    + GuestStore
+    + MeetingStore
+    + ChatStore
+    + AccessLogStore
+    + NodeRegistryStore
+    + ObjectStore
+{
+}
+
+impl<T> Store for T where
+    T: ModeratorStore
+        + RoomStore
+        + GuestStore
+        + MeetingStore
+        + ChatStore
+        + AccessLogStore
+        + NodeRegistryStore
+        + ObjectStore
+{
+}
+
+/// The longest span `access_log_between` answers for.
+pub const MAX_ACCESS_LOG_SPAN: crate::Span = crate::Span::days(31);

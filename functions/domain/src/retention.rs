@@ -1,0 +1,42 @@
+//! How long each kind of data lives, as promised in the privacy notice (BRIEF promise 7).
+//! Every expiring record carries the instant computed here; stores never serve a record
+//! at or after that instant, whether or not they have physically deleted it yet.
+
+use crate::{Expiry, Span, Timestamp};
+
+/// History data (chats, meetings, rooms and guests unused): 6 months, counted as 183 days
+/// so the figure is the same in every month and for every store.
+pub const HISTORY: Span = Span::days(183);
+/// Access-log entries and their archive: 30 days.
+pub const ACCESS_LOG: Span = Span::days(30);
+/// A data export waiting for download.
+pub const EXPORT: Span = Span::days(1);
+/// A media node that stops renewing its heartbeat is considered dead after this.
+pub const NODE_HEARTBEAT: Span = Span::seconds(15);
+
+pub fn history_expiry(last_use: Timestamp) -> Expiry {
+    Expiry::at(last_use.plus(HISTORY))
+}
+pub fn access_log_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(ACCESS_LOG))
+}
+pub fn export_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(EXPORT))
+}
+pub fn heartbeat_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(NODE_HEARTBEAT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_lives_six_months_to_the_second() {
+        let posted = Timestamp::from_secs(1_790_000_000);
+        let e = history_expiry(posted);
+        assert!(e.is_live_at(posted.plus(HISTORY).minus(Span::seconds(1))));
+        assert!(!e.is_live_at(posted.plus(HISTORY).plus(Span::seconds(1))));
+        assert_eq!(HISTORY.whole_seconds(), 183 * 86_400);
+    }
+}

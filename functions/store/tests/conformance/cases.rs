@@ -1,0 +1,912 @@
+use aula_domain::ids::IdGenerator;
+use aula_domain::inventory::RecordKind;
+use aula_domain::ports::*;
+use aula_domain::retention::{self, HISTORY};
+use aula_domain::*;
+use aula_store::{Introspect, RandomIds};
+use std::collections::BTreeSet;
+
+/// What a case needs of a store.
+pub trait TestStore: Store + Introspect + Clone + Send + Sync + 'static {}
+impl<T: Store + Introspect + Clone + Send + Sync + 'static> TestStore for T {}
+
+/// A fixed "now" for the cases (2027-01-15T08:00:00Z); expiry is measured from it.
+const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
+const SECOND: Span = Span::seconds(1);
+const IDS: RandomIds = RandomIds;
+
+fn unique_email() -> Email {
+    Email::parse(&format!(
+        "lehrkraft-{}@schule.example.de",
+        IDS.uuid().simple()
+    ))
+    .expect("valid email")
+}
+
+fn moderator_with(email: Email) -> Moderator {
+    Moderator {
+        id: IDS.moderator_id(),
+        last_name: PersonName::parse("Schmidt").expect("name"),
+        first_name: PersonName::parse("Anna").expect("name"),
+        email,
+        federal_state: FederalState::Bayern,
+        organisation: Organisation::parse("Gymnasium am Rosenberg").expect("organisation"),
+        role: Role::Moderator,
+        status: AccountStatus::Active,
+        password_hash: PasswordHash::parse(
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+        )
+        .expect("phc"),
+        created_at: T0,
+    }
+}
+
+fn room_of(owner: ModeratorId, at: Timestamp) -> Room {
+    Room {
+        id: IDS.room_id(),
+        owner,
+        name: RoomName::parse("Klasse 7b Mathe").expect("room name"),
+        settings: RoomSettings {
+            lobby: true,
+            ..RoomSettings::default()
+        },
+        invite_token: IDS.invite_token(),
+        created_at: at,
+        last_used_at: at,
+        expires_at: retention::history_expiry(at),
+    }
+}
+
+fn guest_of(room: RoomId, nickname: &str, at: Timestamp) -> Guest {
+    Guest {
+        id: IDS.guest_id(),
+        room_id: room,
+        nickname: Nickname::parse(nickname).expect("nickname"),
+        created_at: at,
+        last_used_at: at,
+        expires_at: retention::history_expiry(at),
+    }
+}
+
+fn message(
+    room: RoomId,
+    conversation: Conversation,
+    author: Participant,
+    body: &str,
+    at: Timestamp,
+) -> ChatMessage {
+    ChatMessage {
+        id: IDS.message_id(at),
+        room_id: room,
+        conversation,
+        author,
+        body: ChatBody::parse(body).expect("body"),
+        idempotency_key: IdempotencyKey::parse(&IDS.uuid().to_string()).expect("key"),
+        expires_at: retention::history_expiry(at),
+    }
+}
+
+fn meeting_of(room: RoomId, started: Timestamp, ended: Option<Timestamp>) -> Meeting {
+    Meeting {
+        id: IDS.meeting_id(),
+        room_id: room,
+        started_at: started,
+        ended_at: ended,
+        peak_participants: 27,
+        expires_at: retention::history_expiry(ended.unwrap_or(started)),
+    }
+}
+
+fn access_entry(at: Timestamp) -> AccessLogEntry {
+    AccessLogEntry {
+        id: IDS.access_log_id(),
+        time: at,
+        method: "GET".into(),
+        url: "/api/rooms?x=1".into(),
+        status: 200,
+        bytes_sent: 1234,
+        referrer: Some("https://aula.example/".into()),
+        user_agent: Some("Mozilla/5.0".into()),
+        host_id: "portal-1".into(),
+        forwarded_for: Some("203.0.113.7".into()),
+        cookies: vec![LoggedCookie {
+            name: "aula_session".into(),
+            keyed_hash: Some("5f1c".into()),
+        }],
+        expires_at: retention::access_log_expiry(at),
+    }
+}
+
+fn node(at: Timestamp) -> MediaNode {
+    MediaNode {
+        id: IDS.node_id(),
+        address: "wss://127.0.0.1:7443".into(),
+        capacity: 500,
+        load: 12,
+        last_heartbeat: at,
+        expires_at: retention::heartbeat_expiry(at),
+    }
+}
+
+fn object(class: ObjectClass, key: &str, at: Timestamp) -> StoredObject {
+    StoredObject {
+        class,
+        key: ObjectKey::parse(key).expect("key"),
+        content_type: "application/json".into(),
+        body: br#"{"export":true}"#.to_vec(),
+        created_at: at,
+        expires_at: class.expiry(at),
+    }
+}
+
+fn guest_participant() -> Participant {
+    Participant::Guest(IDS.guest_id())
+}
+
+// ---- moderators ------------------------------------------------------------------
+
+pub async fn a_moderator_reads_back_by_id_and_by_email<S: TestStore>(s: &S) {
+    let m = moderator_with(unique_email());
+    s.create_moderator(&m).await.expect("created");
+    assert_eq!(s.moderator(m.id).await.expect("read"), Some(m.clone()));
+    assert_eq!(
+        s.moderator_by_email(&m.email).await.expect("read"),
+        Some(m.clone())
+    );
+    assert_eq!(
+        s.moderator_by_email(&unique_email()).await.expect("read"),
+        None
+    );
+    assert!(s.list_moderators().await.expect("list").contains(&m));
+}
+
+pub async fn one_email_holds_one_account_even_under_concurrent_writers<S: TestStore>(s: &S) {
+    let email = unique_email();
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        let m = moderator_with(email.clone());
+        writers.spawn(async move { (m.id, s.create_moderator(&m).await) });
+    }
+    let mut winners = Vec::new();
+    while let Some(done) = writers.join_next().await {
+        let (id, result) = done.expect("writer ran");
+        match result {
+            Ok(()) => winners.push(id),
+            Err(StoreError::Conflict { .. }) => {}
+            Err(other) => panic!("a losing writer must see a conflict, got {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one writer gets the email");
+    let holder = s
+        .moderator_by_email(&email)
+        .await
+        .expect("read")
+        .expect("the account exists");
+    assert_eq!(holder.id, winners[0]);
+}
+
+pub async fn changing_an_email_frees_the_old_one_and_refuses_a_taken_one<S: TestStore>(s: &S) {
+    let mut a = moderator_with(unique_email());
+    let b = moderator_with(unique_email());
+    s.create_moderator(&a).await.expect("a");
+    s.create_moderator(&b).await.expect("b");
+
+    let old = a.email.clone();
+    a.email = unique_email();
+    a.organisation = Organisation::parse("Realschule Nord").expect("organisation");
+    s.update_moderator(&a).await.expect("changed");
+    assert_eq!(
+        s.moderator_by_email(&a.email).await.expect("read"),
+        Some(a.clone())
+    );
+    assert_eq!(s.moderator_by_email(&old).await.expect("read"), None);
+    s.create_moderator(&moderator_with(old))
+        .await
+        .expect("the old address is free");
+
+    let mut taken = a.clone();
+    taken.email = b.email.clone();
+    assert!(matches!(
+        s.update_moderator(&taken).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        s.moderator(a.id).await.expect("read"),
+        Some(a),
+        "a refused change leaves the account as it was"
+    );
+
+    let ghost = moderator_with(unique_email());
+    assert!(matches!(
+        s.update_moderator(&ghost).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn an_erased_moderator_is_gone_and_the_email_is_free_again<S: TestStore>(s: &S) {
+    let m = moderator_with(unique_email());
+    s.create_moderator(&m).await.expect("created");
+    s.delete_moderator(m.id).await.expect("deleted");
+    assert_eq!(s.moderator(m.id).await.expect("read"), None);
+    assert_eq!(s.moderator_by_email(&m.email).await.expect("read"), None);
+    assert!(
+        !s.list_moderators()
+            .await
+            .expect("list")
+            .iter()
+            .any(|x| x.id == m.id)
+    );
+    s.delete_moderator(m.id)
+        .await
+        .expect("erasing twice is fine");
+    s.create_moderator(&moderator_with(m.email))
+        .await
+        .expect("the address is free");
+}
+
+// ---- rooms -----------------------------------------------------------------------
+
+pub async fn a_room_is_there_six_months_minus_a_second_after_last_use_and_gone_a_second_after<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let owner = IDS.moderator_id();
+    let room = room_of(owner, T0);
+    s.create_room(&room).await.expect("created");
+
+    let almost = T0.plus(HISTORY).minus(SECOND);
+    assert_eq!(
+        s.room(room.id, almost).await.expect("read"),
+        Some(room.clone())
+    );
+    assert_eq!(
+        s.room_by_invite(&room.invite_token, almost)
+            .await
+            .expect("read"),
+        Some(room.clone())
+    );
+    assert_eq!(
+        s.rooms_of(owner, almost).await.expect("list"),
+        vec![room.clone()]
+    );
+
+    let past = T0.plus(HISTORY).plus(SECOND);
+    assert_eq!(s.room(room.id, past).await.expect("read"), None);
+    assert_eq!(
+        s.room_by_invite(&room.invite_token, past)
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(s.rooms_of(owner, past).await.expect("list"), vec![]);
+}
+
+pub async fn using_a_room_keeps_it_alive<S: TestStore>(s: &S) {
+    let mut room = room_of(IDS.moderator_id(), T0);
+    s.create_room(&room).await.expect("created");
+    let later = T0.plus(Span::days(100));
+    room.touch(later);
+    s.update_room(&room, later).await.expect("touched");
+    let after_first_expiry = T0.plus(HISTORY).plus(SECOND);
+    assert_eq!(
+        s.room(room.id, after_first_expiry).await.expect("read"),
+        Some(room.clone())
+    );
+    assert_eq!(
+        s.room(room.id, later.plus(HISTORY).plus(SECOND))
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+pub async fn a_rotated_invite_link_no_longer_finds_the_room<S: TestStore>(s: &S) {
+    let mut room = room_of(IDS.moderator_id(), T0);
+    s.create_room(&room).await.expect("created");
+    let old = room.invite_token.clone();
+    room.invite_token = IDS.invite_token();
+    s.update_room(&room, T0).await.expect("rotated");
+    assert_eq!(s.room_by_invite(&old, T0).await.expect("read"), None);
+    assert_eq!(
+        s.room_by_invite(&room.invite_token, T0)
+            .await
+            .expect("read"),
+        Some(room)
+    );
+}
+
+pub async fn rooms_are_listed_per_owner_oldest_first_without_expired_ones<S: TestStore>(s: &S) {
+    let owner = IDS.moderator_id();
+    let expired = room_of(owner, T0.minus(HISTORY).minus(SECOND));
+    let older = room_of(owner, T0.minus(Span::days(2)));
+    let newer = room_of(owner, T0.minus(Span::days(1)));
+    let someone_elses = room_of(IDS.moderator_id(), T0);
+    for r in [&newer, &expired, &someone_elses, &older] {
+        s.create_room(r).await.expect("created");
+    }
+    assert_eq!(
+        s.rooms_of(owner, T0).await.expect("list"),
+        vec![older, newer]
+    );
+}
+
+pub async fn updating_an_expired_room_is_refused<S: TestStore>(s: &S) {
+    let mut room = room_of(IDS.moderator_id(), T0);
+    s.create_room(&room).await.expect("created");
+    let past = T0.plus(HISTORY).plus(SECOND);
+    room.touch(past);
+    assert!(matches!(
+        s.update_room(&room, past).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let never_created = room_of(IDS.moderator_id(), T0);
+    assert!(matches!(
+        s.update_room(&never_created, T0).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn deleting_a_room_deletes_its_guests_meetings_and_chats<S: TestStore>(s: &S) {
+    let room = room_of(IDS.moderator_id(), T0);
+    let other = room_of(IDS.moderator_id(), T0);
+    s.create_room(&room).await.expect("room");
+    s.create_room(&other).await.expect("other room");
+    let guest = guest_of(room.id, "Lena", T0);
+    s.put_guest(&guest).await.expect("guest");
+    s.put_meeting(&meeting_of(room.id, T0, Some(T0.plus(Span::seconds(3600)))))
+        .await
+        .expect("meeting");
+    let author = Participant::Guest(guest.id);
+    let private = Conversation::private(author, guest_participant()).expect("two parties");
+    for (conv, body) in [(Conversation::Room, "Hallo"), (private, "psst")] {
+        s.post_message(&message(room.id, conv, author, body, T0))
+            .await
+            .expect("posted");
+    }
+    let kept = message(other.id, Conversation::Room, author, "anderer Raum", T0);
+    s.post_message(&kept).await.expect("posted elsewhere");
+
+    s.delete_room(room.id).await.expect("deleted");
+
+    assert_eq!(s.room(room.id, T0).await.expect("read"), None);
+    assert_eq!(s.guests_of(room.id, T0).await.expect("list"), vec![]);
+    assert_eq!(s.meetings_of(room.id, T0).await.expect("list"), vec![]);
+    for conv in [Conversation::Room, private] {
+        let page = s
+            .history(room.id, &conv, None, 10, T0)
+            .await
+            .expect("history");
+        assert!(
+            page.messages.is_empty(),
+            "no message of a deleted room remains"
+        );
+    }
+    let elsewhere = s
+        .history(other.id, &Conversation::Room, None, 10, T0)
+        .await
+        .expect("history");
+    assert_eq!(
+        elsewhere.messages,
+        vec![kept],
+        "other rooms keep their chat"
+    );
+}
+
+// ---- guests and meetings ---------------------------------------------------------
+
+pub async fn guests_are_kept_by_nickname_and_expire_after_six_months<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let lena = guest_of(room, "<b>Lena</b>", T0);
+    let mut max = guest_of(room, "Max", T0.plus(SECOND));
+    s.put_guest(&lena).await.expect("lena");
+    s.put_guest(&max).await.expect("max");
+    assert_eq!(
+        s.guest(room, lena.id, T0).await.expect("read"),
+        Some(lena.clone())
+    );
+    assert_eq!(
+        s.guest(IDS.room_id(), lena.id, T0).await.expect("read"),
+        None,
+        "a guest belongs to one room"
+    );
+
+    // Max comes back later, which keeps him; Lena does not.
+    let later = T0.plus(Span::days(30));
+    max.last_used_at = later;
+    max.expires_at = retention::history_expiry(later);
+    s.put_guest(&max).await.expect("max returns");
+    let after = T0.plus(HISTORY).plus(Span::seconds(5));
+    assert_eq!(
+        s.guests_of(room, after).await.expect("list"),
+        vec![max.clone()]
+    );
+    assert_eq!(s.guest(room, lena.id, after).await.expect("read"), None);
+
+    s.delete_guest(room, max.id).await.expect("deleted");
+    assert_eq!(s.guests_of(room, T0).await.expect("list"), vec![lena]);
+}
+
+pub async fn meetings_are_listed_newest_first_and_expire<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let first = meeting_of(room, T0, Some(T0.plus(Span::seconds(2700))));
+    let mut second = meeting_of(room, T0.plus(Span::days(1)), None);
+    s.put_meeting(&first).await.expect("first");
+    s.put_meeting(&second).await.expect("second starts");
+    second.ended_at = Some(T0.plus(Span::days(1)).plus(Span::seconds(900)));
+    second.peak_participants = 31;
+    s.put_meeting(&second).await.expect("second ends");
+    assert_eq!(
+        s.meetings_of(room, T0.plus(Span::days(2)))
+            .await
+            .expect("list"),
+        vec![second.clone(), first.clone()]
+    );
+    let after_first = first.expires_at.instant().plus(SECOND);
+    assert_eq!(
+        s.meetings_of(room, after_first).await.expect("list"),
+        vec![second]
+    );
+}
+
+// ---- chat ------------------------------------------------------------------------
+
+pub async fn a_retried_post_is_stored_once<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let author = guest_participant();
+    let first = message(room, Conversation::Room, author, "Guten Morgen", T0);
+    assert_eq!(
+        s.post_message(&first).await.expect("posted"),
+        Posted::New(first.clone())
+    );
+
+    // The retry arrives a little later: a new id and time, the same key.
+    let mut retry = message(
+        room,
+        Conversation::Room,
+        author,
+        "Guten Morgen",
+        T0.plus(SECOND),
+    );
+    retry.idempotency_key = first.idempotency_key.clone();
+    assert_eq!(
+        s.post_message(&retry).await.expect("retried"),
+        Posted::Duplicate(first.clone())
+    );
+
+    // The same key from someone else is a different post.
+    let mut other = message(
+        room,
+        Conversation::Room,
+        guest_participant(),
+        "Morgen!",
+        T0.plus(SECOND),
+    );
+    other.idempotency_key = first.idempotency_key.clone();
+    assert_eq!(
+        s.post_message(&other).await.expect("posted"),
+        Posted::New(other.clone())
+    );
+
+    let page = s
+        .history(room, &Conversation::Room, None, 10, T0.plus(SECOND))
+        .await
+        .expect("history");
+    assert_eq!(page.messages, vec![other, first]);
+}
+
+pub async fn concurrent_retries_of_one_post_store_one_message<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let author = guest_participant();
+    let key = IdempotencyKey::parse("retry-storm-0001").expect("key");
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let s = s.clone();
+        let mut m = message(
+            room,
+            Conversation::Room,
+            author,
+            "einmal",
+            T0.plus(Span::seconds(i)),
+        );
+        m.idempotency_key = key.clone();
+        posts.spawn(async move { s.post_message(&m).await });
+    }
+    let mut stored = Vec::new();
+    let mut answered = BTreeSet::new();
+    while let Some(done) = posts.join_next().await {
+        let posted = done.expect("post ran").expect("post answered");
+        answered.insert(posted.message().id);
+        if let Posted::New(m) = posted {
+            stored.push(m);
+        }
+    }
+    assert_eq!(stored.len(), 1, "one post is stored");
+    assert_eq!(
+        answered.len(),
+        1,
+        "every retry is answered with the stored message"
+    );
+    let page = s
+        .history(
+            room,
+            &Conversation::Room,
+            None,
+            10,
+            T0.plus(Span::seconds(10)),
+        )
+        .await
+        .expect("history");
+    assert_eq!(page.messages, stored);
+}
+
+pub async fn history_pages_go_newest_to_oldest_without_gaps_or_repeats<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let author = guest_participant();
+    let mut posted = Vec::new();
+    for i in 0..25 {
+        let m = message(
+            room,
+            Conversation::Room,
+            author,
+            &format!("Nachricht {i}"),
+            T0.plus(Span::seconds(i)),
+        );
+        s.post_message(&m).await.expect("posted");
+        posted.push(m);
+    }
+    let now = T0.plus(Span::seconds(60));
+    let mut seen = Vec::new();
+    let mut before = None;
+    let mut pages = Vec::new();
+    loop {
+        let page = s
+            .history(room, &Conversation::Room, before, 10, now)
+            .await
+            .expect("page");
+        pages.push(page.messages.len());
+        seen.extend(page.messages);
+        match page.older {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(pages, vec![10, 10, 5]);
+    posted.reverse();
+    assert_eq!(seen, posted, "newest first, every message exactly once");
+}
+
+pub async fn private_conversations_are_apart_from_the_room_chat<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let (a, b, c) = (
+        guest_participant(),
+        guest_participant(),
+        guest_participant(),
+    );
+    let ab = Conversation::private(a, b).expect("a and b");
+    let ac = Conversation::private(c, a).expect("a and c");
+    let public = message(room, Conversation::Room, a, "an alle", T0);
+    let to_b = message(room, ab, a, "nur für b", T0.plus(SECOND));
+    let to_c = message(room, ac, c, "nur für a", T0.plus(SECOND));
+    for m in [&public, &to_b, &to_c] {
+        s.post_message(m).await.expect("posted");
+    }
+    let now = T0.plus(Span::seconds(5));
+    let history = |conv: Conversation| async move {
+        s.history(room, &conv, None, 10, now)
+            .await
+            .expect("history")
+            .messages
+    };
+    assert_eq!(history(Conversation::Room).await, vec![public]);
+    assert_eq!(
+        history(Conversation::private(b, a).expect("b and a")).await,
+        vec![to_b.clone()]
+    );
+    assert_eq!(history(ac).await, vec![to_c]);
+    assert_eq!(
+        s.message(room, &ab, to_b.id, now).await.expect("read"),
+        Some(to_b.clone())
+    );
+    assert_eq!(
+        s.message(room, &Conversation::Room, to_b.id, now)
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+pub async fn an_expired_message_is_never_served_and_its_key_may_be_used_again<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let author = guest_participant();
+    let old = message(
+        room,
+        Conversation::Room,
+        author,
+        "vor einem halben Jahr",
+        T0,
+    );
+    s.post_message(&old).await.expect("posted");
+
+    let almost = T0.plus(HISTORY).minus(SECOND);
+    assert_eq!(
+        s.message(room, &Conversation::Room, old.id, almost)
+            .await
+            .expect("read"),
+        Some(old.clone())
+    );
+    let page = s
+        .history(room, &Conversation::Room, None, 10, almost)
+        .await
+        .expect("history");
+    assert_eq!(page.messages, vec![old.clone()]);
+
+    let past = T0.plus(HISTORY).plus(SECOND);
+    assert_eq!(
+        s.message(room, &Conversation::Room, old.id, past)
+            .await
+            .expect("read"),
+        None
+    );
+    let page = s
+        .history(room, &Conversation::Room, None, 10, past)
+        .await
+        .expect("history");
+    assert!(page.messages.is_empty() && page.older.is_none());
+
+    let mut again = message(room, Conversation::Room, author, "neu", past);
+    again.idempotency_key = old.idempotency_key.clone();
+    assert_eq!(
+        s.post_message(&again).await.expect("posted"),
+        Posted::New(again.clone())
+    );
+    let page = s
+        .history(room, &Conversation::Room, None, 10, past)
+        .await
+        .expect("history");
+    assert_eq!(page.messages, vec![again]);
+}
+
+pub async fn a_deleted_message_is_gone_and_its_key_may_be_used_again<S: TestStore>(s: &S) {
+    let room = IDS.room_id();
+    let author = guest_participant();
+    let m = message(room, Conversation::Room, author, "Tippfehler", T0);
+    s.post_message(&m).await.expect("posted");
+    s.delete_message(room, &Conversation::Room, m.id)
+        .await
+        .expect("deleted");
+    assert_eq!(
+        s.message(room, &Conversation::Room, m.id, T0)
+            .await
+            .expect("read"),
+        None
+    );
+    let mut again = message(
+        room,
+        Conversation::Room,
+        author,
+        "korrigiert",
+        T0.plus(SECOND),
+    );
+    again.idempotency_key = m.idempotency_key.clone();
+    assert_eq!(
+        s.post_message(&again).await.expect("posted"),
+        Posted::New(again)
+    );
+    s.delete_message(room, &Conversation::Room, m.id)
+        .await
+        .expect("deleting twice is fine");
+}
+
+// ---- access log, nodes, objects --------------------------------------------------
+
+pub async fn access_log_entries_list_by_time_and_expire_after_30_days<S: TestStore>(s: &S) {
+    // A window of its own (a random day in 2027), so shared stores do not mix cases.
+    let base = T0.plus(Span::days(i64::from(IDS.random_16()[0]) + 1));
+    let entries: Vec<_> = [0, 3600, 86_399, 86_400 + 5]
+        .into_iter()
+        .map(|secs| access_entry(base.plus(Span::seconds(secs))))
+        .collect();
+    for e in entries.iter().rev() {
+        s.append_access_log(e).await.expect("written");
+    }
+    let now = base.plus(Span::days(2));
+    let listed = s
+        .access_log_between(base, base.plus(Span::days(2)), now)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed, entries,
+        "oldest first, across days, every field intact"
+    );
+    let first_day = s
+        .access_log_between(base, base.plus(Span::days(1)), now)
+        .await
+        .expect("list");
+    assert_eq!(first_day, entries[..3]);
+
+    let last = entries[3].time;
+    let just_before = last.plus(retention::ACCESS_LOG).minus(SECOND);
+    let listed = s
+        .access_log_between(base, base.plus(Span::days(2)), just_before)
+        .await
+        .expect("list");
+    assert_eq!(
+        listed,
+        entries[3..],
+        "30 days minus a second: only the newest is left"
+    );
+    let after = last.plus(retention::ACCESS_LOG).plus(SECOND);
+    assert!(
+        s.access_log_between(base, base.plus(Span::days(2)), after)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+pub async fn a_dead_media_node_leaves_the_registry_when_its_heartbeat_expires<S: TestStore>(s: &S) {
+    let mut alive = node(T0);
+    let dead = node(T0);
+    s.put_node(&alive).await.expect("registered");
+    s.put_node(&dead).await.expect("registered");
+    let ours = |nodes: Vec<MediaNode>| -> Vec<NodeId> {
+        let mut ids: Vec<_> = nodes
+            .into_iter()
+            .map(|n| n.id)
+            .filter(|id| *id == alive.id || *id == dead.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![alive.id, dead.id];
+    both.sort();
+    assert_eq!(ours(s.live_nodes(T0).await.expect("list")), both);
+
+    let later = T0.plus(Span::seconds(10));
+    alive.load = 40;
+    alive.last_heartbeat = later;
+    alive.expires_at = retention::heartbeat_expiry(later);
+    s.put_node(&alive).await.expect("heartbeat");
+    let after = T0.plus(retention::NODE_HEARTBEAT).plus(SECOND);
+    let live = s.live_nodes(after).await.expect("list");
+    assert_eq!(ours(live.clone()), vec![alive.id]);
+    assert!(
+        live.contains(&alive),
+        "the heartbeat's load is what placement sees"
+    );
+
+    s.remove_node(alive.id).await.expect("removed");
+    assert_eq!(
+        ours(s.live_nodes(after).await.expect("list")),
+        Vec::<NodeId>::new()
+    );
+}
+
+pub async fn objects_read_back_and_are_never_served_after_expiry<S: TestStore>(s: &S) {
+    let dir = format!("exports/{}", IDS.uuid());
+    let export = object(ObjectClass::Export, &format!("{dir}/a.json"), T0);
+    let later = object(
+        ObjectClass::Export,
+        &format!("{dir}/b.json"),
+        T0.plus(Span::seconds(3600)),
+    );
+    s.put_object(&export).await.expect("stored");
+    s.put_object(&later).await.expect("stored");
+    assert_eq!(
+        s.get_object(ObjectClass::Export, &export.key, T0)
+            .await
+            .expect("read"),
+        Some(export.clone())
+    );
+    assert_eq!(
+        s.get_object(ObjectClass::LogArchive, &export.key, T0)
+            .await
+            .expect("read"),
+        None,
+        "classes are separate buckets"
+    );
+    assert_eq!(
+        s.list_objects(ObjectClass::Export, &dir, T0.plus(Span::seconds(3600)))
+            .await
+            .expect("list"),
+        vec![export.key.clone(), later.key.clone()]
+    );
+    let after = export.expires_at.instant().plus(SECOND);
+    assert_eq!(
+        s.get_object(ObjectClass::Export, &export.key, after)
+            .await
+            .expect("read"),
+        None
+    );
+    assert_eq!(
+        s.list_objects(ObjectClass::Export, &dir, after)
+            .await
+            .expect("list"),
+        vec![later.key.clone()]
+    );
+    s.delete_object(ObjectClass::Export, &later.key)
+        .await
+        .expect("deleted");
+    assert_eq!(
+        s.get_object(ObjectClass::Export, &later.key, T0)
+            .await
+            .expect("read"),
+        None
+    );
+}
+
+// ---- the data inventory ----------------------------------------------------------
+
+pub async fn the_store_holds_no_field_the_inventory_does_not_declare<S: TestStore>(s: &S) {
+    // One record of every kind, with every optional field filled.
+    let m = moderator_with(unique_email());
+    s.create_moderator(&m).await.expect("moderator");
+    let room = room_of(m.id, T0);
+    s.create_room(&room).await.expect("room");
+    let guest = guest_of(room.id, "Lena", T0);
+    s.put_guest(&guest).await.expect("guest");
+    s.put_meeting(&meeting_of(room.id, T0, Some(T0.plus(SECOND))))
+        .await
+        .expect("meeting");
+    s.post_message(&message(
+        room.id,
+        Conversation::Room,
+        Participant::Guest(guest.id),
+        "Hallo",
+        T0,
+    ))
+    .await
+    .expect("message");
+    s.append_access_log(&access_entry(T0))
+        .await
+        .expect("access log");
+    s.put_node(&node(T0)).await.expect("node");
+    s.put_object(&object(
+        ObjectClass::LogArchive,
+        &format!("access/{}.jsonl", IDS.uuid()),
+        T0,
+    ))
+    .await
+    .expect("object");
+
+    let stored = s.stored_fields().await.expect("introspection");
+    for kind in [
+        RecordKind::Moderator,
+        RecordKind::Room,
+        RecordKind::Guest,
+        RecordKind::Meeting,
+        RecordKind::ChatMessage,
+        RecordKind::AccessLog,
+        RecordKind::MediaNode,
+        RecordKind::Object,
+    ] {
+        assert!(
+            stored.contains_key(kind.name()),
+            "{} is stored under its kind's name",
+            kind.name()
+        );
+    }
+    for (kind_name, fields) in &stored {
+        let kind = RecordKind::from_name(kind_name).unwrap_or_else(|| {
+            panic!("the store holds {kind_name:?}, a kind the inventory does not declare")
+        });
+        let declared: BTreeSet<String> = kind
+            .spec()
+            .fields
+            .iter()
+            .map(|f| f.name.to_owned())
+            .collect();
+        let undeclared: Vec<_> = fields.difference(&declared).collect();
+        assert!(
+            undeclared.is_empty(),
+            "{kind_name} stores undeclared fields {undeclared:?}"
+        );
+        let missing: Vec<_> = declared.difference(fields).collect();
+        assert!(
+            missing.is_empty(),
+            "{kind_name} declares fields it never stores: {missing:?}"
+        );
+    }
+}

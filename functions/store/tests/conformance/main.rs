@@ -1,0 +1,54 @@
+//! The storage conformance suite: the same cases, run against the embedded SQLite store
+//! and against DynamoDB + S3 at the local AWS endpoint (`AWS_ENDPOINT_URL`). The test
+//! names say which adapter ran: `embedded::…` and `dynamodb::…`.
+
+mod cases;
+mod fixtures;
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = crate::fixtures::embedded();
+                    crate::cases::$case(&store).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = crate::fixtures::dynamodb().await;
+                    crate::cases::$case(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    a_moderator_reads_back_by_id_and_by_email,
+    one_email_holds_one_account_even_under_concurrent_writers,
+    changing_an_email_frees_the_old_one_and_refuses_a_taken_one,
+    an_erased_moderator_is_gone_and_the_email_is_free_again,
+    a_room_is_there_six_months_minus_a_second_after_last_use_and_gone_a_second_after,
+    using_a_room_keeps_it_alive,
+    a_rotated_invite_link_no_longer_finds_the_room,
+    rooms_are_listed_per_owner_oldest_first_without_expired_ones,
+    updating_an_expired_room_is_refused,
+    deleting_a_room_deletes_its_guests_meetings_and_chats,
+    guests_are_kept_by_nickname_and_expire_after_six_months,
+    meetings_are_listed_newest_first_and_expire,
+    a_retried_post_is_stored_once,
+    concurrent_retries_of_one_post_store_one_message,
+    history_pages_go_newest_to_oldest_without_gaps_or_repeats,
+    private_conversations_are_apart_from_the_room_chat,
+    an_expired_message_is_never_served_and_its_key_may_be_used_again,
+    a_deleted_message_is_gone_and_its_key_may_be_used_again,
+    access_log_entries_list_by_time_and_expire_after_30_days,
+    a_dead_media_node_leaves_the_registry_when_its_heartbeat_expires,
+    objects_read_back_and_are_never_served_after_expiry,
+    the_store_holds_no_field_the_inventory_does_not_declare,
+);
