@@ -43,7 +43,8 @@ def ok(path, needle):
             return r.status == 200 and needle in r.read(65536)
     except Exception:
         return False
-if ok("/moto-api/data.json", b"{"):
+# The dashboard page is small and constant; data.json grows with every stored item.
+if ok("/moto-api/", b"<title>Moto</title>"):
     print("moto")
 elif ok("/_localstack/health", b"services"):
     print("localstack")

@@ -1,1 +1,36 @@
-fn main() {}
+//! `aula`: the portal on one machine, and the operator's commands.
+//!
+//! `aula serve` runs everything in one process: with the embedded store (SQLite) by
+//! default, or on DynamoDB/S3 at `AWS_ENDPOINT_URL` with `--store dynamodb`.
+
+mod config;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "aula",
+    version,
+    about = "Aula: privacy-first video conferencing for schools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the portal on this machine.
+    Serve(config::ServeArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    config::init_tracing();
+    match cli.command {
+        Command::Serve(args) => serve::run(args.into_config()?).await,
+    }
+}

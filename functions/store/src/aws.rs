@@ -858,10 +858,10 @@ impl RoomStore for AwsStore {
             .await?;
         for hit in hits {
             let id = Fields::of(&hit, RecordKind::Room).parse("id", RoomId::parse)?;
-            if let Some(room) = self.room(id, now).await? {
-                if &room.invite_token == token {
-                    return Ok(Some(room));
-                }
+            if let Some(room) = self.room(id, now).await?
+                && &room.invite_token == token
+            {
+                return Ok(Some(room));
             }
         }
         Ok(None)

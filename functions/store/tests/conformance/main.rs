@@ -52,3 +52,71 @@ conformance!(
     objects_read_back_and_are_never_served_after_expiry,
     the_store_holds_no_field_the_inventory_does_not_declare,
 );
+
+/// What only the DynamoDB adapter has: the table's TTL and the shape of the TTL attribute.
+mod dynamodb_table {
+    use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+
+    async fn client() -> (aws_sdk_dynamodb::Client, String) {
+        let _ = crate::fixtures::dynamodb().await; // the endpoint guard
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let table = aula_store::AwsConfig::from_env().table;
+        (aws_sdk_dynamodb::Client::new(&sdk), table)
+    }
+
+    #[tokio::test]
+    async fn the_table_deletes_expired_items_by_ttl_on_expires_at() {
+        let (ddb, table) = client().await;
+        let ttl = ddb
+            .describe_time_to_live()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("describe TTL")
+            .time_to_live_description
+            .expect("a TTL description");
+        assert_eq!(ttl.attribute_name(), Some("expires_at"));
+        assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    }
+
+    #[tokio::test]
+    async fn every_expiring_item_carries_expires_at_as_epoch_seconds() {
+        let (ddb, table) = client().await;
+        // Write at least one item of each expiring kind through the adapter first.
+        let store = crate::fixtures::dynamodb().await;
+        crate::cases::the_store_holds_no_field_the_inventory_does_not_declare(&store).await;
+        let items = ddb
+            .scan()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("scan")
+            .items
+            .unwrap_or_default();
+        let mut checked = 0;
+        for item in &items {
+            let Some(AttributeValue::S(kind)) = item.get("kind") else {
+                panic!("an item without a kind: {item:?}")
+            };
+            let expiring = aula_domain::inventory::RecordKind::from_name(kind)
+                .is_some_and(|k| k.declares("expires_at"));
+            match (expiring, item.get("expires_at")) {
+                (true, Some(AttributeValue::N(secs))) => {
+                    let secs: i64 = secs.parse().expect("a whole number");
+                    // Seconds, not milliseconds: before the year 2100 in seconds.
+                    assert!(
+                        (1_000_000_000..4_102_444_800).contains(&secs),
+                        "{kind}: {secs}"
+                    );
+                    checked += 1;
+                }
+                (true, other) => panic!("{kind} without a numeric expires_at: {other:?}"),
+                (false, None) => {}
+                (false, Some(_)) => panic!("{kind} must not expire"),
+            }
+        }
+        assert!(checked > 0);
+    }
+}

@@ -1,0 +1,100 @@
+//! The README's first command, tested: `aula serve` starts, prints its URL, answers its
+//! health check on the embedded store and on DynamoDB at the local endpoint, and keeps
+//! its data in the data directory.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Portal {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the portal binary on a free loopback port and waits for its "running at" line.
+fn start(args: &[&str]) -> Portal {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aula"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the aula binary starts");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the portal prints its URL within 30 s");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the line names a URL")
+        .trim_end_matches('/')
+        .to_owned();
+    Portal { child, base }
+}
+
+async fn health(p: &Portal) -> (u16, serde_json::Value) {
+    let r = reqwest::get(format!("{}/healthz", p.base))
+        .await
+        .expect("the portal answers");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("health is JSON"))
+}
+
+#[tokio::test]
+async fn the_portal_starts_on_the_embedded_store_and_reports_healthy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    assert!(portal.base.starts_with("http://127.0.0.1:"));
+    let (status, body) = health(&portal).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["store"], "embedded");
+    assert!(
+        data.join("aula.sqlite3").exists(),
+        "the embedded store lives in the data directory"
+    );
+}
+
+#[tokio::test]
+async fn the_portal_runs_on_dynamodb_at_the_local_endpoint() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127."),
+        "needs the local AWS endpoint (run ./scripts/test); AWS_ENDPOINT_URL is {endpoint:?}"
+    );
+    let portal = start(&["--store", "dynamodb"]);
+    let (status, body) = health(&portal).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["store"], "dynamodb");
+}
+
+#[test]
+fn a_bad_flag_is_refused_with_a_message_not_a_panic() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aula"))
+        .args(["serve", "--sweep-seconds", "0"])
+        .output()
+        .expect("the aula binary runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--sweep-seconds must be at least 1"),
+        "stderr: {err}"
+    );
+    assert!(!err.contains("panicked"));
+}
