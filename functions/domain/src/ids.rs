@@ -88,6 +88,17 @@ uuid_id!(
     "access log id"
 );
 
+uuid_id!(
+    /// A moderator's login session (revoked by deleting it).
+    SessionId,
+    "session id"
+);
+uuid_id!(
+    /// One audit-log entry.
+    AuditId,
+    "audit id"
+);
+
 /// A chat message's id. It carries the instant the message was posted, so that ids sort
 /// in posting order and the id alone locates the message in its conversation; it doubles
 /// as the cursor for history pages.
@@ -267,6 +278,12 @@ pub trait IdGenerator: Send + Sync {
     }
     fn access_log_id(&self) -> AccessLogId {
         AccessLogId::from_uuid(self.uuid())
+    }
+    fn session_id(&self) -> SessionId {
+        SessionId::from_uuid(self.uuid())
+    }
+    fn audit_id(&self) -> AuditId {
+        AuditId::from_uuid(self.uuid())
     }
     fn message_id(&self, posted_at: Timestamp) -> MessageId {
         MessageId::new(posted_at, self.uuid())

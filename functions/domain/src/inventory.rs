@@ -2,7 +2,6 @@
 //! why it is kept and for how long. It is the single source for the privacy page and the
 //! data export, and the adapters' tests fail when a store holds a field not declared here.
 
-use crate::Span;
 use crate::retention;
 use serde::Serialize;
 
@@ -21,6 +20,9 @@ pub enum RecordKind {
     AccessLog,
     MediaNode,
     Object,
+    Session,
+    Audit,
+    RateCounter,
 }
 
 /// Whose personal data a record holds.
@@ -54,9 +56,9 @@ pub enum Retention {
     /// Until the account is erased (by its owner or an admin).
     UntilErased,
     /// A fixed span after the record's last use (its `expires_at` moves with each use).
-    AfterLastUse { days: i64 },
+    AfterLastUse { seconds: i64 },
     /// A fixed span after the record was written.
-    AfterCreation { days: i64 },
+    AfterCreation { seconds: i64 },
     /// Seconds after the last heartbeat.
     AfterHeartbeat { seconds: i64 },
 }
@@ -78,7 +80,7 @@ pub struct RecordSpec {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 10] = [
+    pub const ALL: [RecordKind; 13] = [
         RecordKind::Moderator,
         RecordKind::ModeratorEmail,
         RecordKind::Room,
@@ -89,6 +91,9 @@ impl RecordKind {
         RecordKind::AccessLog,
         RecordKind::MediaNode,
         RecordKind::Object,
+        RecordKind::Session,
+        RecordKind::Audit,
+        RecordKind::RateCounter,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -103,6 +108,9 @@ impl RecordKind {
             RecordKind::AccessLog => "access_log",
             RecordKind::MediaNode => "media_node",
             RecordKind::Object => "object",
+            RecordKind::Session => "session",
+            RecordKind::Audit => "audit",
+            RecordKind::RateCounter => "rate_counter",
         }
     }
 
@@ -129,7 +137,7 @@ const EXPIRES_AT: FieldSpec = f(
     "when the record is deleted; it is never served from then on",
 );
 const HISTORY: Retention = Retention::AfterLastUse {
-    days: retention::HISTORY.millis() / Span::days(1).millis(),
+    seconds: retention::HISTORY.whole_seconds(),
 };
 const OPERATION: &[Purpose] = &[Purpose::OperatingTheService];
 
@@ -204,6 +212,7 @@ pub const INVENTORY: &[RecordSpec] = &[
             f("id", "random guest id"),
             f("room_id", "the room the guest joined"),
             f("nickname", "the self-chosen nickname"),
+            f("admission", "waiting in the lobby, admitted or denied"),
             f("created_at", "when the guest first joined"),
             f("last_used_at", "when the guest last joined"),
             EXPIRES_AT,
@@ -230,7 +239,7 @@ pub const INVENTORY: &[RecordSpec] = &[
         subject: Subject::Participants,
         purposes: OPERATION,
         retention: Retention::AfterCreation {
-            days: retention::HISTORY.millis() / Span::days(1).millis(),
+            seconds: retention::HISTORY.whole_seconds(),
         },
         fields: &[
             f("id", "message id, including when it was posted"),
@@ -254,7 +263,7 @@ pub const INVENTORY: &[RecordSpec] = &[
         subject: Subject::Participants,
         purposes: OPERATION,
         retention: Retention::AfterCreation {
-            days: retention::HISTORY.millis() / Span::days(1).millis(),
+            seconds: retention::HISTORY.whole_seconds(),
         },
         fields: &[
             f("room_id", "the room"),
@@ -274,7 +283,7 @@ pub const INVENTORY: &[RecordSpec] = &[
             Purpose::DisclosureToAuthoritiesOnLegalRequest,
         ],
         retention: Retention::AfterCreation {
-            days: retention::ACCESS_LOG.millis() / Span::days(1).millis(),
+            seconds: retention::ACCESS_LOG.whole_seconds(),
         },
         fields: &[
             f("id", "random entry id"),
@@ -321,7 +330,7 @@ pub const INVENTORY: &[RecordSpec] = &[
             Purpose::DisclosureToAuthoritiesOnLegalRequest,
         ],
         retention: Retention::AfterCreation {
-            days: retention::ACCESS_LOG.millis() / Span::days(1).millis(),
+            seconds: retention::ACCESS_LOG.whole_seconds(),
         },
         fields: &[
             f("class", "export or log archive"),
@@ -329,6 +338,60 @@ pub const INVENTORY: &[RecordSpec] = &[
             f("content_type", "media type"),
             f("body", "the content"),
             f("created_at", "when it was written"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Session,
+        description: "a moderator's login session; logging out or a restriction deletes it",
+        subject: Subject::Moderator,
+        purposes: &[
+            Purpose::OperatingTheService,
+            Purpose::AbuseDetectionAndAttackDefence,
+        ],
+        retention: Retention::AfterLastUse {
+            seconds: retention::SESSION.whole_seconds(),
+        },
+        fields: &[
+            f("id", "random session id"),
+            f("moderator_id", "the account"),
+            f("created_at", "when the login happened"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Audit,
+        description: "an admin's action on someone's data: who, what, when and why; admins cannot erase it",
+        subject: Subject::Moderator,
+        purposes: &[
+            Purpose::DisclosureToAuthoritiesOnLegalRequest,
+            Purpose::AbuseDetectionAndAttackDefence,
+        ],
+        retention: Retention::AfterCreation {
+            seconds: retention::AUDIT.whole_seconds(),
+        },
+        fields: &[
+            f("id", "random entry id"),
+            f("time", "when"),
+            f("actor", "the admin who acted"),
+            f("action", "what was done"),
+            f("target", "the record acted on"),
+            f("reason", "why, as the admin gave it"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::RateCounter,
+        description: "a count of attempts in a short window (login rate limits and lockout), keyed by a keyed hash of the email or address, never the value",
+        subject: Subject::Visitor,
+        purposes: &[Purpose::AbuseDetectionAndAttackDefence],
+        retention: Retention::AfterCreation {
+            seconds: retention::RATE_WINDOW.whole_seconds(),
+        },
+        fields: &[
+            f("key", "keyed hash of what is counted"),
+            f("window_start", "start of the window"),
+            f("count", "attempts in the window"),
             EXPIRES_AT,
         ],
     },
@@ -385,11 +448,15 @@ mod tests {
     fn history_lives_183_days_and_access_logs_30() {
         assert_eq!(
             RecordKind::Room.spec().retention,
-            Retention::AfterLastUse { days: 183 }
+            Retention::AfterLastUse {
+                seconds: 183 * 86_400
+            }
         );
         assert_eq!(
             RecordKind::AccessLog.spec().retention,
-            Retention::AfterCreation { days: 30 }
+            Retention::AfterCreation {
+                seconds: 30 * 86_400
+            }
         );
     }
 

@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod model;
 pub mod ports;
 pub mod retention;
+pub mod services;
 pub mod text;
 pub mod time;
 

@@ -3,9 +3,9 @@
 
 use crate::retention;
 use crate::{
-    AccessLogId, ChatBody, Email, Expiry, FederalState, GuestId, IdempotencyKey, InviteToken,
-    MeetingId, MessageId, ModeratorId, Nickname, NodeId, Organisation, ParseError, PersonName,
-    RoomId, RoomName, Timestamp,
+    AccessLogId, AuditId, AuditReason, ChatBody, Email, Expiry, FederalState, GuestId,
+    IdempotencyKey, InviteToken, MeetingId, MessageId, ModeratorId, Nickname, NodeId, Organisation,
+    ParseError, PersonName, RoomId, RoomName, SessionId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -153,12 +153,44 @@ impl Room {
     }
 }
 
+/// Where a guest stands with a room that has a lobby.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Admission {
+    /// Knocked; waits for a moderator.
+    Waiting,
+    Admitted,
+    Denied,
+}
+
+impl Admission {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Admission::Waiting => "waiting",
+            Admission::Admitted => "admitted",
+            Admission::Denied => "denied",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        match s {
+            "waiting" => Ok(Admission::Waiting),
+            "admitted" => Ok(Admission::Admitted),
+            "denied" => Ok(Admission::Denied),
+            _ => Err(ParseError::Invalid {
+                field: "admission",
+                reason: "not an admission state",
+            }),
+        }
+    }
+}
+
 /// A guest of one room: a nickname and nothing else (promise 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Guest {
     pub id: GuestId,
     pub room_id: RoomId,
     pub nickname: Nickname,
+    pub admission: Admission,
     pub created_at: Timestamp,
     pub last_used_at: Timestamp,
     pub expires_at: Expiry,
@@ -323,6 +355,102 @@ pub struct AccessLogEntry {
     pub forwarded_for: Option<String>,
     pub cookies: Vec<LoggedCookie>,
     pub expires_at: Expiry,
+}
+
+/// A moderator's login session. The session cookie names it; deleting it logs out
+/// everywhere that cookie is used, at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub id: SessionId,
+    pub moderator_id: ModeratorId,
+    pub created_at: Timestamp,
+    pub expires_at: Expiry,
+}
+
+/// What an admin did. Every admin action on someone's data is written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    ProvisionModerator,
+    ExportModerator,
+    RestrictModerator,
+    UnrestrictModerator,
+    EraseModerator,
+    ExportRoom,
+    EraseRoom,
+    AuthorityDisclosure,
+}
+
+impl AuditAction {
+    pub const ALL: [AuditAction; 8] = [
+        AuditAction::ProvisionModerator,
+        AuditAction::ExportModerator,
+        AuditAction::RestrictModerator,
+        AuditAction::UnrestrictModerator,
+        AuditAction::EraseModerator,
+        AuditAction::ExportRoom,
+        AuditAction::EraseRoom,
+        AuditAction::AuthorityDisclosure,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::ProvisionModerator => "provision_moderator",
+            AuditAction::ExportModerator => "export_moderator",
+            AuditAction::RestrictModerator => "restrict_moderator",
+            AuditAction::UnrestrictModerator => "unrestrict_moderator",
+            AuditAction::EraseModerator => "erase_moderator",
+            AuditAction::ExportRoom => "export_room",
+            AuditAction::EraseRoom => "erase_room",
+            AuditAction::AuthorityDisclosure => "authority_disclosure",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or(ParseError::Invalid {
+                field: "audit action",
+                reason: "not an audit action",
+            })
+    }
+}
+
+/// One entry of the audit log: who did what to whose data, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    pub time: Timestamp,
+    pub actor: ModeratorId,
+    pub action: AuditAction,
+    /// The record acted on, e.g. `moderator:<id>` or `room:<id>`.
+    pub target: String,
+    pub reason: AuditReason,
+    pub expires_at: Expiry,
+}
+
+/// A counter of attempts in one fixed window, for rate limits and lockout. The key is a
+/// keyed hash of what is counted (an email, an address), never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RateKey(String);
+
+impl RateKey {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_:".contains(&b))
+        {
+            Ok(RateKey(s.to_owned()))
+        } else {
+            Err(ParseError::Invalid {
+                field: "rate key",
+                reason: "not a rate key",
+            })
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// A media node as the registry knows it. Its record dies seconds after its last heartbeat.

@@ -3,9 +3,9 @@
 //! physically deleted it yet (DynamoDB's TTL deletes lazily, typically within two days).
 
 use crate::{
-    AccessLogEntry, ChatMessage, Conversation, Email, Guest, GuestId, InviteToken, MediaNode,
-    Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass, ObjectKey, Room, RoomId,
-    StoredObject, Timestamp,
+    AccessLogEntry, AuditEntry, ChatMessage, Conversation, Email, Guest, GuestId, InviteToken,
+    MediaNode, Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass, ObjectKey, RateKey,
+    Room, RoomId, Session, SessionId, StoredObject, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -41,7 +41,8 @@ pub trait ModeratorStore: Send + Sync {
     async fn moderator_by_email(&self, email: &Email) -> StoreResult<Option<Moderator>>;
     /// Replaces the account; a changed email must still be unique (`Conflict`).
     async fn update_moderator(&self, m: &Moderator) -> StoreResult<()>;
-    /// Removes the account and its email claim. Removing a missing account is not an error.
+    /// Removes the account, its email claim and its sessions. Removing a missing account is
+    /// not an error.
     async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()>;
     /// All accounts, ordered by email (for admins).
     async fn list_moderators(&self) -> StoreResult<Vec<Moderator>>;
@@ -133,6 +134,9 @@ pub trait ChatStore: Send + Sync {
         conversation: &Conversation,
         id: MessageId,
     ) -> StoreResult<()>;
+    /// Every live message of the room, in every conversation, oldest first (for exports).
+    async fn messages_of_room(&self, room: RoomId, now: Timestamp)
+    -> StoreResult<Vec<ChatMessage>>;
 }
 
 #[async_trait]
@@ -174,9 +178,62 @@ pub trait ObjectStore: Send + Sync {
     async fn delete_object(&self, class: ObjectClass, key: &ObjectKey) -> StoreResult<()>;
 }
 
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Creates or renews a session.
+    async fn put_session(&self, s: &Session) -> StoreResult<()>;
+    async fn session(
+        &self,
+        moderator: ModeratorId,
+        id: SessionId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Session>>;
+    async fn delete_session(&self, moderator: ModeratorId, id: SessionId) -> StoreResult<()>;
+    /// Logs the moderator out everywhere.
+    async fn delete_sessions_of(&self, moderator: ModeratorId) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait RateLimitStore: Send + Sync {
+    /// Counts one attempt in the window that starts at `window_start` (the counter dies at
+    /// `expires_at`) and returns the count including this one. Atomic under concurrency.
+    async fn hit(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        expires_at: crate::Expiry,
+    ) -> StoreResult<u32>;
+    /// The attempts counted so far in the window (0 once it has expired).
+    async fn attempts(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32>;
+    /// Forgets the window's attempts (after a successful login).
+    async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()>;
+}
+
+/// The audit log can be appended to and read; there is deliberately no way to delete from
+/// it (entries expire on their own).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()>;
+    /// Entries with `from <= time < until`, oldest first.
+    async fn audit_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEntry>>;
+}
+
 /// Everything the functions need from storage.
 pub trait Store:
-    ModeratorStore
+    SessionStore
+    + RateLimitStore
+    + AuditStore
+    + ModeratorStore
     + RoomStore
     + GuestStore
     + MeetingStore
@@ -188,7 +245,10 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: ModeratorStore
+    T: SessionStore
+        + RateLimitStore
+        + AuditStore
+        + ModeratorStore
         + RoomStore
         + GuestStore
         + MeetingStore

@@ -11,6 +11,12 @@ pub const HISTORY: Span = Span::days(183);
 pub const ACCESS_LOG: Span = Span::days(30);
 /// A data export waiting for download.
 pub const EXPORT: Span = Span::days(1);
+/// A login session lives this long after it was last renewed (idle timeout).
+pub const SESSION: Span = Span::seconds(12 * 3600);
+/// The audit log of admin actions: one year, so that actions can be accounted for.
+pub const AUDIT: Span = Span::days(365);
+/// The window of login rate limits and lockout: counters live this long.
+pub const RATE_WINDOW: Span = Span::seconds(15 * 60);
 /// A media node that stops renewing its heartbeat is considered dead after this.
 pub const NODE_HEARTBEAT: Span = Span::seconds(15);
 
@@ -22,6 +28,15 @@ pub fn access_log_expiry(at: Timestamp) -> Expiry {
 }
 pub fn export_expiry(at: Timestamp) -> Expiry {
     Expiry::at(at.plus(EXPORT))
+}
+pub fn session_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(SESSION))
+}
+pub fn audit_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(AUDIT))
+}
+pub fn rate_expiry(window_start: Timestamp) -> Expiry {
+    Expiry::at(window_start.plus(RATE_WINDOW))
 }
 pub fn heartbeat_expiry(at: Timestamp) -> Expiry {
     Expiry::at(at.plus(NODE_HEARTBEAT))

@@ -87,6 +87,13 @@ line_type!(
     200
 );
 
+line_type!(
+    /// Why an admin acts on someone's data (written to the audit log), e.g. a case number.
+    AuditReason,
+    "reason",
+    500
+);
+
 /// The text of a chat message: up to 4000 characters; line breaks and tabs are allowed,
 /// other control characters are not.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -13,8 +13,12 @@
 //! | `chat_idempotency` | `ROOM#<room>`                | `IDEMP#<author>#<key>`          |                                  |                      |
 //! | `access_log`       | `ACCESSLOG#<yyyy-mm-dd>#<shard 0-7>` | `<time>#<id>`           |                                  |                      |
 //! | `media_node`       | `NODE#<id>`                  | `NODE`                          | `NODES` / `<id>`                 |                      |
+//! | `session`          | `MOD#<moderator>`            | `SESSION#<id>`                  |                                  |                      |
+//! | `audit`            | `AUDIT#<yyyy-mm>`            | `<time>#<id>`                   |                                  |                      |
+//! | `rate_counter`     | `RATE#<key>`                 | `<window start>`                |                                  |                      |
 //!
-//! Everything about a room lives in its partition, so deleting a room is one query and a
+//! A moderator's sessions live in the account's partition, so erasing the account is one
+//! query too. Everything about a room lives in its partition, so deleting a room is one query and a
 //! batch of deletes. Message ids start with the posting time, so a conversation's sort keys
 //! are in posting order and a page is one range query. Times in keys are 15-digit
 //! milliseconds. Every item has `kind`; expiring items have `expires_at` in epoch seconds,
@@ -528,6 +532,7 @@ fn guest_item(g: &Guest) -> Item {
             ("id", s(g.id.to_string())),
             ("room_id", s(g.room_id.to_string())),
             ("nickname", s(g.nickname.as_str())),
+            ("admission", s(g.admission.as_str())),
             ("created_at", n(g.created_at.millis())),
             ("last_used_at", n(g.last_used_at.millis())),
             ("expires_at", n(g.expires_at.epoch_secs())),
@@ -541,6 +546,7 @@ fn guest_from(i: &Item) -> StoreResult<Guest> {
         id: f.parse("id", GuestId::parse)?,
         room_id: f.parse("room_id", RoomId::parse)?,
         nickname: f.parse("nickname", Nickname::parse)?,
+        admission: f.parse("admission", Admission::parse)?,
         created_at: f.ts("created_at")?,
         last_used_at: f.ts("last_used_at")?,
         expires_at: f.expiry()?,
@@ -796,18 +802,29 @@ impl ModeratorStore for AwsStore {
 
     #[tracing::instrument(skip_all, fields(moderator = %id))]
     async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()> {
-        let Some(current) = self.moderator(id).await? else {
-            return Ok(());
-        };
-        self.transact(
-            vec![
-                self.delete_item(moderator_pk(id), "PROFILE")?,
-                self.delete_item(email_pk(&current.email), "EMAIL")?,
-            ],
-            "deleting a moderator",
-        )
-        .await?;
-        Ok(())
+        // The account's partition holds the profile and the sessions.
+        let items = self
+            .query_range(moderator_pk(id), None, true, "deleting a moderator")
+            .await?;
+        let current = items
+            .iter()
+            .find(|i| matches!(i.get("sk"), Some(AttributeValue::S(sk)) if sk == "PROFILE"))
+            .map(moderator_from)
+            .transpose()?;
+        if let Some(m) = current {
+            // The claim goes only while it still names this account.
+            let claim = self
+                .get(email_pk(&m.email), "EMAIL", "deleting a moderator")
+                .await?;
+            let ours = claim.as_ref().is_some_and(|c| {
+                matches!(c.get("moderator_id"), Some(AttributeValue::S(v)) if *v == id.to_string())
+            });
+            if ours {
+                self.delete(email_pk(&m.email), "EMAIL", "deleting a moderator")
+                    .await?;
+            }
+        }
+        self.delete_all(&items, "deleting a moderator").await
     }
 
     async fn list_moderators(&self) -> StoreResult<Vec<Moderator>> {
@@ -1086,6 +1103,26 @@ impl ChatStore for AwsStore {
         .await?;
         Ok(())
     }
+
+    async fn messages_of_room(
+        &self,
+        room: RoomId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ChatMessage>> {
+        let items = self
+            .query_range(
+                room_pk(room),
+                prefix("MSG#"),
+                true,
+                "reading a room's messages",
+            )
+            .await?;
+        let mut messages = live(items, now, message_from)?;
+        messages.sort_by(|a, b| {
+            (a.id, a.conversation.to_string()).cmp(&(b.id, b.conversation.to_string()))
+        });
+        Ok(messages)
+    }
 }
 
 #[async_trait]
@@ -1286,6 +1323,218 @@ fn object_times(meta: &HashMap<String, String>) -> Option<(Timestamp, Expiry)> {
         .ok()
         .map(Expiry::from_epoch_secs)?;
     Some((created, expires))
+}
+
+fn session_item(x: &Session) -> Item {
+    item(
+        RecordKind::Session,
+        [
+            ("pk", s(moderator_pk(x.moderator_id))),
+            ("sk", s(format!("SESSION#{}", x.id))),
+            ("id", s(x.id.to_string())),
+            ("moderator_id", s(x.moderator_id.to_string())),
+            ("created_at", n(x.created_at.millis())),
+            ("expires_at", n(x.expires_at.epoch_secs())),
+        ],
+    )
+}
+
+fn session_from(i: &Item) -> StoreResult<Session> {
+    let f = Fields::of(i, RecordKind::Session);
+    Ok(Session {
+        id: f.parse("id", SessionId::parse)?,
+        moderator_id: f.parse("moderator_id", ModeratorId::parse)?,
+        created_at: f.ts("created_at")?,
+        expires_at: f.expiry()?,
+    })
+}
+
+fn month(t: Timestamp) -> String {
+    t.to_rfc3339().chars().take(7).collect()
+}
+
+fn audit_item(e: &AuditEntry) -> Item {
+    item(
+        RecordKind::Audit,
+        [
+            ("pk", s(format!("AUDIT#{}", month(e.time)))),
+            ("sk", s(format!("{}#{}", padded(e.time), e.id))),
+            ("id", s(e.id.to_string())),
+            ("time", n(e.time.millis())),
+            ("actor", s(e.actor.to_string())),
+            ("action", s(e.action.as_str())),
+            ("target", s(e.target.as_str())),
+            ("reason", s(e.reason.as_str())),
+            ("expires_at", n(e.expires_at.epoch_secs())),
+        ],
+    )
+}
+
+fn audit_from(i: &Item) -> StoreResult<AuditEntry> {
+    let f = Fields::of(i, RecordKind::Audit);
+    Ok(AuditEntry {
+        id: f.parse("id", AuditId::parse)?,
+        time: f.ts("time")?,
+        actor: f.parse("actor", ModeratorId::parse)?,
+        action: f.parse("action", AuditAction::parse)?,
+        target: f.str("target")?.to_owned(),
+        reason: f.parse("reason", AuditReason::parse)?,
+        expires_at: f.expiry()?,
+    })
+}
+
+fn rate_pk(key: &RateKey) -> String {
+    format!("RATE#{}", key.as_str())
+}
+
+#[async_trait]
+impl SessionStore for AwsStore {
+    async fn put_session(&self, x: &Session) -> StoreResult<()> {
+        self.put(session_item(x), "saving a session").await
+    }
+
+    async fn session(
+        &self,
+        moderator: ModeratorId,
+        id: SessionId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Session>> {
+        match self
+            .get(
+                moderator_pk(moderator),
+                &format!("SESSION#{id}"),
+                "reading a session",
+            )
+            .await?
+        {
+            Some(i) if is_live(&i, now) => session_from(&i).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn delete_session(&self, moderator: ModeratorId, id: SessionId) -> StoreResult<()> {
+        self.delete(
+            moderator_pk(moderator),
+            &format!("SESSION#{id}"),
+            "deleting a session",
+        )
+        .await
+    }
+
+    async fn delete_sessions_of(&self, moderator: ModeratorId) -> StoreResult<()> {
+        let items = self
+            .query_range(
+                moderator_pk(moderator),
+                prefix("SESSION#"),
+                true,
+                "deleting sessions",
+            )
+            .await?;
+        self.delete_all(&items, "deleting sessions").await
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for AwsStore {
+    async fn hit(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        expires_at: Expiry,
+    ) -> StoreResult<u32> {
+        // ADD is atomic, so concurrent attempts are all counted.
+        let out = self
+            .ddb
+            .update_item()
+            .table_name(&self.cfg.table)
+            .key("pk", s(rate_pk(key)))
+            .key("sk", s(padded(window_start)))
+            .update_expression("ADD #count :one SET #kind = :kind, #key = :key, window_start = :ws, expires_at = :exp")
+            .expression_attribute_names("#count", "count")
+            .expression_attribute_names("#kind", "kind")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":kind", s(RecordKind::RateCounter.name()))
+            .expression_attribute_values(":key", s(key.as_str()))
+            .expression_attribute_values(":ws", n(window_start.millis()))
+            .expression_attribute_values(":exp", n(expires_at.epoch_secs()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(backend("counting an attempt"))?;
+        let attrs = out.attributes.unwrap_or_default();
+        Fields::of(&attrs, RecordKind::RateCounter).num("count")
+    }
+
+    async fn attempts(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        match self
+            .get(rate_pk(key), &padded(window_start), "reading attempts")
+            .await?
+        {
+            Some(i) if is_live(&i, now) => Fields::of(&i, RecordKind::RateCounter).num("count"),
+            _ => Ok(0),
+        }
+    }
+
+    async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
+        self.delete(rate_pk(key), &padded(window_start), "clearing attempts")
+            .await
+    }
+}
+
+/// The audit log may be read over at most this span.
+const MAX_AUDIT_SPAN: Span = Span::days(400);
+
+#[async_trait]
+impl AuditStore for AwsStore {
+    async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        self.put(audit_item(e), "writing the audit log").await
+    }
+
+    async fn audit_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let until = until.min(from.plus(MAX_AUDIT_SPAN));
+        let mut months: Vec<String> = Vec::new();
+        let mut d = from;
+        while d < until {
+            let m = month(d);
+            if months.last() != Some(&m) {
+                months.push(m);
+            }
+            d = d.plus(Span::days(1));
+        }
+        let last = month(until.minus(Span::MILLISECOND));
+        if until > from && months.last() != Some(&last) {
+            months.push(last);
+        }
+        let mut entries = Vec::new();
+        for m in months {
+            let items = self
+                .query_range(
+                    format!("AUDIT#{m}"),
+                    Some((padded(from), padded(until))),
+                    true,
+                    "reading the audit log",
+                )
+                .await?;
+            entries.extend(
+                live(items, now, audit_from)?
+                    .into_iter()
+                    .filter(|e| e.time >= from && e.time < until),
+            );
+        }
+        entries.sort_by_key(|e| (e.time, e.id));
+        Ok(entries)
+    }
 }
 
 #[async_trait]

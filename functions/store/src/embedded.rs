@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS guest (
     id TEXT PRIMARY KEY,
     room_id TEXT NOT NULL,
     nickname TEXT NOT NULL,
+    admission TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     last_used_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
@@ -92,6 +93,30 @@ CREATE TABLE IF NOT EXISTS media_node (
     last_heartbeat INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS session (
+    id TEXT PRIMARY KEY,
+    moderator_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_by_moderator ON session (moderator_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time);
+CREATE TABLE IF NOT EXISTS rate_counter (
+    key TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
 CREATE TABLE IF NOT EXISTS object (
     class TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -104,7 +129,10 @@ CREATE TABLE IF NOT EXISTS object (
 "#;
 
 /// Tables that hold expiring records, for the sweeper.
-const EXPIRING_TABLES: [RecordKind; 7] = [
+const EXPIRING_TABLES: [RecordKind; 10] = [
+    RecordKind::Session,
+    RecordKind::Audit,
+    RecordKind::RateCounter,
     RecordKind::Room,
     RecordKind::Guest,
     RecordKind::Meeting,
@@ -275,6 +303,7 @@ fn guest_from_row(row: &Row<'_>) -> rusqlite::Result<Guest> {
         id: col(row, "id", |s: String| GuestId::parse(&s))?,
         room_id: col(row, "room_id", |s: String| RoomId::parse(&s))?,
         nickname: col(row, "nickname", |s: String| Nickname::parse(&s))?,
+        admission: col(row, "admission", |s: String| Admission::parse(&s))?,
         created_at: ts(row, "created_at")?,
         last_used_at: ts(row, "last_used_at")?,
         expires_at: expiry(row)?,
@@ -459,12 +488,15 @@ impl ModeratorStore for SqliteStore {
 
     async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()> {
         self.run("deleting a moderator", move |c| {
-            c.execute(
+            let tx = c.transaction().map_err(db("deleting a moderator"))?;
+            for sql in [
+                "DELETE FROM session WHERE moderator_id = ?1",
                 "DELETE FROM moderator WHERE id = ?1",
-                params![id.to_string()],
-            )
-            .map(|_| ())
-            .map_err(db("deleting a moderator"))
+            ] {
+                tx.execute(sql, params![id.to_string()])
+                    .map_err(db("deleting a moderator"))?;
+            }
+            tx.commit().map_err(db("deleting a moderator"))
         })
         .await
     }
@@ -614,9 +646,9 @@ impl GuestStore for SqliteStore {
         let g = g.clone();
         self.run("saving a guest", move |c| {
             c.execute(
-                "INSERT INTO guest (id, room_id, nickname, created_at, last_used_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET nickname = excluded.nickname,
+                "INSERT INTO guest (id, room_id, nickname, admission, created_at, last_used_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET nickname = excluded.nickname, admission = excluded.admission,
                    last_used_at = excluded.last_used_at, expires_at = excluded.expires_at",
                 params![
                     g.id.to_string(),
@@ -625,6 +657,7 @@ impl GuestStore for SqliteStore {
                     g.created_at.millis(),
                     g.last_used_at.millis(),
                     g.expires_at.epoch_secs(),
+                    g.admission.as_str(),
                 ],
             )
             .map(|_| ())
@@ -842,6 +875,24 @@ impl ChatStore for SqliteStore {
         })
         .await
     }
+
+    async fn messages_of_room(
+        &self,
+        room: RoomId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ChatMessage>> {
+        self.run("reading a room's messages", move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT * FROM chat_message WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY id, conversation",
+                )
+                .map_err(db("reading a room's messages"))?;
+            st.query_map(params![room.to_string(), now.millis()], message_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(read_err("chat message", "reading a room's messages"))
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -1023,6 +1074,185 @@ impl ObjectStore for SqliteStore {
             )
             .map(|_| ())
             .map_err(db("deleting an object"))
+        })
+        .await
+    }
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: col(row, "id", |s: String| SessionId::parse(&s))?,
+        moderator_id: col(row, "moderator_id", |s: String| ModeratorId::parse(&s))?,
+        created_at: ts(row, "created_at")?,
+        expires_at: expiry(row)?,
+    })
+}
+
+fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: col(row, "id", |s: String| AuditId::parse(&s))?,
+        time: ts(row, "time")?,
+        actor: col(row, "actor", |s: String| ModeratorId::parse(&s))?,
+        action: col(row, "action", |s: String| AuditAction::parse(&s))?,
+        target: row.get("target")?,
+        reason: col(row, "reason", |s: String| AuditReason::parse(&s))?,
+        expires_at: expiry(row)?,
+    })
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn put_session(&self, s: &Session) -> StoreResult<()> {
+        let s = s.clone();
+        self.run("saving a session", move |c| {
+            c.execute(
+                "INSERT INTO session (id, moderator_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+                params![s.id.to_string(), s.moderator_id.to_string(), s.created_at.millis(), s.expires_at.epoch_secs()],
+            )
+            .map(|_| ())
+            .map_err(db("saving a session"))
+        })
+        .await
+    }
+
+    async fn session(
+        &self,
+        moderator: ModeratorId,
+        id: SessionId,
+        now: Timestamp,
+    ) -> StoreResult<Option<Session>> {
+        self.run("reading a session", move |c| {
+            c.query_row(
+                "SELECT * FROM session WHERE id = ?1 AND moderator_id = ?2 AND expires_at * 1000 > ?3",
+                params![id.to_string(), moderator.to_string(), now.millis()],
+                session_from_row,
+            )
+            .optional()
+            .map_err(read_err("session", "reading a session"))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, moderator: ModeratorId, id: SessionId) -> StoreResult<()> {
+        self.run("deleting a session", move |c| {
+            c.execute(
+                "DELETE FROM session WHERE id = ?1 AND moderator_id = ?2",
+                params![id.to_string(), moderator.to_string()],
+            )
+            .map(|_| ())
+            .map_err(db("deleting a session"))
+        })
+        .await
+    }
+
+    async fn delete_sessions_of(&self, moderator: ModeratorId) -> StoreResult<()> {
+        self.run("deleting sessions", move |c| {
+            c.execute(
+                "DELETE FROM session WHERE moderator_id = ?1",
+                params![moderator.to_string()],
+            )
+            .map(|_| ())
+            .map_err(db("deleting sessions"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RateLimitStore for SqliteStore {
+    async fn hit(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        expires_at: Expiry,
+    ) -> StoreResult<u32> {
+        let key = key.clone();
+        self.run("counting an attempt", move |c| {
+            c.query_row(
+                "INSERT INTO rate_counter (key, window_start, count, expires_at) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1
+                 RETURNING count",
+                params![key.as_str(), window_start.millis(), expires_at.epoch_secs()],
+                |r| r.get(0),
+            )
+            .map_err(db("counting an attempt"))
+        })
+        .await
+    }
+
+    async fn attempts(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        let key = key.clone();
+        self.run("reading attempts", move |c| {
+            c.query_row(
+                "SELECT count FROM rate_counter WHERE key = ?1 AND window_start = ?2 AND expires_at * 1000 > ?3",
+                params![key.as_str(), window_start.millis(), now.millis()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(db("reading attempts"))
+        })
+        .await
+    }
+
+    async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
+        let key = key.clone();
+        self.run("clearing attempts", move |c| {
+            c.execute(
+                "DELETE FROM rate_counter WHERE key = ?1 AND window_start = ?2",
+                params![key.as_str(), window_start.millis()],
+            )
+            .map(|_| ())
+            .map_err(db("clearing attempts"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
+        let e = e.clone();
+        self.run("writing the audit log", move |c| {
+            c.execute(
+                "INSERT INTO audit (id, time, actor, action, target, reason, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    e.id.to_string(),
+                    e.time.millis(),
+                    e.actor.to_string(),
+                    e.action.as_str(),
+                    e.target,
+                    e.reason.as_str(),
+                    e.expires_at.epoch_secs(),
+                ],
+            )
+            .map(|_| ())
+            .map_err(db("writing the audit log"))
+        })
+        .await
+    }
+
+    async fn audit_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        self.run("reading the audit log", move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT * FROM audit WHERE time >= ?1 AND time < ?2 AND expires_at * 1000 > ?3 ORDER BY time, id",
+                )
+                .map_err(db("reading the audit log"))?;
+            st.query_map(params![from.millis(), until.millis(), now.millis()], audit_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(read_err("audit entry", "reading the audit log"))
         })
         .await
     }

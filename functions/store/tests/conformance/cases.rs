@@ -62,6 +62,7 @@ fn guest_of(room: RoomId, nickname: &str, at: Timestamp) -> Guest {
         id: IDS.guest_id(),
         room_id: room,
         nickname: Nickname::parse(nickname).expect("nickname"),
+        admission: Admission::Waiting,
         created_at: at,
         last_used_at: at,
         expires_at: retention::history_expiry(at),
@@ -137,6 +138,31 @@ fn object(class: ObjectClass, key: &str, at: Timestamp) -> StoredObject {
         created_at: at,
         expires_at: class.expiry(at),
     }
+}
+
+fn session_of(moderator: ModeratorId, at: Timestamp) -> Session {
+    Session {
+        id: IDS.session_id(),
+        moderator_id: moderator,
+        created_at: at,
+        expires_at: retention::session_expiry(at),
+    }
+}
+
+fn audit_entry(at: Timestamp) -> AuditEntry {
+    AuditEntry {
+        id: IDS.audit_id(),
+        time: at,
+        actor: IDS.moderator_id(),
+        action: AuditAction::AuthorityDisclosure,
+        target: format!("moderator:{}", IDS.moderator_id()),
+        reason: AuditReason::parse("Az. 12 Js 345/26, Auskunftsersuchen StA").expect("reason"),
+        expires_at: retention::audit_expiry(at),
+    }
+}
+
+fn rate_key() -> RateKey {
+    RateKey::parse(&format!("login-email:{}", IDS.uuid().simple())).expect("key")
 }
 
 fn guest_participant() -> Participant {
@@ -909,4 +935,125 @@ pub async fn the_store_holds_no_field_the_inventory_does_not_declare<S: TestStor
             "{kind_name} declares fields it never stores: {missing:?}"
         );
     }
+}
+
+// ---- sessions, rate limits, audit ---------------------------------------------
+
+pub async fn a_session_lives_until_it_expires_or_is_deleted<S: TestStore>(s: &S) {
+    let m = moderator_with(unique_email());
+    s.create_moderator(&m).await.expect("moderator");
+    let mut a = session_of(m.id, T0);
+    let b = session_of(m.id, T0);
+    s.put_session(&a).await.expect("a");
+    s.put_session(&b).await.expect("b");
+    assert_eq!(
+        s.session(m.id, a.id, T0).await.expect("read"),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.session(IDS.moderator_id(), a.id, T0).await.expect("read"),
+        None,
+        "a session belongs to its account"
+    );
+
+    let end = a.expires_at.instant();
+    assert_eq!(
+        s.session(m.id, a.id, end.minus(SECOND))
+            .await
+            .expect("read"),
+        Some(a.clone())
+    );
+    assert_eq!(s.session(m.id, a.id, end).await.expect("read"), None);
+
+    // Renewing moves the expiry.
+    a.expires_at = retention::session_expiry(end.minus(SECOND));
+    s.put_session(&a).await.expect("renewed");
+    assert_eq!(
+        s.session(m.id, a.id, end.plus(SECOND)).await.expect("read"),
+        Some(a.clone())
+    );
+
+    s.delete_session(m.id, a.id).await.expect("logged out");
+    assert_eq!(s.session(m.id, a.id, T0).await.expect("read"), None);
+    assert_eq!(
+        s.session(m.id, b.id, T0).await.expect("read"),
+        Some(b.clone()),
+        "other sessions stay"
+    );
+    s.delete_sessions_of(m.id)
+        .await
+        .expect("logged out everywhere");
+    assert_eq!(s.session(m.id, b.id, T0).await.expect("read"), None);
+}
+
+pub async fn erasing_a_moderator_ends_their_sessions<S: TestStore>(s: &S) {
+    let m = moderator_with(unique_email());
+    s.create_moderator(&m).await.expect("moderator");
+    let session = session_of(m.id, T0);
+    s.put_session(&session).await.expect("session");
+    s.delete_moderator(m.id).await.expect("erased");
+    assert_eq!(s.session(m.id, session.id, T0).await.expect("read"), None);
+}
+
+pub async fn concurrent_attempts_are_all_counted_and_the_count_ends_with_its_window<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let key = rate_key();
+    let expiry = retention::rate_expiry(T0);
+    let mut hits = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let s = s.clone();
+        let key = key.clone();
+        hits.spawn(async move { s.hit(&key, T0, expiry).await });
+    }
+    let mut counts = BTreeSet::new();
+    while let Some(done) = hits.join_next().await {
+        counts.insert(done.expect("ran").expect("counted"));
+    }
+    assert_eq!(
+        counts,
+        (1..=10).collect(),
+        "every attempt saw its own count"
+    );
+    assert_eq!(s.attempts(&key, T0, T0).await.expect("read"), 10);
+    assert_eq!(
+        s.attempts(&key, T0.plus(retention::RATE_WINDOW), T0)
+            .await
+            .expect("read"),
+        0,
+        "the next window starts at 0"
+    );
+    assert_eq!(
+        s.attempts(&key, T0, expiry.instant()).await.expect("read"),
+        0,
+        "an expired window counts nothing"
+    );
+    s.clear(&key, T0).await.expect("cleared");
+    assert_eq!(s.attempts(&key, T0, T0).await.expect("read"), 0);
+}
+
+pub async fn the_audit_log_lists_by_time_and_expires_after_a_year<S: TestStore>(s: &S) {
+    let base = T0.plus(Span::days(i64::from(IDS.random_16()[0]) + 1));
+    let entries: Vec<_> = [0, 20 * 86_400, 45 * 86_400]
+        .into_iter()
+        .map(|secs| audit_entry(base.plus(Span::seconds(secs))))
+        .collect();
+    for e in entries.iter().rev() {
+        s.append_audit(e).await.expect("written");
+    }
+    let until = base.plus(Span::days(46));
+    assert_eq!(
+        s.audit_between(base, until, until).await.expect("list"),
+        entries,
+        "across months, oldest first"
+    );
+    let after_first = entries[0].expires_at.instant().plus(SECOND);
+    assert_eq!(
+        s.audit_between(base, until, after_first)
+            .await
+            .expect("list"),
+        entries[1..]
+    );
 }

@@ -51,6 +51,10 @@ conformance!(
     a_dead_media_node_leaves_the_registry_when_its_heartbeat_expires,
     objects_read_back_and_are_never_served_after_expiry,
     the_store_holds_no_field_the_inventory_does_not_declare,
+    a_session_lives_until_it_expires_or_is_deleted,
+    erasing_a_moderator_ends_their_sessions,
+    concurrent_attempts_are_all_counted_and_the_count_ends_with_its_window,
+    the_audit_log_lists_by_time_and_expires_after_a_year,
 );
 
 /// What only the DynamoDB adapter has: the table's TTL and the shape of the TTL attribute.

@@ -1,0 +1,387 @@
+//! Moderator accounts, login with rate limits and lockout, sessions, and guests joining
+//! by invite link.
+
+use super::{Aula, Caller, ServiceError, ServiceResult};
+use crate::ports::StoreError;
+use crate::retention::{self, RATE_WINDOW};
+use crate::{
+    AccountStatus, Admission, AuditAction, Email, FederalState, Guest, GuestId, InviteToken,
+    Moderator, ModeratorId, Nickname, Organisation, ParseError, PersonName, RateKey, Role, RoomId,
+    Session, SessionId, Timestamp,
+};
+use std::fmt;
+
+/// A password as typed. Never stored, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub const MIN_CHARS: usize = 10;
+    pub const MAX_CHARS: usize = 256;
+    /// Checks the length rule for a new password.
+    pub fn new_password(raw: &str) -> Result<Self, ParseError> {
+        let n = raw.chars().count();
+        if n < Self::MIN_CHARS {
+            return Err(ParseError::TooShort {
+                field: "password",
+                min: Self::MIN_CHARS,
+            });
+        }
+        if n > Self::MAX_CHARS {
+            return Err(ParseError::TooLong {
+                field: "password",
+                max: Self::MAX_CHARS,
+            });
+        }
+        Ok(Password(raw.to_owned()))
+    }
+    /// A password offered at login: any length up to the maximum is checked against the
+    /// hash (the rule for new passwords may have changed since it was set).
+    pub fn offered(raw: &str) -> Self {
+        Password(raw.chars().take(Self::MAX_CHARS + 1).collect())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(..)")
+    }
+}
+
+/// Where a request comes from, for per-address rate limits (never stored as such).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddress(pub String);
+
+/// Limits against password guessing, and whether anyone may register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// Failed logins for one account within the window before it is locked until the
+    /// window ends.
+    pub max_failures_per_account: u32,
+    /// Failed logins from one address within the window before it is locked out.
+    pub max_failures_per_address: u32,
+    pub self_registration: bool,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> Self {
+        LoginPolicy {
+            max_failures_per_account: 5,
+            max_failures_per_address: 30,
+            self_registration: false,
+        }
+    }
+}
+
+/// The profile of a new account, parsed.
+#[derive(Debug, Clone)]
+pub struct NewModerator {
+    pub last_name: PersonName,
+    pub first_name: PersonName,
+    pub email: Email,
+    pub federal_state: FederalState,
+    pub organisation: Organisation,
+}
+
+fn window_start(now: Timestamp) -> Timestamp {
+    let w = RATE_WINDOW.millis();
+    Timestamp::from_millis(now.millis().div_euclid(w) * w)
+}
+
+impl Aula {
+    fn rate_key(&self, purpose: &str, value: &str) -> ServiceResult<RateKey> {
+        let hash = self.hasher.keyed_hash(purpose, value.as_bytes());
+        Ok(RateKey::parse(&format!("{purpose}:{hash}"))?)
+    }
+
+    /// Makes a random initial password (16 random bytes, base64url: 22 characters).
+    fn random_password(&self) -> Password {
+        Password(
+            crate::InviteToken::from_random(self.ids.random_16())
+                .as_str()
+                .to_owned(),
+        )
+    }
+
+    fn moderator_from(
+        &self,
+        input: NewModerator,
+        role: Role,
+        password: &Password,
+    ) -> ServiceResult<Moderator> {
+        Ok(Moderator {
+            id: self.ids.moderator_id(),
+            last_name: input.last_name,
+            first_name: input.first_name,
+            email: input.email,
+            federal_state: input.federal_state,
+            organisation: input.organisation,
+            role,
+            status: AccountStatus::Active,
+            password_hash: self.passwords.hash(password)?,
+            created_at: self.now(),
+        })
+    }
+
+    /// An admin creates an account. The initial password is returned once, to hand over.
+    #[tracing::instrument(skip_all)]
+    pub async fn provision_moderator(
+        &self,
+        caller: &Caller,
+        input: NewModerator,
+        role: Role,
+    ) -> ServiceResult<(Moderator, Password)> {
+        let admin = Self::admin_id(caller)?;
+        let password = self.random_password();
+        let m = self.moderator_from(input, role, &password)?;
+        self.store.create_moderator(&m).await?;
+        self.audit(
+            admin,
+            AuditAction::ProvisionModerator,
+            format!("moderator:{}", m.id),
+            "account provisioned",
+        )
+        .await?;
+        Ok((m, password))
+    }
+
+    /// Self-registration, where the deployment enables it.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(
+        &self,
+        input: NewModerator,
+        password: &Password,
+    ) -> ServiceResult<Moderator> {
+        if !self.policy.self_registration {
+            return Err(ServiceError::RegistrationClosed);
+        }
+        let m = self.moderator_from(input, Role::Moderator, password)?;
+        self.store.create_moderator(&m).await?;
+        Ok(m)
+    }
+
+    /// Creates the first admin when there is none, and returns the one-time password to
+    /// print. Returns `None` when an admin exists.
+    pub async fn bootstrap_admin(
+        &self,
+        email: Email,
+    ) -> ServiceResult<Option<(Moderator, Password)>> {
+        let all = self.store.list_moderators().await?;
+        if all.iter().any(|m| m.role == Role::Admin) {
+            return Ok(None);
+        }
+        let password = self.random_password();
+        let input = NewModerator {
+            last_name: PersonName::parse("Administration")?,
+            first_name: PersonName::parse("Aula")?,
+            email,
+            federal_state: FederalState::Berlin,
+            organisation: Organisation::parse("Aula")?,
+        };
+        let m = self.moderator_from(input, Role::Admin, &password)?;
+        self.store.create_moderator(&m).await?;
+        Ok(Some((m, password)))
+    }
+
+    /// Checks email and password. Repeated failures lock the account (and the address)
+    /// until the window ends; whether the email exists is never revealed: unknown emails
+    /// are counted and answered exactly like wrong passwords.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        email_raw: &str,
+        password: &Password,
+        from: &ClientAddress,
+    ) -> ServiceResult<(Moderator, Session)> {
+        let now = self.now();
+        let window = window_start(now);
+        let retry_after_secs = u64::try_from(window.plus(RATE_WINDOW).millis() - now.millis())
+            .unwrap_or(0)
+            .div_ceil(1000);
+        let email_key = email_raw.trim().to_lowercase();
+        let account = self.rate_key("login-account", &email_key)?;
+        let address = self.rate_key("login-address", &from.0)?;
+        let account_failures = self.store.attempts(&account, window, now).await?;
+        let address_failures = self.store.attempts(&address, window, now).await?;
+        if account_failures >= self.policy.max_failures_per_account
+            || address_failures >= self.policy.max_failures_per_address
+        {
+            tracing::warn!("login refused: locked out");
+            return Err(ServiceError::RateLimited { retry_after_secs });
+        }
+
+        let found = match Email::parse(email_raw) {
+            Ok(email) => self.store.moderator_by_email(&email).await?,
+            Err(_) => None,
+        };
+        let verified = match &found {
+            Some(m) => self.passwords.verify(password, &m.password_hash),
+            None => {
+                // Spend the same work as a real check, so timing does not tell either.
+                let _ = self.passwords.verify(password, &self.dummy_hash()?);
+                false
+            }
+        };
+        let Some(m) = found.filter(|_| verified) else {
+            let expiry = retention::rate_expiry(window);
+            self.store.hit(&account, window, expiry).await?;
+            self.store.hit(&address, window, expiry).await?;
+            tracing::info!("login failed");
+            return Err(ServiceError::BadCredentials);
+        };
+        if m.status == AccountStatus::Restricted {
+            return Err(ServiceError::AccountRestricted);
+        }
+        self.store.clear(&account, window).await?;
+        let session = Session {
+            id: self.ids.session_id(),
+            moderator_id: m.id,
+            created_at: now,
+            expires_at: retention::session_expiry(now),
+        };
+        self.store.put_session(&session).await?;
+        tracing::info!(moderator = %m.id, "logged in");
+        Ok((m, session))
+    }
+
+    fn dummy_hash(&self) -> ServiceResult<crate::PasswordHash> {
+        // Computed on first use and kept: hashing is the expensive part we want to mirror.
+        static DUMMY: std::sync::OnceLock<crate::PasswordHash> = std::sync::OnceLock::new();
+        if let Some(h) = DUMMY.get() {
+            return Ok(h.clone());
+        }
+        let h = self
+            .passwords
+            .hash(&Password("not-a-real-password-0".into()))?;
+        Ok(DUMMY.get_or_init(|| h).clone())
+    }
+
+    /// Turns a verified session cookie into a caller: the session must still exist (it is
+    /// deleted by logout and by restriction) and the account must be active.
+    pub async fn authenticate(
+        &self,
+        moderator: ModeratorId,
+        session: SessionId,
+    ) -> ServiceResult<(Caller, Session)> {
+        let now = self.now();
+        let Some(s) = self.store.session(moderator, session, now).await? else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        let Some(m) = self.store.moderator(moderator).await? else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        if m.status == AccountStatus::Restricted {
+            return Err(ServiceError::AccountRestricted);
+        }
+        Ok((
+            Caller::Moderator {
+                id: m.id,
+                role: m.role,
+                session,
+            },
+            s,
+        ))
+    }
+
+    /// Extends a session that is in use (called when its cookie is rotated).
+    pub async fn renew_session(&self, mut session: Session) -> ServiceResult<Session> {
+        session.expires_at = retention::session_expiry(self.now());
+        self.store.put_session(&session).await?;
+        Ok(session)
+    }
+
+    pub async fn logout(&self, caller: &Caller) -> ServiceResult<()> {
+        if let Caller::Moderator { id, session, .. } = caller {
+            self.store.delete_session(*id, *session).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn me(&self, caller: &Caller) -> ServiceResult<Moderator> {
+        let id = Self::moderator_id(caller)?;
+        self.store
+            .moderator(id)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)
+    }
+
+    pub async fn change_password(
+        &self,
+        caller: &Caller,
+        current: &Password,
+        new: &Password,
+    ) -> ServiceResult<()> {
+        let mut m = self.me(caller).await?;
+        if !self.passwords.verify(current, &m.password_hash) {
+            return Err(ServiceError::BadCredentials);
+        }
+        m.password_hash = self.passwords.hash(new)?;
+        self.store.update_moderator(&m).await?;
+        Ok(())
+    }
+
+    /// A guest opens the invite link and gives a nickname. With the lobby on they wait
+    /// until a moderator admits them; otherwise they are in.
+    #[tracing::instrument(skip_all)]
+    pub async fn join_by_invite(
+        &self,
+        token: &InviteToken,
+        nickname: Nickname,
+    ) -> ServiceResult<Guest> {
+        let now = self.now();
+        let Some(mut room) = self.store.room_by_invite(token, now).await? else {
+            return Err(ServiceError::NotFound("the invite link"));
+        };
+        let guest = Guest {
+            id: self.ids.guest_id(),
+            room_id: room.id,
+            nickname,
+            admission: if room.settings.lobby {
+                Admission::Waiting
+            } else {
+                Admission::Admitted
+            },
+            created_at: now,
+            last_used_at: now,
+            expires_at: retention::history_expiry(now),
+        };
+        self.store.put_guest(&guest).await?;
+        room.touch(now);
+        match self.store.update_room(&room, now).await {
+            Ok(()) | Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::info!(room = %room.id, guest = %guest.id, admission = guest.admission.as_str(), "guest joined");
+        Ok(guest)
+    }
+
+    /// Turns a verified guest grant into a caller; a guest who was removed or whose
+    /// record expired is refused.
+    pub async fn authenticate_guest(
+        &self,
+        room: RoomId,
+        guest: GuestId,
+    ) -> ServiceResult<(Caller, Guest)> {
+        let Some(g) = self.store.guest(room, guest, self.now()).await? else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        if g.admission == Admission::Denied {
+            return Err(ServiceError::Denied);
+        }
+        Ok((Caller::Guest { id: guest, room }, g))
+    }
+
+    /// The guest's own record (their lobby status).
+    pub async fn guest_status(&self, caller: &Caller) -> ServiceResult<Guest> {
+        let Caller::Guest { id, room } = caller else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        self.store
+            .guest(*room, *id, self.now())
+            .await?
+            .ok_or(ServiceError::Unauthenticated)
+    }
+}
