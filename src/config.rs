@@ -27,6 +27,25 @@ pub struct ServeArgs {
     /// Seconds between two sweeps of expired records in the embedded store.
     #[arg(long, env = "AULA_SWEEP_SECONDS", default_value_t = 60)]
     sweep_seconds: u64,
+    /// The portal's public origin, for invite links (default: http://<listen>).
+    #[arg(long, env = "AULA_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Where the signing key and the hashing secret are kept (made on first start).
+    /// Default: <data-dir>/keys.
+    #[arg(long, env = "AULA_KEYS_DIR")]
+    keys_dir: Option<PathBuf>,
+    /// The email of the first admin, created with a one-time password on first start.
+    #[arg(long, env = "AULA_ADMIN_EMAIL", default_value = "admin@aula.local")]
+    admin_email: String,
+    /// Let anyone create a moderator account (otherwise admins provision them).
+    #[arg(long, env = "AULA_SELF_REGISTRATION", default_value_t = false)]
+    self_registration: bool,
+    /// The media node clients connect to (until placement chooses among registered nodes).
+    #[arg(long, env = "AULA_MEDIA_NODE_URL")]
+    media_node_url: Option<String>,
+    /// This host's id in the access log (default: the host name).
+    #[arg(long, env = "AULA_HOST_ID")]
+    host_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +54,12 @@ pub struct Config {
     pub store: StoreKind,
     pub data_dir: PathBuf,
     pub sweep_every: std::time::Duration,
+    pub public_url: Option<String>,
+    pub keys_dir: PathBuf,
+    pub admin_email: aula_domain::Email,
+    pub self_registration: bool,
+    pub media_node_url: Option<String>,
+    pub host_id: String,
 }
 
 impl ServeArgs {
@@ -42,11 +67,26 @@ impl ServeArgs {
         if self.sweep_seconds == 0 {
             bail!("--sweep-seconds must be at least 1");
         }
+        let admin_email = aula_domain::Email::parse(&self.admin_email)
+            .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
+        let host_id = self.host_id.unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "aula-portal".to_owned())
+        });
         Ok(Config {
             listen: self.listen,
             store: self.store,
+            keys_dir: self.keys_dir.unwrap_or_else(|| self.data_dir.join("keys")),
             data_dir: self.data_dir,
             sweep_every: std::time::Duration::from_secs(self.sweep_seconds),
+            public_url: self.public_url,
+            admin_email,
+            self_registration: self.self_registration,
+            media_node_url: self.media_node_url,
+            host_id,
         })
     }
 }

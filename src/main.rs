@@ -3,10 +3,8 @@
 //! `aula serve` runs everything in one process: with the embedded store (SQLite) by
 //! default, or on DynamoDB/S3 at `AWS_ENDPOINT_URL` with `--store dynamodb`.
 
-mod config;
-mod serve;
-
 use anyhow::Result;
+use aula::{config, portal};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -31,6 +29,6 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     config::init_tracing();
     match cli.command {
-        Command::Serve(args) => serve::run(args.into_config()?).await,
+        Command::Serve(args) => portal::run(args.into_config()?).await,
     }
 }

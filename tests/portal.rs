@@ -35,9 +35,16 @@ fn start(args: &[&str]) -> Portal {
             let _ = tx.send(line);
         }
     });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the portal prints its URL within 30 s");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .expect("the portal prints its URL within 30 s");
+        if line.starts_with("Aula is running at") {
+            break line;
+        }
+    };
     let base = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))

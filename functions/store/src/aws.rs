@@ -1601,4 +1601,65 @@ impl Introspect for AwsStore {
         }
         Ok(out)
     }
+
+    async fn contains_text(&self, needle: &str, skip: &[RecordKind]) -> StoreResult<bool> {
+        let skipped = |item: &Item| matches!(item.get("kind"), Some(AttributeValue::S(k)) if skip.iter().any(|s| s.name() == k));
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .scan()
+                .table_name(&self.cfg.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend("scanning the table"))?;
+            for item in page.items.unwrap_or_default() {
+                if !skipped(&item) && format!("{item:?}").contains(needle) {
+                    return Ok(true);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        for class in [ObjectClass::Export, ObjectClass::LogArchive] {
+            if class == ObjectClass::LogArchive && skip.contains(&RecordKind::AccessLog) {
+                continue;
+            }
+            let mut pages = self
+                .s3
+                .list_objects_v2()
+                .bucket(self.bucket(class))
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(backend("listing objects"))?;
+                for obj in page.contents.unwrap_or_default() {
+                    let Some(key) = obj.key else { continue };
+                    if key.contains(needle) {
+                        return Ok(true);
+                    }
+                    let body = self
+                        .s3
+                        .get_object()
+                        .bucket(self.bucket(class))
+                        .key(&key)
+                        .send()
+                        .await
+                        .map_err(backend("reading an object"))?
+                        .body
+                        .collect()
+                        .await
+                        .map_err(backend("reading an object"))?
+                        .into_bytes();
+                    if String::from_utf8_lossy(&body).contains(needle) {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
 }

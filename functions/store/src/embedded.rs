@@ -1279,4 +1279,38 @@ impl Introspect for SqliteStore {
         })
         .await
     }
+
+    async fn contains_text(&self, needle: &str, skip: &[RecordKind]) -> StoreResult<bool> {
+        let needle = needle.to_owned();
+        let skip: Vec<&'static str> = skip.iter().map(|k| k.name()).collect();
+        self.run("scanning the store", move |c| {
+            let tables: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+                .and_then(|mut st| st.query_map([], |r| r.get(0)).and_then(|rows| rows.collect()))
+                .map_err(db("scanning the store"))?;
+            for table in tables.into_iter().filter(|t| !skip.contains(&t.as_str())) {
+                let mut st = c
+                    .prepare(&format!("SELECT * FROM {table}"))
+                    .map_err(db("scanning the store"))?;
+                let columns = st.column_count();
+                let mut rows = st.query([]).map_err(db("scanning the store"))?;
+                while let Some(row) = rows.next().map_err(db("scanning the store"))? {
+                    for i in 0..columns {
+                        let text = match row.get_ref(i).map_err(db("scanning the store"))? {
+                            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            rusqlite::types::ValueRef::Integer(n) => n.to_string(),
+                            _ => continue,
+                        };
+                        if text.contains(&needle) {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+            Ok(false)
+        })
+        .await
+    }
 }

@@ -26,6 +26,14 @@ pub type StoredFields = BTreeMap<String, BTreeSet<String>>;
 #[async_trait]
 pub trait Introspect {
     async fn stored_fields(&self) -> Result<StoredFields, StoreError>;
+    /// Whether any stored value (in any table, item, key or object) contains `needle`,
+    /// leaving out the record kinds in `skip`: the scan behind "after erasure nothing of
+    /// them remains".
+    async fn contains_text(
+        &self,
+        needle: &str,
+        skip: &[aula_domain::inventory::RecordKind],
+    ) -> Result<bool, StoreError>;
 }
 
 pub(crate) fn backend<E>(doing: &'static str) -> impl FnOnce(E) -> StoreError

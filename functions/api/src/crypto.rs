@@ -1,0 +1,101 @@
+//! The crypto adapters of the domain's ports: Argon2id for passwords, HMAC-SHA256 for
+//! keyed hashes, and Ed25519 keys for tokens.
+
+use aula_domain::PasswordHash;
+use aula_domain::services::{KeyedHasher, Password, PasswordHasher, ServiceError};
+use aws_lc_rs::hmac;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Argon2id with the library's default (OWASP-recommended) parameters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Argon2Passwords;
+
+impl PasswordHasher for Argon2Passwords {
+    fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
+        use argon2::PasswordHasher as _;
+        let phc = argon2::Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map_err(|_| ServiceError::Internal("hashing the password failed"))?
+            .to_string();
+        Ok(PasswordHash::parse(&phc)?)
+    }
+
+    fn verify(&self, password: &Password, hash: &PasswordHash) -> bool {
+        use argon2::PasswordVerifier as _;
+        match argon2::PasswordHash::new(hash.as_str()) {
+            Ok(parsed) => argon2::Argon2::default()
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// HMAC-SHA256 with a deployment secret, the purpose mixed in so that hashes for one
+/// purpose cannot be matched against another's.
+pub struct HmacHasher {
+    key: hmac::Key,
+}
+
+impl HmacHasher {
+    pub fn new(secret: &[u8]) -> Self {
+        HmacHasher {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+}
+
+impl KeyedHasher for HmacHasher {
+    fn keyed_hash(&self, purpose: &str, value: &[u8]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(purpose.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(value);
+        // 128 bits are plenty to tell values apart and keep the entries short.
+        URL_SAFE_NO_PAD.encode(&ctx.sign().as_ref()[..16])
+    }
+}
+
+/// A new Ed25519 key pair as PKCS#8 DER (the local portal makes one on first start).
+pub fn generate_ed25519_pkcs8() -> Result<Vec<u8>, ServiceError> {
+    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|_| ServiceError::Internal("generating a signing key failed"))
+}
+
+/// Random bytes from the system's CSPRNG (for secrets the portal makes itself).
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| ServiceError::Internal("the system random generator failed"))?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let p = Password::new_password("correct horse battery").expect("long enough");
+        let h = Argon2Passwords.hash(&p).expect("hashed");
+        assert!(h.as_str().starts_with("$argon2id$"));
+        assert!(Argon2Passwords.verify(&p, &h));
+        assert!(!Argon2Passwords.verify(&Password::offered("correct horse battery!"), &h));
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_key_purpose_and_value() {
+        let a = HmacHasher::new(b"secret-a");
+        let b = HmacHasher::new(b"secret-b");
+        let x = a.keyed_hash("cookie", b"v");
+        assert_eq!(x, a.keyed_hash("cookie", b"v"));
+        assert_ne!(x, b.keyed_hash("cookie", b"v"));
+        assert_ne!(x, a.keyed_hash("login", b"v"));
+        assert_ne!(x, a.keyed_hash("cookie", b"w"));
+        assert!(!x.contains('v') || x.len() == 22);
+    }
+}

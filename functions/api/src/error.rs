@@ -1,0 +1,137 @@
+//! The one place where errors become HTTP responses: a status, a stable machine-readable
+//! `code`, and a message for people, always in the same JSON shape:
+//! `{"error": {"code": "not_found", "message": "the room was not found"}}`.
+
+use aula_domain::ParseError;
+use aula_domain::services::ServiceError;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "there is nothing here")
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use ServiceError as E;
+        let message = e.to_string();
+        let (status, code) = match &e {
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_input"),
+            E::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            E::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
+            E::AccountRestricted => (StatusCode::FORBIDDEN, "account_restricted"),
+            E::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            E::RegistrationClosed => (StatusCode::FORBIDDEN, "registration_closed"),
+            E::InLobby => (StatusCode::FORBIDDEN, "in_lobby"),
+            E::Denied => (StatusCode::FORBIDDEN, "denied"),
+            E::NoCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+            E::Store(source) => {
+                tracing::error!(error = %source, "store failure");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            E::Internal(what) => {
+                tracing::error!(error = what, "internal failure");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let retry_after_secs = match e {
+            E::RateLimited { retry_after_secs } | E::NoCapacity { retry_after_secs } => {
+                Some(retry_after_secs.max(1))
+            }
+            _ => None,
+        };
+        let message = if status.is_server_error() {
+            "the service is unavailable; please try again".to_owned()
+        } else {
+            message
+        };
+        ApiError {
+            status,
+            code,
+            message,
+            retry_after_secs,
+        }
+    }
+}
+
+impl From<ParseError> for ApiError {
+    fn from(e: ParseError) -> Self {
+        ServiceError::Invalid(e).into()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::new(e.status(), "invalid_json", e.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(_: PathRejection) -> Self {
+        ApiError::not_found()
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(Body {
+                error: Inner {
+                    code: self.code,
+                    message: &self.message,
+                },
+            }),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

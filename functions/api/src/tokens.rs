@@ -1,0 +1,222 @@
+//! Signed tokens (JWT, EdDSA/Ed25519): the moderator's session cookie, a guest's grant for
+//! one room, and the short join grant a media node checks with the public key alone.
+
+use aula_domain::services::{GrantRole, JoinGrant};
+use aula_domain::{
+    GuestId, ModeratorId, Participant, RoomId, RoomSettings, SessionId, Span, Timestamp,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+pub const ISSUER: &str = "aula";
+pub const SESSION_AUDIENCE: &str = "aula:session";
+pub const GUEST_AUDIENCE: &str = "aula:guest";
+
+/// The audience of a join grant: the one room it admits to.
+pub fn room_audience(room: RoomId) -> String {
+    format!("aula:room:{room}")
+}
+
+/// How long tokens live. A session's cookie is rotated (and the session renewed) once it
+/// is older than `session_rotate_after`, so an active moderator never sees it expire.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLifetimes {
+    pub session: Span,
+    pub session_rotate_after: Span,
+    pub guest: Span,
+    pub join: Span,
+}
+
+impl Default for TokenLifetimes {
+    fn default() -> Self {
+        TokenLifetimes {
+            session: aula_domain::retention::SESSION,
+            session_rotate_after: Span::seconds(15 * 60),
+            guest: Span::seconds(12 * 3600),
+            join: Span::seconds(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: ModeratorId,
+    pub sid: SessionId,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: GuestId,
+    pub room: RoomId,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// What a media node learns from a join grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Participant,
+    pub room: RoomId,
+    pub role: GrantRole,
+    pub name: String,
+    pub settings: RoomSettings,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("the signing key is not a valid Ed25519 PKCS#8 key")]
+    BadKey,
+    #[error("signing failed")]
+    Sign(#[source] jsonwebtoken::errors::Error),
+    #[error("the token is not valid")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
+}
+
+/// The signing key (functions only) and the verifying key (functions and media nodes).
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_key: Vec<u8>,
+    pub lifetimes: TokenLifetimes,
+}
+
+impl Tokens {
+    /// From an Ed25519 private key in PKCS#8 DER.
+    pub fn from_pkcs8(der: &[u8], lifetimes: TokenLifetimes) -> Result<Self, TokenError> {
+        use aws_lc_rs::signature::KeyPair as _;
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(der)
+            .map_err(|_| TokenError::BadKey)?;
+        let public_key = pair.public_key().as_ref().to_vec();
+        Ok(Tokens {
+            encoding: EncodingKey::from_ed_der(der),
+            decoding: DecodingKey::from_ed_der(&public_key),
+            public_key,
+            lifetimes,
+        })
+    }
+
+    /// The raw 32-byte Ed25519 public key, for media nodes.
+    pub fn public_key(&self) -> &[u8] {
+        &self.public_key
+    }
+
+    fn sign<T: Serialize>(&self, claims: &T) -> Result<String, TokenError> {
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), claims, &self.encoding)
+            .map_err(TokenError::Sign)
+    }
+
+    /// Only EdDSA, only our issuer, only the given audience, and never expired (no leeway).
+    fn validation(audience: &str) -> Validation {
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[audience]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.leeway = 0;
+        v
+    }
+
+    fn verify<T: for<'de> Deserialize<'de>>(
+        &self,
+        token: &str,
+        audience: &str,
+        now: Timestamp,
+    ) -> Result<T, TokenError> {
+        // The library checks `exp` against the system clock; we also check it against the
+        // injected clock so tests (and a skewed host) agree with the domain's time.
+        let data = jsonwebtoken::decode::<serde_json::Value>(
+            token,
+            &self.decoding,
+            &Self::validation(audience),
+        )
+        .map_err(TokenError::Invalid)?;
+        let exp = data.claims.get("exp").and_then(serde_json::Value::as_i64);
+        if exp.is_none_or(|exp| exp <= now.epoch_secs()) {
+            return Err(TokenError::Invalid(
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature.into(),
+            ));
+        }
+        serde_json::from_value(data.claims).map_err(|e| {
+            TokenError::Invalid(jsonwebtoken::errors::ErrorKind::Json(e.into()).into())
+        })
+    }
+
+    pub fn session(
+        &self,
+        moderator: ModeratorId,
+        session: SessionId,
+        now: Timestamp,
+    ) -> Result<String, TokenError> {
+        self.sign(&SessionClaims {
+            iss: ISSUER.into(),
+            aud: SESSION_AUDIENCE.into(),
+            sub: moderator,
+            sid: session,
+            iat: now.epoch_secs(),
+            exp: now.plus(self.lifetimes.session).epoch_secs(),
+        })
+    }
+
+    pub fn verify_session(&self, token: &str, now: Timestamp) -> Result<SessionClaims, TokenError> {
+        self.verify(token, SESSION_AUDIENCE, now)
+    }
+
+    pub fn guest(
+        &self,
+        guest: GuestId,
+        room: RoomId,
+        now: Timestamp,
+    ) -> Result<String, TokenError> {
+        self.sign(&GuestClaims {
+            iss: ISSUER.into(),
+            aud: GUEST_AUDIENCE.into(),
+            sub: guest,
+            room,
+            iat: now.epoch_secs(),
+            exp: now.plus(self.lifetimes.guest).epoch_secs(),
+        })
+    }
+
+    pub fn verify_guest(&self, token: &str, now: Timestamp) -> Result<GuestClaims, TokenError> {
+        self.verify(token, GUEST_AUDIENCE, now)
+    }
+
+    pub fn join(
+        &self,
+        grant: &JoinGrant,
+        now: Timestamp,
+    ) -> Result<(String, Timestamp), TokenError> {
+        let exp = now.plus(self.lifetimes.join);
+        let token = self.sign(&JoinClaims {
+            iss: ISSUER.into(),
+            aud: room_audience(grant.room),
+            sub: grant.participant,
+            room: grant.room,
+            role: grant.role,
+            name: grant.display_name.clone(),
+            settings: grant.settings,
+            iat: now.epoch_secs(),
+            exp: exp.epoch_secs(),
+        })?;
+        Ok((token, exp))
+    }
+
+    pub fn verify_join(
+        &self,
+        token: &str,
+        room: RoomId,
+        now: Timestamp,
+    ) -> Result<JoinClaims, TokenError> {
+        self.verify(token, &room_audience(room), now)
+    }
+}

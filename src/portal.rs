@@ -1,0 +1,233 @@
+//! The portal on one machine: every function's router in one process, on the embedded
+//! store (with its sweeper) or on DynamoDB/S3, with an admin created on first start.
+
+use crate::config::{Config, StoreKind};
+use anyhow::{Context, Result};
+use aula_api::crypto::{Argon2Passwords, HmacHasher, generate_ed25519_pkcs8, random_bytes};
+use aula_api::tokens::{TokenLifetimes, Tokens};
+use aula_api::{ApiConfig, ApiState};
+use aula_domain::ports::Store;
+use aula_domain::services::{Aula, LoginPolicy};
+use aula_domain::{Clock, Email};
+use aula_store::{AwsStore, RandomIds, SqliteStore, SystemClock};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The deployment's secrets: the Ed25519 key that signs tokens and the HMAC secret.
+pub struct Keys {
+    pub signing_pkcs8: Vec<u8>,
+    pub hash_secret: Vec<u8>,
+}
+
+/// Reads the keys from `dir`, making them on first start (readable by the owner only).
+pub fn load_or_create_keys(dir: &Path) -> Result<Keys> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let signing = dir.join("signing-ed25519.pk8");
+    let secret = dir.join("hash-secret.bin");
+    let read_or_make = |path: &Path, make: &dyn Fn() -> Result<Vec<u8>>| -> Result<Vec<u8>> {
+        if path.exists() {
+            return std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        }
+        let bytes = make()?;
+        write_private(path, &bytes)?;
+        tracing::info!(path = %path.display(), "made a new secret");
+        Ok(bytes)
+    };
+    Ok(Keys {
+        signing_pkcs8: read_or_make(&signing, &|| Ok(generate_ed25519_pkcs8()?))?,
+        hash_secret: read_or_make(&secret, &|| Ok(random_bytes::<32>()?.to_vec()))?,
+    })
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Everything a portal needs that differs between production and tests.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub store_kind: &'static str,
+    pub clock: Arc<dyn Clock>,
+    pub keys: Keys,
+    pub api: ApiConfig,
+    pub policy: LoginPolicy,
+}
+
+pub fn state(parts: &Parts) -> Result<ApiState> {
+    let tokens = Tokens::from_pkcs8(&parts.keys.signing_pkcs8, TokenLifetimes::default())
+        .context("loading the token signing key")?;
+    Ok(ApiState {
+        aula: Aula {
+            store: parts.store.clone(),
+            clock: parts.clock.clone(),
+            ids: Arc::new(RandomIds),
+            passwords: Arc::new(Argon2Passwords),
+            hasher: Arc::new(HmacHasher::new(&parts.keys.hash_secret)),
+            policy: parts.policy,
+        },
+        tokens,
+        config: Arc::new(parts.api.clone()),
+    })
+}
+
+/// The whole portal: the API of every function and the health check.
+pub fn app(state: ApiState, store_kind: &'static str) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(health))
+        .with_state((state.clone(), store_kind));
+    aula_api::router(state).merge(health)
+}
+
+/// Creates the first admin if there is none, and prints the one-time password.
+pub async fn bootstrap_admin(state: &ApiState, email: Email) -> Result<()> {
+    match state.aula.bootstrap_admin(email).await {
+        Ok(Some((admin, password))) => {
+            println!(
+                "First start: created the admin account {} with the one-time password {}\n\
+                 (shown only now; log in and change it: POST /api/me/password)",
+                admin.email,
+                password.expose()
+            );
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("creating the first admin: {e}")),
+    }
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, store_kind): (Arc<dyn Store>, &'static str) = match config.store {
+        StoreKind::Embedded => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!("creating the data directory {}", config.data_dir.display())
+            })?;
+            let path = config.data_dir.join("aula.sqlite3");
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("opening the embedded store {}", path.display()))?;
+            tokio::spawn(sweep_forever(
+                store.clone(),
+                clock.clone(),
+                config.sweep_every,
+            ));
+            tracing::info!(path = %path.display(), "embedded store open");
+            (Arc::new(store), "embedded")
+        }
+        StoreKind::Dynamodb => {
+            let store = AwsStore::from_env().await;
+            tracing::info!(table = %store.config().table, "using DynamoDB and S3");
+            (Arc::new(store), "dynamodb")
+        }
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let parts = Parts {
+        store,
+        store_kind,
+        clock,
+        keys: load_or_create_keys(&config.keys_dir)?,
+        api: ApiConfig {
+            media_node_url: config
+                .media_node_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/media", public_url.replace("http", "ws"))),
+            public_url,
+            host_id: config.host_id.clone(),
+        },
+        policy: LoginPolicy {
+            self_registration: config.self_registration,
+            ..LoginPolicy::default()
+        },
+    };
+    let state = state(&parts)?;
+    bootstrap_admin(&state, config.admin_email.clone()).await?;
+
+    // The one line a newcomer needs; tests read it to find the port.
+    println!("Aula is running at http://{addr}/ (health: http://{addr}/healthz)");
+    tracing::info!(%addr, store = store_kind, "portal listening");
+    axum::serve(listener, app(state, store_kind))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
+
+/// Deletes expired records from the embedded store, forever.
+async fn sweep_forever(store: SqliteStore, clock: Arc<dyn Clock>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.sweep(clock.now()).await {
+            Ok(report) => {
+                for (kind, n) in &report.deleted {
+                    tracing::info!(kind = kind.name(), deleted = n, "swept expired records");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "sweeping expired records failed"),
+        }
+    }
+}
+
+/// Answers 200 when the store answers, 503 otherwise.
+async fn health(
+    State((state, store_kind)): State<(ApiState, &'static str)>,
+) -> (StatusCode, axum::Json<serde_json::Value>) {
+    match state.aula.store.live_nodes(state.aula.clock.now()).await {
+        Ok(_) => (
+            StatusCode::OK,
+            axum::Json(json!({ "status": "ok", "store": store_kind })),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the store does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({ "status": "unavailable", "store": store_kind })),
+            )
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

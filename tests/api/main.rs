@@ -1,0 +1,47 @@
+//! The HTTP API over real sockets: the portal's router on a loopback port, once on the
+//! embedded store and once on DynamoDB/S3 at the local endpoint. Test names say which
+//! (`embedded::…`, `dynamodb::…`).
+
+mod harness;
+mod journeys;
+mod security;
+
+macro_rules! on_both_stores {
+    ($($module:ident :: $case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let app = crate::harness::spawn(crate::harness::Backend::Embedded).await;
+                    crate::$module::$case(&app).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let app = crate::harness::spawn(crate::harness::Backend::Dynamodb).await;
+                    crate::$module::$case(&app).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    journeys::an_admin_provisions_a_teacher_who_logs_in_and_out,
+    journeys::a_teacher_holds_a_lesson_and_a_guest_chats_without_a_lobby,
+    journeys::with_the_lobby_on_a_guest_waits_until_admitted_and_a_denied_guest_stays_out,
+    journeys::a_retried_chat_post_is_stored_once,
+    journeys::private_messages_reach_only_the_two_parties,
+    journeys::chat_history_pages_through_older_messages,
+    journeys::a_teacher_exports_corrects_restricts_and_erases_their_data,
+    journeys::admins_export_and_erase_rooms_and_every_action_is_audited,
+    security::a_wrong_password_and_an_unknown_email_get_the_same_answer,
+    security::repeated_failures_lock_the_account_with_429_until_the_window_ends,
+    security::tampered_expired_wrong_audience_and_unsigned_tokens_are_refused,
+    security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
+    security::every_request_is_access_logged_without_cookie_values,
+    security::every_endpoint_allows_exactly_the_callers_it_should,
+);
