@@ -9,6 +9,8 @@ use std::time::Duration;
 struct Portal {
     child: Child,
     base: String,
+    /// What it printed before the "running at" line.
+    preamble: Vec<String>,
 }
 
 impl Drop for Portal {
@@ -36,6 +38,7 @@ fn start(args: &[&str]) -> Portal {
         }
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut preamble = Vec::new();
     let line = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let line = rx
@@ -44,6 +47,7 @@ fn start(args: &[&str]) -> Portal {
         if line.starts_with("Aula is running at") {
             break line;
         }
+        preamble.push(line);
     };
     let base = line
         .split_whitespace()
@@ -51,7 +55,11 @@ fn start(args: &[&str]) -> Portal {
         .expect("the line names a URL")
         .trim_end_matches('/')
         .to_owned();
-    Portal { child, base }
+    Portal {
+        child,
+        base,
+        preamble,
+    }
 }
 
 async fn health(p: &Portal) -> (u16, serde_json::Value) {
@@ -76,6 +84,43 @@ async fn the_portal_starts_on_the_embedded_store_and_reports_healthy() {
         data.join("aula.sqlite3").exists(),
         "the embedded store lives in the data directory"
     );
+
+    // The first start made an admin and printed the one-time password; it works.
+    let told = portal.preamble.join("\n");
+    let password = told
+        .split("one-time password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no one-time password in {told:?}"))
+        .to_owned();
+    let login = |base: String| {
+        let password = password.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{base}/api/auth/login"))
+                .json(&serde_json::json!({ "email": "admin@aula.local", "password": password }))
+                .send()
+                .await
+                .expect("login answers")
+                .status()
+        }
+    };
+    assert_eq!(login(portal.base.clone()).await, 200);
+    drop(portal);
+
+    // A restart keeps the data and the keys, and makes no second admin.
+    let again = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    assert!(
+        again
+            .preamble
+            .iter()
+            .all(|l| !l.contains("one-time password"))
+    );
+    assert_eq!(
+        login(again.base.clone()).await,
+        200,
+        "the admin survives a restart"
+    );
 }
 
 #[tokio::test]
@@ -85,7 +130,14 @@ async fn the_portal_runs_on_dynamodb_at_the_local_endpoint() {
         endpoint.starts_with("http://127."),
         "needs the local AWS endpoint (run ./scripts/test); AWS_ENDPOINT_URL is {endpoint:?}"
     );
-    let portal = start(&["--store", "dynamodb"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().join("keys");
+    let portal = start(&[
+        "--store",
+        "dynamodb",
+        "--keys-dir",
+        keys.to_str().expect("utf-8 path"),
+    ]);
     let (status, body) = health(&portal).await;
     assert_eq!(status, 200);
     assert_eq!(body["store"], "dynamodb");

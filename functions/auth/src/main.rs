@@ -1,0 +1,6 @@
+//! The auth function: `aula_api::Function::Auth` under the Lambda runtime.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    aula_lambda::run(aula_api::Function::Auth).await
+}

@@ -1,0 +1,6 @@
+//! The privacy function: `aula_api::Function::Privacy` under the Lambda runtime.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    aula_lambda::run(aula_api::Function::Privacy).await
+}
