@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the portal on this machine.
     Serve(config::ServeArgs),
+    /// Print the HTTP API's OpenAPI document (JSON).
+    Openapi,
 }
 
 #[tokio::main]
@@ -30,5 +32,9 @@ async fn main() -> Result<()> {
     config::init_tracing();
     match cli.command {
         Command::Serve(args) => portal::run(args.into_config()?).await,
+        Command::Openapi => {
+            println!("{}", serde_json::to_string_pretty(&aula_api::openapi())?);
+            Ok(())
+        }
     }
 }

@@ -433,3 +433,76 @@ pub async fn admins_export_and_erase_rooms_and_every_action_is_audited(app: &Tes
     );
     let _ = Auth::None;
 }
+
+pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestApp) {
+    let doc = app.get("/api/openapi.json", &Auth::None).await;
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let operations = [
+        ("post", "/api/auth/login"),
+        ("post", "/api/auth/logout"),
+        ("post", "/api/auth/register"),
+        ("get", "/api/me"),
+        ("patch", "/api/me"),
+        ("delete", "/api/me"),
+        ("post", "/api/me/password"),
+        ("get", "/api/me/export"),
+        ("post", "/api/me/restrict"),
+        ("post", "/api/join/{token}"),
+        ("get", "/api/guest"),
+        ("get", "/api/rooms"),
+        ("post", "/api/rooms"),
+        ("get", "/api/rooms/{room}"),
+        ("patch", "/api/rooms/{room}"),
+        ("delete", "/api/rooms/{room}"),
+        ("post", "/api/rooms/{room}/invite"),
+        ("get", "/api/rooms/{room}/meetings"),
+        ("get", "/api/rooms/{room}/participants"),
+        ("get", "/api/rooms/{room}/lobby"),
+        ("post", "/api/rooms/{room}/guests/{guest}/admit"),
+        ("post", "/api/rooms/{room}/guests/{guest}/deny"),
+        ("post", "/api/rooms/{room}/join"),
+        ("get", "/api/rooms/{room}/chat"),
+        ("post", "/api/rooms/{room}/chat"),
+        ("delete", "/api/rooms/{room}/chat/{message}"),
+        ("get", "/api/admin/moderators"),
+        ("post", "/api/admin/moderators"),
+        ("post", "/api/admin/moderators/{id}/export"),
+        ("post", "/api/admin/moderators/{id}/restrict"),
+        ("post", "/api/admin/moderators/{id}/unrestrict"),
+        ("post", "/api/admin/moderators/{id}/erase"),
+        ("post", "/api/admin/rooms/{room}/export"),
+        ("post", "/api/admin/rooms/{room}/erase"),
+        ("post", "/api/admin/disclosure"),
+        ("get", "/api/admin/audit"),
+    ];
+    let paths = &doc.body["paths"];
+    let documented: usize = paths
+        .as_object()
+        .map(|p| {
+            p.values()
+                .map(|ops| ops.as_object().map_or(0, |o| o.len()))
+                .sum()
+        })
+        .unwrap_or(0);
+    for (method, path) in operations {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        assert!(
+            op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/ErrorBody")),
+            "{method} {path} does not document the error shape"
+        );
+    }
+    assert_eq!(
+        documented,
+        operations.len(),
+        "every documented operation is one the portal serves"
+    );
+    assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
+}

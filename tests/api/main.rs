@@ -44,4 +44,5 @@ on_both_stores!(
     security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
     security::every_request_is_access_logged_without_cookie_values,
     security::every_endpoint_allows_exactly_the_callers_it_should,
+    journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
 );

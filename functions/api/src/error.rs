@@ -18,15 +18,20 @@ pub struct ApiError {
     pub retry_after_secs: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// Every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable: `invalid_input`, `unauthenticated`, `bad_credentials`,
+    /// `account_restricted`, `forbidden`, `not_found`, `conflict`, `rate_limited`,
+    /// `registration_closed`, `in_lobby`, `denied`, `no_capacity`, `unavailable`, `internal`.
+    pub code: String,
+    /// For people.
+    pub message: String,
 }
 
 impl ApiError {
@@ -117,10 +122,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(Body {
-                error: Inner {
-                    code: self.code,
-                    message: &self.message,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.to_owned(),
+                    message: self.message,
                 },
             }),
         )

@@ -53,28 +53,66 @@ impl Function {
     ];
 }
 
-/// One function's router, with identification and the access log.
-pub fn function_router(function: Function, state: ApiState) -> Router {
-    let routes = match function {
+fn routes(function: Function) -> utoipa_axum::router::OpenApiRouter<ApiState> {
+    match function {
         Function::Auth => routes::auth(),
         Function::Rooms => routes::rooms(),
         Function::Chat => routes::chat(),
         Function::Privacy => routes::privacy(),
-    };
-    finish(routes, state)
+    }
 }
 
-/// Every function in one router (the local portal).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Aula API",
+        description = "Privacy-first video conferencing for schools: accounts, rooms, chat and data-subject requests. Errors always have the shape of ErrorBody. Times are milliseconds since the epoch; `expires_at` is epoch seconds.",
+        license(name = "EUPL-1.2")
+    ),
+    tags(
+        (name = "auth", description = "login, sessions, guests joining by invite link"),
+        (name = "rooms", description = "rooms, lobby, join grants for media nodes"),
+        (name = "chat", description = "room chat and private conversations"),
+        (name = "privacy", description = "data-subject requests and admin actions (audited)")
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document of the whole API, generated from the routers and their types.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    Function::ALL
+        .into_iter()
+        .fold(
+            utoipa_axum::router::OpenApiRouter::<ApiState>::with_openapi(ApiDoc::openapi()),
+            |r, f| r.merge(routes(f)),
+        )
+        .into_openapi()
+}
+
+/// One function's router, with identification and the access log. The auth function also
+/// serves the OpenAPI document.
+pub fn function_router(function: Function, state: ApiState) -> Router {
+    let (router, _) = routes(function).split_for_parts();
+    let router = if function == Function::Auth {
+        router.route("/api/openapi.json", axum::routing::get(serve_openapi))
+    } else {
+        router
+    };
+    finish(router, state)
+}
+
+/// Every function in one router (the local portal), with the OpenAPI document.
 pub fn router(state: ApiState) -> Router {
-    let routes = Function::ALL.into_iter().fold(Router::new(), |r, f| {
-        r.merge(match f {
-            Function::Auth => routes::auth(),
-            Function::Rooms => routes::rooms(),
-            Function::Chat => routes::chat(),
-            Function::Privacy => routes::privacy(),
-        })
-    });
-    finish(routes, state)
+    let router = Function::ALL
+        .into_iter()
+        .fold(Router::new(), |r, f| r.merge(routes(f).split_for_parts().0))
+        .route("/api/openapi.json", axum::routing::get(serve_openapi));
+    finish(router, state)
+}
+
+async fn serve_openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi())
 }
 
 fn finish(routes: Router<ApiState>, state: ApiState) -> Router {

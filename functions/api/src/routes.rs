@@ -13,12 +13,13 @@ use aula_domain::*;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-type R = Router<ApiState>;
+type R = OpenApiRouter<ApiState>;
 
 /// JSON in, with our error shape when it is not.
 pub struct Body<T>(pub T);
@@ -42,20 +43,84 @@ fn parse_opt<T>(
     v.map(|s| f(&s)).transpose().map_err(ApiError::from)
 }
 
+// ---- typed answers (for the OpenAPI document) ------------------------------------
+
+#[derive(Serialize, ToSchema)]
+struct AccountOut {
+    account: AccountView,
+}
+
+#[derive(Serialize, ToSchema)]
+struct JoinOut {
+    guest: GuestOut,
+    /// The guest grant: send as `Authorization: Bearer …` (it is also set as a cookie).
+    token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RoomsOut {
+    rooms: Vec<RoomOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct MeetingsOut {
+    meetings: Vec<Meeting>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LobbyOut {
+    waiting: Vec<GuestOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct GrantOut {
+    /// The join grant (EdDSA JWT, audience `aula:room:<id>`) for the media node.
+    grant: String,
+    expires_at: Timestamp,
+    node_url: String,
+    participant: Participant,
+    role: services::GrantRole,
+}
+
+#[derive(Serialize, ToSchema)]
+struct HistoryOut {
+    /// Newest first.
+    messages: Vec<MessageOut>,
+    /// Pass as `before` for the next, older page.
+    older: Option<MessageId>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ModeratorsOut {
+    moderators: Vec<AccountView>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ProvisionOut {
+    account: AccountView,
+    /// Shown once, to hand over; only its hash is stored.
+    initial_password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AuditOut {
+    entries: Vec<AuditEntry>,
+}
+
 // ---- auth ---------------------------------------------------------------------------
 
 pub fn auth() -> R {
     R::new()
-        .route("/api/auth/login", post(login))
-        .route("/api/auth/logout", post(logout))
-        .route("/api/auth/register", post(register))
-        .route("/api/me", get(me))
-        .route("/api/me/password", post(change_password))
-        .route("/api/join/{token}", post(join))
-        .route("/api/guest", get(guest_status))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .routes(routes!(register))
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(join))
+        .routes(routes!(guest_status))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginIn {
     email: String,
     password: String,
@@ -71,6 +136,14 @@ fn client_address(headers: &axum::http::HeaderMap) -> services::ClientAddress {
     services::ClientAddress(xff.unwrap_or_else(|| "direct".to_owned()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    tag = "auth",
+    summary = "Logs a moderator in. Five failures per account (30 per address) in 15 minutes lock it until the window ends (429 with Retry-After).",
+    request_body = LoginIn,
+    responses((status = 200, description = "logged in; sets the `aula_session` cookie", body = AccountOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn login(
     State(st): State<ApiState>,
     headers: axum::http::HeaderMap,
@@ -87,7 +160,10 @@ async fn login(
             "signing the session failed",
         ))
     })?;
-    let mut response = Json(json!({ "account": AccountView::from(&m) })).into_response();
+    let mut response = Json(AccountOut {
+        account: AccountView::from(&m),
+    })
+    .into_response();
     set_cookie(
         &mut response,
         &cookie(SESSION_COOKIE, token, st.tokens.lifetimes.session),
@@ -95,6 +171,13 @@ async fn login(
     Ok(response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/logout",
+    tag = "auth",
+    summary = "Logs out: the session is deleted on the server and the cookie removed.",
+    responses((status = 204, description = "logged out; the session is revoked"), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn logout(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -105,7 +188,7 @@ async fn logout(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ProfileIn {
     last_name: String,
     first_name: String,
@@ -126,13 +209,21 @@ impl ProfileIn {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RegisterIn {
     #[serde(flatten)]
     profile: ProfileIn,
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/auth/register",
+    tag = "auth",
+    summary = "Self-registration, where the deployment enables it.",
+    request_body = RegisterIn,
+    responses((status = 201, body = AccountOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn register(
     State(st): State<ApiState>,
     Body(input): Body<RegisterIn>,
@@ -141,11 +232,20 @@ async fn register(
     let m = st.aula.register(input.profile.parse()?, &password).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "account": AccountView::from(&m) })),
+        Json(AccountOut {
+            account: AccountView::from(&m),
+        }),
     )
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "auth",
+    summary = "The logged-in moderator.",
+    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn me(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -153,12 +253,20 @@ async fn me(
     Ok(Json(AccountView::from(&st.aula.me(&caller).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PasswordIn {
     current: String,
     new: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/me/password",
+    tag = "auth",
+    summary = "Changes the password (at least 10 characters).",
+    request_body = PasswordIn,
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn change_password(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -171,12 +279,12 @@ async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct JoinIn {
     nickname: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct GuestOut {
     id: GuestId,
     room: RoomId,
@@ -195,6 +303,15 @@ impl From<&Guest> for GuestOut {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/join/{token}",
+    tag = "auth",
+    summary = "A guest opens an invite link with a nickname.",
+    request_body = JoinIn,
+    params(("token" = String, Path, description = "the invite token from the link")),
+    responses((status = 201, description = "joined (or waiting in the lobby); sets the `aula_guest` cookie", body = JoinOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn join(
     State(st): State<ApiState>,
     Path(token): Path<String>,
@@ -213,7 +330,10 @@ async fn join(
     })?;
     let mut response = (
         StatusCode::CREATED,
-        Json(json!({ "guest": GuestOut::from(&guest), "token": grant })),
+        Json(JoinOut {
+            guest: GuestOut::from(&guest),
+            token: grant.clone(),
+        }),
     )
         .into_response();
     set_cookie(
@@ -223,6 +343,13 @@ async fn join(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/guest",
+    tag = "auth",
+    summary = "The calling guest and their lobby status.",
+    responses((status = 200, body = GuestOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn guest_status(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -234,21 +361,18 @@ async fn guest_status(
 
 pub fn rooms() -> R {
     R::new()
-        .route("/api/rooms", get(list_rooms).post(create_room))
-        .route(
-            "/api/rooms/{room}",
-            get(get_room).patch(update_room).delete(delete_room),
-        )
-        .route("/api/rooms/{room}/invite", post(rotate_invite))
-        .route("/api/rooms/{room}/meetings", get(meetings))
-        .route("/api/rooms/{room}/participants", get(participants))
-        .route("/api/rooms/{room}/lobby", get(lobby))
-        .route("/api/rooms/{room}/guests/{guest}/admit", post(admit))
-        .route("/api/rooms/{room}/guests/{guest}/deny", post(deny))
-        .route("/api/rooms/{room}/join", post(join_grant))
+        .routes(routes!(list_rooms, create_room))
+        .routes(routes!(get_room, update_room, delete_room))
+        .routes(routes!(rotate_invite))
+        .routes(routes!(meetings))
+        .routes(routes!(participants))
+        .routes(routes!(lobby))
+        .routes(routes!(admit))
+        .routes(routes!(deny))
+        .routes(routes!(join_grant))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RoomOut {
     id: RoomId,
     name: RoomName,
@@ -279,7 +403,7 @@ fn room_id(raw: &str) -> ApiResult<RoomId> {
     RoomId::parse(raw).map_err(|_| ApiError::not_found())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 struct SettingsIn {
     lobby: Option<bool>,
     guests_may_share_screen: Option<bool>,
@@ -301,17 +425,24 @@ impl SettingsIn {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RoomIn {
     name: String,
     #[serde(default)]
     settings: SettingsIn,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms",
+    tag = "rooms",
+    summary = "The caller's rooms.",
+    responses((status = 200, body = RoomsOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn list_rooms(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<RoomsOut>> {
     let rooms: Vec<_> = st
         .aula
         .my_rooms(&caller)
@@ -319,9 +450,17 @@ async fn list_rooms(
         .into_iter()
         .map(|r| room_out(&st, r))
         .collect();
-    Ok(Json(json!({ "rooms": rooms })))
+    Ok(Json(RoomsOut { rooms }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms",
+    tag = "rooms",
+    summary = "Creates a room.",
+    request_body = RoomIn,
+    responses((status = 201, body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn create_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -333,6 +472,14 @@ async fn create_room(
     Ok((StatusCode::CREATED, Json(room_out(&st, room))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}",
+    tag = "rooms",
+    summary = "A room.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, description = "the owner gets RoomOut, an admitted guest RoomView", body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 /// The owner gets the whole room (with the invite link); an admitted guest its name and
 /// settings.
 async fn get_room(
@@ -347,12 +494,21 @@ async fn get_room(
     Ok(Json(st.aula.room_view(&caller, room).await?).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RoomPatch {
     name: Option<String>,
     settings: Option<SettingsIn>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/rooms/{room}",
+    tag = "rooms",
+    summary = "Renames or configures a room.",
+    request_body = RoomPatch,
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn update_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -372,6 +528,14 @@ async fn update_room(
     Ok(Json(room_out(&st, updated)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}",
+    tag = "rooms",
+    summary = "Deletes a room with its chats, meetings and guests.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn delete_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -381,6 +545,14 @@ async fn delete_room(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/invite",
+    tag = "rooms",
+    summary = "A new invite link; the old one stops working.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn rotate_invite(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -390,15 +562,31 @@ async fn rotate_invite(
     Ok(Json(room_out(&st, r)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/meetings",
+    tag = "rooms",
+    summary = "Past meetings of a room, newest first.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = MeetingsOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn meetings(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<MeetingsOut>> {
     let meetings = st.aula.meetings(&caller, room_id(&room)?).await?;
-    Ok(Json(json!({ "meetings": meetings })))
+    Ok(Json(MeetingsOut { meetings }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/participants",
+    tag = "rooms",
+    summary = "The room's moderator and guests.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = services::Participants), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn participants(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -407,11 +595,19 @@ async fn participants(
     Ok(Json(st.aula.participants(&caller, room_id(&room)?).await?).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/lobby",
+    tag = "rooms",
+    summary = "Guests waiting in the lobby.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = LobbyOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn lobby(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<LobbyOut>> {
     let waiting: Vec<_> = st
         .aula
         .lobby(&caller, room_id(&room)?)
@@ -419,7 +615,7 @@ async fn lobby(
         .iter()
         .map(GuestOut::from)
         .collect();
-    Ok(Json(json!({ "waiting": waiting })))
+    Ok(Json(LobbyOut { waiting }))
 }
 
 async fn set_admission(
@@ -437,6 +633,14 @@ async fn set_admission(
     Ok(Json(GuestOut::from(&g)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/guests/{guest}/admit",
+    tag = "rooms",
+    summary = "Lets a waiting guest in.",
+    params(("room" = String, Path, description = "the room id"), ("guest" = String, Path, description = "the guest id")),
+    responses((status = 200, body = GuestOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admit(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -445,6 +649,14 @@ async fn admit(
     set_admission(st, caller, room, guest, Admission::Admitted).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/guests/{guest}/deny",
+    tag = "rooms",
+    summary = "Denies or removes a guest; their grant is refused from then on.",
+    params(("room" = String, Path, description = "the room id"), ("guest" = String, Path, description = "the guest id")),
+    responses((status = 200, body = GuestOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn deny(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -453,38 +665,43 @@ async fn deny(
     set_admission(st, caller, room, guest, Admission::Denied).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/join",
+    tag = "rooms",
+    summary = "A short join grant for the room's media node.",
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = GrantOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn join_grant(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<GrantOut>> {
     let grant = st.aula.join_grant(&caller, room_id(&room)?).await?;
     let (token, expires) = st.tokens.join(&grant, st.aula.clock.now()).map_err(|_| {
         ApiError::from(services::ServiceError::Internal(
             "signing the join grant failed",
         ))
     })?;
-    Ok(Json(json!({
-        "grant": token,
-        "expires_at": expires,
-        "node_url": st.config.media_node_url,
-        "participant": grant.participant,
-        "role": grant.role,
-    })))
+    Ok(Json(GrantOut {
+        grant: token,
+        expires_at: expires,
+        node_url: st.config.media_node_url.clone(),
+        participant: grant.participant,
+        role: grant.role,
+    }))
 }
 
 // ---- chat ---------------------------------------------------------------------------
 
 pub fn chat() -> R {
     R::new()
-        .route("/api/rooms/{room}/chat", get(history).post(post_message))
-        .route(
-            "/api/rooms/{room}/chat/{message}",
-            axum::routing::delete(delete_message),
-        )
+        .routes(routes!(history, post_message))
+        .routes(routes!(delete_message))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MessageOut {
     id: MessageId,
     conversation: Conversation,
@@ -505,19 +722,28 @@ impl From<ChatMessage> for MessageOut {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
     with: Option<String>,
     before: Option<String>,
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/rooms/{room}/chat",
+    tag = "chat",
+    summary = "A page of the room chat, or of the private conversation with `with`.",
+    params(("room" = String, Path, description = "the room id"), HistoryQuery),
+    responses((status = 200, body = HistoryOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn history(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(room): Path<String>,
     Query(q): Query<HistoryQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<HistoryOut>> {
     let with = parse_opt(q.with, Participant::parse)?;
     let before = parse_opt(q.before, MessageId::parse)?;
     let page = st
@@ -531,16 +757,28 @@ async fn history(
         )
         .await?;
     let messages: Vec<MessageOut> = page.messages.into_iter().map(MessageOut::from).collect();
-    Ok(Json(json!({ "messages": messages, "older": page.older })))
+    Ok(Json(HistoryOut {
+        messages,
+        older: page.older,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct PostIn {
     to: Option<String>,
     body: String,
     idempotency_key: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/chat",
+    tag = "chat",
+    summary = "Posts to the room chat or privately (`to`); a retry with the same `idempotency_key` stores nothing new.",
+    request_body = PostIn,
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 201, description = "stored", body = MessageOut), (status = 200, description = "a retry: the message the first post stored", body = MessageOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn post_message(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -563,11 +801,20 @@ async fn post_message(
     Ok((status, Json(message)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WithQuery {
     with: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}/chat/{message}",
+    tag = "chat",
+    summary = "Deletes a message (its author, or the room's moderator).",
+    params(("room" = String, Path, description = "the room id"), ("message" = String, Path, description = "the message id"), WithQuery),
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn delete_message(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -586,30 +833,18 @@ async fn delete_message(
 
 pub fn privacy() -> R {
     R::new()
-        .route("/api/me", axum::routing::patch(correct_me).delete(erase_me))
-        .route("/api/me/export", get(export_me))
-        .route("/api/me/restrict", post(restrict_me))
-        .route(
-            "/api/admin/moderators",
-            get(admin_list).post(admin_provision),
-        )
-        .route(
-            "/api/admin/moderators/{id}/export",
-            post(admin_export_moderator),
-        )
-        .route("/api/admin/moderators/{id}/restrict", post(admin_restrict))
-        .route(
-            "/api/admin/moderators/{id}/unrestrict",
-            post(admin_unrestrict),
-        )
-        .route(
-            "/api/admin/moderators/{id}/erase",
-            post(admin_erase_moderator),
-        )
-        .route("/api/admin/rooms/{room}/export", post(admin_export_room))
-        .route("/api/admin/rooms/{room}/erase", post(admin_erase_room))
-        .route("/api/admin/disclosure", post(admin_disclosure))
-        .route("/api/admin/audit", get(admin_audit))
+        .routes(routes!(correct_me, erase_me))
+        .routes(routes!(export_me))
+        .routes(routes!(restrict_me))
+        .routes(routes!(admin_list, admin_provision))
+        .routes(routes!(admin_export_moderator))
+        .routes(routes!(admin_restrict))
+        .routes(routes!(admin_unrestrict))
+        .routes(routes!(admin_erase_moderator))
+        .routes(routes!(admin_export_room))
+        .routes(routes!(admin_erase_room))
+        .routes(routes!(admin_disclosure))
+        .routes(routes!(admin_audit))
 }
 
 /// An export as a download.
@@ -624,7 +859,7 @@ fn attachment<T: Serialize>(name: &str, body: &T) -> Response {
     response
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CorrectionIn {
     last_name: Option<String>,
     first_name: Option<String>,
@@ -633,6 +868,14 @@ struct CorrectionIn {
     organisation: Option<String>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/me",
+    tag = "privacy",
+    summary = "Corrects the caller's profile (Art. 16).",
+    request_body = CorrectionIn,
+    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn correct_me(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -650,6 +893,13 @@ async fn correct_me(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/me/export",
+    tag = "privacy",
+    summary = "Everything stored about the caller (Art. 15).",
+    responses((status = 200, description = "a JSON download", body = services::ModeratorExport), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn export_me(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -658,6 +908,13 @@ async fn export_me(
     Ok(attachment("aula-export.json", &export))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/me/restrict",
+    tag = "privacy",
+    summary = "Blocks the caller's account (Art. 18); an admin lifts it.",
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn restrict_me(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -668,11 +925,19 @@ async fn restrict_me(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct EraseIn {
     password: String,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/me",
+    tag = "privacy",
+    summary = "Erases the caller's account and everything it owns (Art. 17).",
+    request_body = EraseIn,
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn erase_me(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -686,7 +951,7 @@ async fn erase_me(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ReasonIn {
     reason: String,
 }
@@ -695,16 +960,23 @@ fn moderator_id(raw: &str) -> ApiResult<ModeratorId> {
     ModeratorId::parse(raw).map_err(|_| ApiError::not_found())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/moderators",
+    tag = "privacy",
+    summary = "All accounts (admins).",
+    responses((status = 200, body = ModeratorsOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_list(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(
-        json!({ "moderators": st.aula.list_moderators(&caller).await? }),
-    ))
+) -> ApiResult<Json<ModeratorsOut>> {
+    Ok(Json(ModeratorsOut {
+        moderators: st.aula.list_moderators(&caller).await?,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ProvisionIn {
     #[serde(flatten)]
     profile: ProfileIn,
@@ -712,6 +984,14 @@ struct ProvisionIn {
     admin: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/moderators",
+    tag = "privacy",
+    summary = "Creates an account (admins); audited.",
+    request_body = ProvisionIn,
+    responses((status = 201, body = ProvisionOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_provision(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -728,11 +1008,23 @@ async fn admin_provision(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "account": AccountView::from(&m), "initial_password": password.expose() })),
+        Json(ProvisionOut {
+            account: AccountView::from(&m),
+            initial_password: password.expose().to_owned(),
+        }),
     )
         .into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/moderators/{id}/export",
+    tag = "privacy",
+    summary = "Exports an account's data (admins); audited.",
+    request_body = ReasonIn,
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = services::ModeratorExport), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_export_moderator(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -750,6 +1042,15 @@ async fn admin_export_moderator(
     Ok(attachment("aula-moderator-export.json", &export))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/moderators/{id}/restrict",
+    tag = "privacy",
+    summary = "Blocks an account (admins); audited.",
+    request_body = ReasonIn,
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_restrict(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -764,6 +1065,15 @@ async fn admin_restrict(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/moderators/{id}/unrestrict",
+    tag = "privacy",
+    summary = "Lifts a block (admins); audited.",
+    request_body = ReasonIn,
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_unrestrict(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -778,6 +1088,15 @@ async fn admin_unrestrict(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/moderators/{id}/erase",
+    tag = "privacy",
+    summary = "Erases an account with everything it owns (admins); audited.",
+    request_body = ReasonIn,
+    params(("id" = String, Path, description = "the account id")),
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_erase_moderator(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -791,6 +1110,15 @@ async fn admin_erase_moderator(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/rooms/{room}/export",
+    tag = "privacy",
+    summary = "Exports a room: chats, meetings, guests' nicknames (admins); audited.",
+    request_body = ReasonIn,
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 200, body = services::RoomExport), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_export_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -805,6 +1133,15 @@ async fn admin_export_room(
     Ok(attachment("aula-room-export.json", &export))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/rooms/{room}/erase",
+    tag = "privacy",
+    summary = "Erases a room with its chats, meetings and guests (admins); audited.",
+    request_body = ReasonIn,
+    params(("room" = String, Path, description = "the room id")),
+    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_erase_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -818,7 +1155,7 @@ async fn admin_erase_room(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DisclosureIn {
     moderator: Option<String>,
     room: Option<String>,
@@ -827,6 +1164,14 @@ struct DisclosureIn {
     reason: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/disclosure",
+    tag = "privacy",
+    summary = "The export for an authority's legal request (admins); audited.",
+    request_body = DisclosureIn,
+    responses((status = 200, body = services::Disclosure), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_disclosure(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -855,17 +1200,26 @@ async fn admin_disclosure(
     Ok(attachment("aula-disclosure.json", &disclosure))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SpanQuery {
     from: i64,
     until: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/audit",
+    tag = "privacy",
+    summary = "The audit log (admins). It cannot be changed or deleted.",
+    params(SpanQuery),
+    responses((status = 200, body = AuditOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
 async fn admin_audit(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<SpanQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<AuditOut>> {
     let entries = st
         .aula
         .audit_log(
@@ -874,5 +1228,5 @@ async fn admin_audit(
             Timestamp::from_millis(q.until),
         )
         .await?;
-    Ok(Json(json!({ "entries": entries })))
+    Ok(Json(AuditOut { entries }))
 }

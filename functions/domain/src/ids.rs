@@ -14,6 +14,8 @@ macro_rules! uuid_id {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[cfg_attr(feature = "openapi", schema(value_type = String))]
         pub struct $name(Uuid);
 
         impl $name {
@@ -167,6 +169,8 @@ impl From<MessageId> for String {
 /// The secret part of a room's invite link (`/j/<token>`): 128 random bits, base64url.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
 pub struct InviteToken(String);
 
 impl InviteToken {
@@ -212,6 +216,8 @@ impl From<InviteToken> for String {
 /// A client-chosen key that makes a retried chat post land only once.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {

@@ -20,6 +20,33 @@ pub use model::*;
 pub use text::*;
 pub use time::*;
 
+/// Types that travel as strings in JSON (ids with structure, enums spelled as codes):
+/// their OpenAPI schema is a string with a description.
+#[cfg(feature = "openapi")]
+macro_rules! string_schema {
+    ($($ty:ty => $description:literal),* $(,)?) => {
+        $(
+            impl utoipa::PartialSchema for $ty {
+                fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .description(Some($description))
+                        .into()
+                }
+            }
+            impl utoipa::ToSchema for $ty {}
+        )*
+    };
+}
+
+#[cfg(feature = "openapi")]
+string_schema!(
+    MessageId => "a message id: 15-digit posting time in milliseconds, '-', 32 hex digits",
+    Participant => "`m:<moderator id>` or `g:<guest id>`",
+    Conversation => "`room`, or `p/<participant>/<participant>` for a private conversation",
+    FederalState => "ISO 3166-2 code of a German federal state, e.g. `DE-BY`",
+);
+
 /// Why a piece of input was refused. The message is meant for the person who typed it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {

@@ -13,6 +13,7 @@ use std::fmt;
 /// What a moderator account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// A teacher: holds meetings in their own rooms.
     Moderator,
@@ -43,6 +44,7 @@ impl Role {
 /// cannot log in (GDPR Art. 18).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AccountStatus {
     Active,
     Restricted,
@@ -111,6 +113,7 @@ pub struct Moderator {
 
 /// Per-room settings a moderator chooses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomSettings {
     /// Guests wait in a lobby until a moderator admits them.
     pub lobby: bool,
@@ -132,6 +135,7 @@ impl Default for RoomSettings {
 
 /// A moderator's room. It expires 6 months after it was last used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Room {
     pub id: RoomId,
     pub owner: ModeratorId,
@@ -156,6 +160,7 @@ impl Room {
 /// Where a guest stands with a room that has a lobby.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Admission {
     /// Knocked; waits for a moderator.
     Waiting,
@@ -186,6 +191,7 @@ impl Admission {
 
 /// A guest of one room: a nickname and nothing else (promise 2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Guest {
     pub id: GuestId,
     pub room_id: RoomId,
@@ -198,6 +204,7 @@ pub struct Guest {
 
 /// A meeting held in a room: when, and how many took part at most. No names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Meeting {
     pub id: MeetingId,
     pub room_id: RoomId,
@@ -316,6 +323,7 @@ impl From<Conversation> for String {
 
 /// A chat message. It outlives the meeting and expires 6 months after it was posted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatMessage {
     pub id: MessageId,
     pub room_id: RoomId,
@@ -335,6 +343,7 @@ impl ChatMessage {
 /// A request cookie as the access log records it: the name, and at most a keyed hash of
 /// the value (never the value, so a log cannot leak a session).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoggedCookie {
     pub name: String,
     pub keyed_hash: Option<String>,
@@ -342,6 +351,7 @@ pub struct LoggedCookie {
 
 /// One access-log entry with exactly the fields of the privacy notice (promise 1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessLogEntry {
     pub id: AccessLogId,
     pub time: Timestamp,
@@ -370,6 +380,7 @@ pub struct Session {
 /// What an admin did. Every admin action on someone's data is written down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum AuditAction {
     ProvisionModerator,
     ExportModerator,
@@ -417,6 +428,7 @@ impl AuditAction {
 
 /// One entry of the audit log: who did what to whose data, when and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: AuditId,
     pub time: Timestamp,

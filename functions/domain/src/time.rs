@@ -7,6 +7,8 @@ use std::fmt;
 /// An instant, in milliseconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = i64))]
 pub struct Timestamp(i64);
 
 /// A span of time in milliseconds.
@@ -79,6 +81,8 @@ pub trait Clock: Send + Sync {
 /// keeps the same value and an expiry is never earlier than the instant it was made from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = i64))]
 pub struct Expiry(i64);
 
 impl Expiry {

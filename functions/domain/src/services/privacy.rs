@@ -13,6 +13,7 @@ use serde::Serialize;
 
 /// A moderator's account as exported and shown: everything but the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccountView {
     pub id: ModeratorId,
     pub last_name: PersonName,
@@ -43,6 +44,7 @@ impl From<&Moderator> for AccountView {
 
 /// Everything stored about one room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomExport {
     pub room: Room,
     pub guests: Vec<Guest>,
@@ -53,6 +55,7 @@ pub struct RoomExport {
 
 /// Everything stored about one moderator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModeratorExport {
     pub generated_at: Timestamp,
     pub account: AccountView,
@@ -72,6 +75,7 @@ pub struct DisclosureRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Disclosure {
     pub generated_at: Timestamp,
     pub reason: AuditReason,

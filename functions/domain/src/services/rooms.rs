@@ -17,6 +17,7 @@ pub struct RoomChanges {
 
 /// A room as a participant sees it: the owner sees everything, a guest no invite link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoomView {
     pub id: RoomId,
     pub name: RoomName,
@@ -25,6 +26,7 @@ pub struct RoomView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParticipantView {
     /// `m:<id>` or `g:<id>`: the address for private messages.
     pub participant: Participant,
@@ -35,6 +37,7 @@ pub struct ParticipantView {
 
 /// Who belongs to a room: its moderator and its guests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Participants {
     pub participants: Vec<ParticipantView>,
 }
@@ -42,6 +45,7 @@ pub struct Participants {
 /// The part someone plays in a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GrantRole {
     Moderator,
     Guest,

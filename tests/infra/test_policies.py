@@ -1,0 +1,158 @@
+"""Least privilege, read from the templates: each function's role allows exactly the DynamoDB
+partitions (dynamodb:LeadingKeys prefixes) and actions it needs, nothing with `*`, no Scan; the
+media nodes may write only their own registry item. Where the table's key design forces a wider
+grant (sessions in the moderator partition) the expectation says so; see infra/README.md."""
+
+import json
+
+import pytest
+
+from conftest import FUNCTIONS
+
+TABLE = {"Fn::GetAtt": ["Table", "Arn"]}
+GSI1 = {"Fn::Sub": "${Table.Arn}/index/gsi1"}
+GSI2 = {"Fn::Sub": "${Table.Arn}/index/gsi2"}
+RW = {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"}
+
+# function -> {(resource, leading keys): actions}
+EXPECTED = {
+    "auth": {
+        ("table", ("EMAIL#*", "MOD#*", "RATE#*")): RW | {"BatchWriteItem"},
+        ("table", ("ROOM#*",)): {"GetItem", "Query", "PutItem", "UpdateItem"},
+        ("gsi2", ("INVITE#*",)): {"Query"},
+        ("table", ("ACCESSLOG#*",)): {"PutItem"},
+    },
+    "rooms": {
+        ("table", ("ROOM#*",)): RW | {"BatchWriteItem"},
+        # key-design limit: session check/renewal lives in MOD#<id>
+        ("table", ("MOD#*",)): {"GetItem", "PutItem"},
+        ("gsi1", ("NODES", "OWNER#*")): {"Query"},
+        ("table", ("ACCESSLOG#*",)): {"PutItem"},
+    },
+    "chat": {
+        ("table", ("ROOM#*",)): RW,
+        # key-design limit: session check/renewal lives in MOD#<id>
+        ("table", ("MOD#*",)): {"GetItem", "PutItem"},
+        ("table", ("ACCESSLOG#*",)): {"PutItem"},
+    },
+    "privacy": {
+        ("table", ("EMAIL#*", "MOD#*", "ROOM#*")): RW | {"BatchWriteItem"},
+        ("table", ("AUDIT#*",)): {"PutItem", "Query"},
+        ("table", ("ACCESSLOG#*",)): {"PutItem", "Query"},
+        ("gsi1", ("MODERATORS", "OWNER#*")): {"Query"},
+    },
+}
+RESOURCES = {"table": TABLE, "gsi1": GSI1, "gsi2": GSI2}
+
+
+def listify(x):
+    return x if isinstance(x, list) else [x]
+
+
+def statements(template, role):
+    docs = template["Resources"][role]["Properties"]["Policies"]
+    return [s for d in docs for s in d["PolicyDocument"]["Statement"]]
+
+
+def all_roles(template):
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Role"}
+
+
+def role_of(fn):
+    return f"{fn.capitalize()}Role"
+
+
+@pytest.mark.parametrize("template_name", ["app", "infra"])
+def test_no_wildcard_actions_no_deny_gaps_no_managed_policies(request, template_name):
+    t = request.getfixturevalue(template_name)
+    for name, role in all_roles(t).items():
+        assert "ManagedPolicyArns" not in role["Properties"], f"{name}: managed policies are opaque"
+        for s in statements(t, name):
+            assert s["Effect"] == "Allow", f"{name}: {s}"
+            assert "NotAction" not in s and "NotResource" not in s, f"{name}: {s}"
+            for a in listify(s["Action"]):
+                svc, _, op = a.partition(":")
+                assert "*" not in op and a != "*", f"{name} allows {a}"
+            if s["Resource"] == "*":
+                # only actions without resource-level permissions, and only with a condition
+                assert listify(s["Action"]) == ["cloudwatch:PutMetricData"], f"{name}: {s}"
+                assert s["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Aula/MediaNode"}}
+
+
+def test_every_function_has_its_own_role_and_sam_adds_none(app, translated):
+    for fn in FUNCTIONS:
+        assert app["Resources"][f"{fn.capitalize()}Function"]["Properties"]["Role"] == {
+            "Fn::GetAtt": [role_of(fn), "Arn"]}
+    assert set(all_roles(translated)) == {role_of(fn) for fn in FUNCTIONS}
+    assert not [r for r in translated["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_dynamodb_access_is_exactly_what_the_function_needs(app, fn):
+    found = {}
+    for s in statements(app, role_of(fn)):
+        actions = listify(s["Action"])
+        if not any(a.startswith("dynamodb:") for a in actions):
+            continue
+        assert all(a.startswith("dynamodb:") for a in actions), s
+        assert "dynamodb:Scan" not in actions, "Scan has no leading keys: it would read everything"
+        kind = next((k for k, v in RESOURCES.items() if s["Resource"] == v), None)
+        assert kind, f"{fn}: DynamoDB statement on {s['Resource']} (only the table and its indexes)"
+        cond = s["Condition"]
+        assert set(cond) == {"ForAllValues:StringLike", "Null"}, f"{fn}: {cond}"
+        assert cond["Null"] == {"dynamodb:LeadingKeys": "false"}
+        keys = tuple(sorted(cond["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]))
+        assert (kind, keys) not in found, f"{fn}: duplicate statement for {kind} {keys}"
+        found[(kind, keys)] = {a.removeprefix("dynamodb:") for a in actions}
+    assert found == EXPECTED[fn]
+
+
+@pytest.mark.parametrize("fn", FUNCTIONS)
+def test_logs_and_secret_are_scoped_to_the_function(app, fn):
+    other = {s["Sid"]: s for s in statements(app, role_of(fn))
+             if not any(a.startswith("dynamodb:") for a in listify(s["Action"]))}
+    assert other["Logs"]["Resource"] == {"Fn::GetAtt": [f"{fn.capitalize()}LogGroup", "Arn"]}
+    assert set(other["Logs"]["Action"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert other["Keys"]["Action"] == "secretsmanager:GetSecretValue"
+    assert other["Keys"]["Resource"] == {"Ref": "KeysSecret"}
+    s3 = {k for k, s in other.items() if any(a.startswith("s3:") for a in listify(s["Action"]))}
+    assert set(other) - s3 == {"Logs", "Keys"}
+    if fn == "privacy":
+        assert other["ExportObjects"]["Resource"] == {"Fn::Sub": "${ExportBucket.Arn}/exports/*"}
+        assert set(other["ExportObjects"]["Action"]) == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"}
+        assert other["ExportListing"]["Condition"] == {"StringLike": {"s3:prefix": ["exports/*"]}}
+    else:
+        assert not s3, f"{fn} needs no S3 access"
+
+
+def test_chat_cannot_touch_accounts_beyond_sessions(app):
+    text = json.dumps(statements(app, "ChatRole"))
+    for prefix in ("EMAIL#", "RATE#", "AUDIT#", "NODE", "MODERATORS", "INVITE#", "OWNER#"):
+        assert prefix not in text, f"chat may access {prefix}"
+
+
+def test_audit_log_is_append_only(app):
+    for fn in FUNCTIONS:
+        for s in statements(app, role_of(fn)):
+            keys = s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])
+            if "AUDIT#*" in keys:
+                assert fn == "privacy"
+                assert set(listify(s["Action"])) == {"dynamodb:PutItem", "dynamodb:Query"}
+
+
+def test_media_nodes_write_only_their_own_registry_item(infra):
+    st = {s["Sid"]: s for s in statements(infra, "NodeRole")}
+    ddb = [s for s in st.values() if any(a.startswith("dynamodb:") for a in listify(s["Action"]))]
+    assert len(ddb) == 1
+    (s,) = ddb
+    assert set(s["Action"]) == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert s["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Prefix}"}
+    assert s["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["NODE#${ec2:SourceInstanceARN}"]},
+        "Null": {"dynamodb:LeadingKeys": "false"},
+    }
+    assert set(st) == {"OwnRegistryItem", "OwnMetrics", "PublicKeyOnly", "Binary", "DrainAndHealth"}
+    assert st["PublicKeyOnly"]["Action"] == "ssm:GetParameter"
+    assert st["PublicKeyOnly"]["Resource"]["Fn::Sub"].endswith(":parameter/${Prefix}/signing-public-key")
+    assert st["Binary"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactKey}"}
+    assert st["DrainAndHealth"]["Resource"]["Fn::Sub"].endswith("autoScalingGroupName/${Prefix}-media-nodes")
