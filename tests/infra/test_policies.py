@@ -1,7 +1,9 @@
 """Least privilege, read from the templates: each function's role allows exactly the DynamoDB
 partitions (dynamodb:LeadingKeys prefixes) and actions it needs, nothing with `*`, no Scan; the
-media nodes may write only their own registry item. Where the table's key design forces a wider
-grant (sessions in the moderator partition) the expectation says so; see infra/README.md."""
+media nodes may write only their own registry item. Sessions live in their own partition
+(SESSION#<sid>, gsi1 SESSIONS#<moderator>), so a session check never needs the moderator
+partition. Where the table's key design still forces a wider grant (rooms reading the owner's
+PROFILE for the display name) the expectation says so; see infra/README.md."""
 
 import json
 
@@ -18,28 +20,32 @@ RW = {"GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem"}
 EXPECTED = {
     "auth": {
         ("table", ("EMAIL#*", "MOD#*", "RATE#*")): RW | {"BatchWriteItem"},
+        # login creates, check, renewal, logout deletes
+        ("table", ("SESSION#*",)): {"GetItem", "PutItem", "DeleteItem"},
         ("table", ("ROOM#*",)): {"GetItem", "Query", "PutItem", "UpdateItem"},
         ("gsi2", ("INVITE#*",)): {"Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem"},
     },
     "rooms": {
         ("table", ("ROOM#*",)): RW | {"BatchWriteItem"},
-        # key-design limit: session check/renewal lives in MOD#<id>
-        ("table", ("MOD#*",)): {"GetItem", "PutItem"},
+        ("table", ("SESSION#*",)): {"GetItem", "PutItem"},
+        # key-design limit: the owner's display name is read from the PROFILE item
+        ("table", ("MOD#*",)): {"GetItem"},
         ("gsi1", ("NODES", "OWNER#*")): {"Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem"},
     },
     "chat": {
         ("table", ("ROOM#*",)): RW,
-        # key-design limit: session check/renewal lives in MOD#<id>
-        ("table", ("MOD#*",)): {"GetItem", "PutItem"},
+        ("table", ("SESSION#*",)): {"GetItem", "PutItem"},
         ("table", ("ACCESSLOG#*",)): {"PutItem"},
     },
     "privacy": {
         ("table", ("EMAIL#*", "MOD#*", "ROOM#*")): RW | {"BatchWriteItem"},
+        # restriction and erasure log the moderator out everywhere
+        ("table", ("SESSION#*",)): {"GetItem", "PutItem", "DeleteItem", "BatchWriteItem"},
         ("table", ("AUDIT#*",)): {"PutItem", "Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem", "Query"},
-        ("gsi1", ("MODERATORS", "OWNER#*")): {"Query"},
+        ("gsi1", ("MODERATORS", "OWNER#*", "SESSIONS#*")): {"Query"},
     },
 }
 RESOURCES = {"table": TABLE, "gsi1": GSI1, "gsi2": GSI2}
@@ -125,10 +131,16 @@ def test_logs_and_secret_are_scoped_to_the_function(app, fn):
         assert not s3, f"{fn} needs no S3 access"
 
 
-def test_chat_cannot_touch_accounts_beyond_sessions(app):
+def test_chat_cannot_read_moderator_accounts(app):
+    """The issue's example: chat checks a session cookie from the session item alone, so it
+    holds no grant on moderator profiles (MOD#), e-mail claims (EMAIL#) or anything else."""
     text = json.dumps(statements(app, "ChatRole"))
-    for prefix in ("EMAIL#", "RATE#", "AUDIT#", "NODE", "MODERATORS", "INVITE#", "OWNER#"):
+    for prefix in ("MOD#", "EMAIL#", "RATE#", "AUDIT#", "NODE", "MODERATORS", "INVITE#", "OWNER#",
+                   "SESSIONS#"):
         assert prefix not in text, f"chat may access {prefix}"
+    keys = {k for s in statements(app, "ChatRole")
+            for k in s.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys", [])}
+    assert keys == {"ROOM#*", "SESSION#*", "ACCESSLOG#*"}
 
 
 def test_audit_log_is_append_only(app):

@@ -355,6 +355,7 @@ pub const INVENTORY: &[RecordSpec] = &[
         fields: &[
             f("id", "random session id"),
             f("moderator_id", "the account"),
+            f("role", "the account's role"),
             f("created_at", "when the login happened"),
             EXPIRES_AT,
         ],

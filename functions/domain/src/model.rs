@@ -373,6 +373,8 @@ pub struct AccessLogEntry {
 pub struct Session {
     pub id: SessionId,
     pub moderator_id: ModeratorId,
+    /// The account's role when the session began, so a session check needs only this record.
+    pub role: Role,
     pub created_at: Timestamp,
     pub expires_at: Expiry,
 }

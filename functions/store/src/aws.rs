@@ -13,12 +13,13 @@
 //! | `chat_idempotency` | `ROOM#<room>`                | `IDEMP#<author>#<key>`          |                                  |                      |
 //! | `access_log`       | `ACCESSLOG#<yyyy-mm-dd>#<shard 0-7>` | `<time>#<id>`           |                                  |                      |
 //! | `media_node`       | `NODE#<id>`                  | `NODE`                          | `NODES` / `<id>`                 |                      |
-//! | `session`          | `MOD#<moderator>`            | `SESSION#<id>`                  |                                  |                      |
+//! | `session`          | `SESSION#<id>`               | `SESSION`                       | `SESSIONS#<moderator>` / `<id>`  |                      |
 //! | `audit`            | `AUDIT#<yyyy-mm>`            | `<time>#<id>`                   |                                  |                      |
 //! | `rate_counter`     | `RATE#<key>`                 | `<window start>`                |                                  |                      |
 //!
-//! A moderator's sessions live in the account's partition, so erasing the account is one
-//! query too. Everything about a room lives in its partition, so deleting a room is one query and a
+//! A session is its own partition and carries the account's role, so checking a session
+//! cookie reads that one item and nothing of the account: the chat function's IAM policy
+//! needs no access to accounts at all. Everything about a room lives in its partition, so deleting a room is one query and a
 //! batch of deletes. Message ids start with the posting time, so a conversation's sort keys
 //! are in posting order and a page is one range query. Times in keys are 15-digit
 //! milliseconds. Every item has `kind`; expiring items have `expires_at` in epoch seconds,
@@ -802,7 +803,7 @@ impl ModeratorStore for AwsStore {
 
     #[tracing::instrument(skip_all, fields(moderator = %id))]
     async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()> {
-        // The account's partition holds the profile and the sessions.
+        self.delete_sessions_of(id).await?;
         let items = self
             .query_range(moderator_pk(id), None, true, "deleting a moderator")
             .await?;
@@ -1325,14 +1326,21 @@ fn object_times(meta: &HashMap<String, String>) -> Option<(Timestamp, Expiry)> {
     Some((created, expires))
 }
 
+fn session_pk(id: SessionId) -> String {
+    format!("SESSION#{id}")
+}
+
 fn session_item(x: &Session) -> Item {
     item(
         RecordKind::Session,
         [
-            ("pk", s(moderator_pk(x.moderator_id))),
-            ("sk", s(format!("SESSION#{}", x.id))),
+            ("pk", s(session_pk(x.id))),
+            ("sk", s("SESSION")),
+            ("gsi1pk", s(format!("SESSIONS#{}", x.moderator_id))),
+            ("gsi1sk", s(x.id.to_string())),
             ("id", s(x.id.to_string())),
             ("moderator_id", s(x.moderator_id.to_string())),
+            ("role", s(x.role.as_str())),
             ("created_at", n(x.created_at.millis())),
             ("expires_at", n(x.expires_at.epoch_secs())),
         ],
@@ -1344,6 +1352,7 @@ fn session_from(i: &Item) -> StoreResult<Session> {
     Ok(Session {
         id: f.parse("id", SessionId::parse)?,
         moderator_id: f.parse("moderator_id", ModeratorId::parse)?,
+        role: f.parse("role", Role::parse)?,
         created_at: f.ts("created_at")?,
         expires_at: f.expiry()?,
     })
@@ -1400,35 +1409,31 @@ impl SessionStore for AwsStore {
         now: Timestamp,
     ) -> StoreResult<Option<Session>> {
         match self
-            .get(
-                moderator_pk(moderator),
-                &format!("SESSION#{id}"),
-                "reading a session",
-            )
+            .get(session_pk(id), "SESSION", "reading a session")
             .await?
         {
-            Some(i) if is_live(&i, now) => session_from(&i).map(Some),
+            Some(i) if is_live(&i, now) => {
+                Ok(Some(session_from(&i)?).filter(|x| x.moderator_id == moderator))
+            }
             _ => Ok(None),
         }
     }
 
     async fn delete_session(&self, moderator: ModeratorId, id: SessionId) -> StoreResult<()> {
-        self.delete(
-            moderator_pk(moderator),
-            &format!("SESSION#{id}"),
-            "deleting a session",
-        )
-        .await
+        if self
+            .session(moderator, id, Timestamp::from_millis(0))
+            .await?
+            .is_some()
+        {
+            self.delete(session_pk(id), "SESSION", "deleting a session")
+                .await?;
+        }
+        Ok(())
     }
 
     async fn delete_sessions_of(&self, moderator: ModeratorId) -> StoreResult<()> {
         let items = self
-            .query_range(
-                moderator_pk(moderator),
-                prefix("SESSION#"),
-                true,
-                "deleting sessions",
-            )
+            .query_index("gsi1", format!("SESSIONS#{moderator}"), "deleting sessions")
             .await?;
         self.delete_all(&items, "deleting sessions").await
     }

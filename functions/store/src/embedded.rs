@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS media_node (
 CREATE TABLE IF NOT EXISTS session (
     id TEXT PRIMARY KEY,
     moderator_id TEXT NOT NULL,
+    role TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
@@ -1083,6 +1084,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     Ok(Session {
         id: col(row, "id", |s: String| SessionId::parse(&s))?,
         moderator_id: col(row, "moderator_id", |s: String| ModeratorId::parse(&s))?,
+        role: col(row, "role", |s: String| Role::parse(&s))?,
         created_at: ts(row, "created_at")?,
         expires_at: expiry(row)?,
     })
@@ -1106,9 +1108,10 @@ impl SessionStore for SqliteStore {
         let s = s.clone();
         self.run("saving a session", move |c| {
             c.execute(
-                "INSERT INTO session (id, moderator_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO session (id, moderator_id, role, created_at, expires_at) VALUES (?1, ?2, ?5, ?3, ?4)
                  ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-                params![s.id.to_string(), s.moderator_id.to_string(), s.created_at.millis(), s.expires_at.epoch_secs()],
+                params![s.id.to_string(), s.moderator_id.to_string(), s.created_at.millis(), s.expires_at.epoch_secs(),
+                    s.role.as_str()],
             )
             .map(|_| ())
             .map_err(db("saving a session"))

@@ -239,6 +239,7 @@ impl Aula {
         let session = Session {
             id: self.ids.session_id(),
             moderator_id: m.id,
+            role: m.role,
             created_at: now,
             expires_at: retention::session_expiry(now),
         };
@@ -259,27 +260,21 @@ impl Aula {
         Ok(DUMMY.get_or_init(|| h).clone())
     }
 
-    /// Turns a verified session cookie into a caller: the session must still exist (it is
-    /// deleted by logout and by restriction) and the account must be active.
+    /// Turns a verified session cookie into a caller. The session record alone decides: it
+    /// is deleted by logout, by restriction and by erasure, so a live session is an active
+    /// account, and the check never needs to read the account itself.
     pub async fn authenticate(
         &self,
         moderator: ModeratorId,
         session: SessionId,
     ) -> ServiceResult<(Caller, Session)> {
-        let now = self.now();
-        let Some(s) = self.store.session(moderator, session, now).await? else {
+        let Some(s) = self.store.session(moderator, session, self.now()).await? else {
             return Err(ServiceError::Unauthenticated);
         };
-        let Some(m) = self.store.moderator(moderator).await? else {
-            return Err(ServiceError::Unauthenticated);
-        };
-        if m.status == AccountStatus::Restricted {
-            return Err(ServiceError::AccountRestricted);
-        }
         Ok((
             Caller::Moderator {
-                id: m.id,
-                role: m.role,
+                id: moderator,
+                role: s.role,
                 session,
             },
             s,

@@ -144,6 +144,7 @@ fn session_of(moderator: ModeratorId, at: Timestamp) -> Session {
     Session {
         id: IDS.session_id(),
         moderator_id: moderator,
+        role: Role::Moderator,
         created_at: at,
         expires_at: retention::session_expiry(at),
     }
