@@ -1,7 +1,7 @@
 //! The auth function's real binary under a Lambda runtime emulator (`cargo lambda watch
 //! --only-lambda-apis`, from the PyPI package cargo-lambda), invoked with an API Gateway
 //! HTTP API event, against DynamoDB at the local endpoint: the same path as in AWS, from
-//! the runtime API to the table.
+//! the runtime API to the table, with the keys read from a Secrets Manager secret.
 
 use aula_api::crypto::{Argon2Passwords, generate_ed25519_pkcs8, random_bytes};
 use aula_domain::ids::IdGenerator;
@@ -72,6 +72,25 @@ async fn the_auth_function_logs_a_teacher_in_under_the_lambda_runtime() {
         .await
         .expect("the teacher exists");
 
+    // The keys in a Secrets Manager secret, as the template deploys them.
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(format!("aula-test/keys-{}", RandomIds.uuid().simple()))
+        .secret_string(
+            json!({
+                "signing_key": STANDARD.encode(generate_ed25519_pkcs8().expect("key")),
+                "hash_secret": STANDARD.encode(random_bytes::<32>().expect("secret")),
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("the key secret exists");
+    let secret_arn = secret.arn().expect("an ARN").to_owned();
+
     let port = free_port();
     let _emulator = Killed(
         Command::new(&cargo_lambda)
@@ -100,14 +119,9 @@ async fn the_auth_function_logs_a_teacher_in_under_the_lambda_runtime() {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "test-stream")
-            .env(
-                "AULA_SIGNING_KEY",
-                STANDARD.encode(generate_ed25519_pkcs8().expect("key")),
-            )
-            .env(
-                "AULA_HASH_SECRET",
-                STANDARD.encode(random_bytes::<32>().expect("secret")),
-            )
+            .env("AULA_SECRETS_ARN", &secret_arn)
+            .env_remove("AULA_SIGNING_KEY")
+            .env_remove("AULA_HASH_SECRET")
             .env("AULA_PUBLIC_URL", "https://aula.example")
             .env("AULA_MEDIA_NODE_URL", "wss://node.aula.example")
             .stdout(Stdio::null())

@@ -8,7 +8,7 @@ use aula_api::crypto::{Argon2Passwords, HmacHasher};
 use aula_api::tokens::{TokenLifetimes, Tokens};
 use aula_api::{ApiConfig, ApiState, Function};
 use aula_domain::services::{Aula, LoginPolicy};
-use aula_store::{AwsStore, RandomIds, SystemClock};
+use aula_store::{AwsConfig, AwsStore, RandomIds, SystemClock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::sync::Arc;
@@ -45,9 +45,47 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     lambda_http::run(aula_api::function_router(function, state)).await
 }
 
+/// The deployment's keys as the Secrets Manager secret holds them (see infra/README.md).
+#[derive(serde::Deserialize)]
+struct SecretKeys {
+    signing_key: String,
+    hash_secret: String,
+}
+
+/// The signing key and the hashing secret: from the Secrets Manager secret named by
+/// `AULA_SECRETS_ARN` (production), or from `AULA_SIGNING_KEY` / `AULA_HASH_SECRET`.
+async fn keys(sdk: &aws_config::SdkConfig) -> Result<(Vec<u8>, Vec<u8>)> {
+    let Ok(arn) = std::env::var("AULA_SECRETS_ARN") else {
+        return Ok((secret("AULA_SIGNING_KEY")?, secret("AULA_HASH_SECRET")?));
+    };
+    let value = aws_sdk_secretsmanager::Client::new(sdk)
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .with_context(|| format!("reading the key secret {arn}"))?;
+    let keys: SecretKeys = serde_json::from_str(value.secret_string().unwrap_or_default())
+        .context("the key secret must be JSON with signing_key and hash_secret")?;
+    if keys.signing_key == "UNSET" {
+        bail!("the key secret {arn} holds no signing key yet (infra/README.md, first deploy)");
+    }
+    let signing = STANDARD
+        .decode(keys.signing_key.trim())
+        .context("signing_key must be base64")?;
+    // The template generates an alphanumeric hash secret; any bytes make a fine HMAC key.
+    let hash = STANDARD
+        .decode(keys.hash_secret.trim())
+        .unwrap_or_else(|_| keys.hash_secret.into_bytes());
+    Ok((signing, hash))
+}
+
 async fn state() -> Result<ApiState> {
-    let tokens = Tokens::from_pkcs8(&secret("AULA_SIGNING_KEY")?, TokenLifetimes::default())
-        .context("AULA_SIGNING_KEY must be an Ed25519 PKCS#8 key")?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let (signing_key, hash_secret) = keys(&sdk).await?;
+    let tokens = Tokens::from_pkcs8(&signing_key, TokenLifetimes::default())
+        .context("the signing key must be an Ed25519 PKCS#8 key")?;
     let host_id = format!(
         "{}/{}",
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
@@ -55,11 +93,11 @@ async fn state() -> Result<ApiState> {
     );
     Ok(ApiState {
         aula: Aula {
-            store: Arc::new(AwsStore::from_env().await),
+            store: Arc::new(AwsStore::new(&sdk, AwsConfig::from_env())),
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
             passwords: Arc::new(Argon2Passwords),
-            hasher: Arc::new(HmacHasher::new(&secret("AULA_HASH_SECRET")?)),
+            hasher: Arc::new(HmacHasher::new(&hash_secret)),
             policy: LoginPolicy {
                 self_registration: std::env::var("AULA_SELF_REGISTRATION")
                     .is_ok_and(|v| v == "true"),
