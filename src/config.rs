@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Default: <data-dir>/keys.
     #[arg(long, env = "AULA_KEYS_DIR")]
     keys_dir: Option<PathBuf>,
-    /// The email of the first admin, created with a one-time password on first start.
+    /// The email of the first admin, created with an initial password (printed once) on first start.
     #[arg(long, env = "AULA_ADMIN_EMAIL", default_value = "admin@aula.local")]
     admin_email: String,
     /// Let anyone create a moderator account (otherwise admins provision them).

@@ -26,7 +26,7 @@ pub struct Keys {
 
 /// Reads the keys from `dir`, making them on first start (readable by the owner only).
 pub fn load_or_create_keys(dir: &Path) -> Result<Keys> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    create_private_dir(dir)?;
     let signing = dir.join("signing-ed25519.pk8");
     let secret = dir.join("hash-secret.bin");
     let read_or_make = |path: &Path, make: &dyn Fn() -> Result<Vec<u8>>| -> Result<Vec<u8>> {
@@ -42,6 +42,17 @@ pub fn load_or_create_keys(dir: &Path) -> Result<Keys> {
         signing_pkcs8: read_or_make(&signing, &|| Ok(generate_ed25519_pkcs8()?))?,
         hash_secret: read_or_make(&secret, &|| Ok(random_bytes::<32>()?.to_vec()))?,
     })
+}
+
+/// A directory only its owner can enter: it holds personal data or keys.
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -92,13 +103,13 @@ pub fn app(state: ApiState, store_kind: &'static str) -> Router {
     aula_api::router(state).merge(health)
 }
 
-/// Creates the first admin if there is none, and prints the one-time password.
+/// Creates the first admin if there is none, and prints its initial password once.
 pub async fn bootstrap_admin(state: &ApiState, email: Email) -> Result<()> {
     match state.aula.bootstrap_admin(email).await {
         Ok(Some((admin, password))) => {
             println!(
-                "First start: created the admin account {} with the one-time password {}\n\
-                 (shown only now; log in and change it: POST /api/me/password)",
+                "First start: created the admin account {} with the initial password {}\n\
+                 (shown only now and never stored in clear; log in and change it: POST /api/me/password)",
                 admin.email,
                 password.expose()
             );
@@ -113,9 +124,7 @@ pub async fn run(config: Config) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (store, store_kind): (Arc<dyn Store>, &'static str) = match config.store {
         StoreKind::Embedded => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
-                format!("creating the data directory {}", config.data_dir.display())
-            })?;
+            create_private_dir(&config.data_dir)?;
             let path = config.data_dir.join("aula.sqlite3");
             let store = SqliteStore::open(&path)
                 .with_context(|| format!("opening the embedded store {}", path.display()))?;

@@ -85,13 +85,13 @@ async fn the_portal_starts_on_the_embedded_store_and_reports_healthy() {
         "the embedded store lives in the data directory"
     );
 
-    // The first start made an admin and printed the one-time password; it works.
+    // The first start made an admin and printed the initial password; it works.
     let told = portal.preamble.join("\n");
     let password = told
-        .split("one-time password ")
+        .split("initial password ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no one-time password in {told:?}"))
+        .unwrap_or_else(|| panic!("no initial password in {told:?}"))
         .to_owned();
     let login = |base: String| {
         let password = password.clone();
@@ -114,7 +114,7 @@ async fn the_portal_starts_on_the_embedded_store_and_reports_healthy() {
         again
             .preamble
             .iter()
-            .all(|l| !l.contains("one-time password"))
+            .all(|l| !l.contains("initial password"))
     );
     assert_eq!(
         login(again.base.clone()).await,
