@@ -159,10 +159,12 @@ pub async fn run(config: Config) -> Result<()> {
         clock,
         keys: load_or_create_keys(&config.keys_dir)?,
         api: ApiConfig {
-            media_node_url: config
-                .media_node_url
-                .clone()
-                .unwrap_or_else(|| format!("{}/media", public_url.replace("http", "ws"))),
+            media_node_url: Some(
+                config
+                    .media_node_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/media", public_url.replace("http", "ws"))),
+            ),
             public_url,
             host_id: config.host_id.clone(),
         },

@@ -121,6 +121,15 @@ pub struct GuestHandle {
 }
 
 pub async fn spawn(backend: Backend) -> TestApp {
+    spawn_with(backend, Some("ws://127.0.0.1:1/media".into())).await
+}
+
+/// A portal whose join grants go through placement over registered media nodes.
+pub async fn spawn_placing(backend: Backend) -> TestApp {
+    spawn_with(backend, None).await
+}
+
+async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp {
     let (store, kind): (Arc<dyn ScannableStore>, &'static str) = match backend {
         Backend::Embedded => (
             Arc::new(SqliteStore::open_in_memory().expect("store")),
@@ -159,7 +168,7 @@ pub async fn spawn(backend: Backend) -> TestApp {
         api: ApiConfig {
             public_url: base.clone(),
             host_id: "test-host-1".into(),
-            media_node_url: "ws://127.0.0.1:1/media".into(),
+            media_node_url,
         },
         policy: LoginPolicy {
             self_registration: true,

@@ -4,6 +4,7 @@
 
 mod harness;
 mod journeys;
+mod placement;
 mod security;
 
 macro_rules! on_both_stores {
@@ -46,3 +47,14 @@ on_both_stores!(
     security::every_endpoint_allows_exactly_the_callers_it_should,
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
 );
+
+/// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the
+/// registry holds other tests' nodes, so "no node is live" cannot be arranged there (the
+/// placement store itself passes the conformance suite on both).
+mod placing {
+    #[tokio::test]
+    async fn a_join_grant_names_a_live_node_or_says_when_to_retry() {
+        let app = crate::harness::spawn_placing(crate::harness::Backend::Embedded).await;
+        crate::placement::a_join_grant_names_a_live_node_or_says_when_to_retry(&app).await;
+    }
+}

@@ -31,7 +31,7 @@ EXPECTED = {
         ("table", ("SESSION#*",)): {"GetItem", "PutItem"},
         # key-design limit: the owner's display name is read from the PROFILE item
         ("table", ("MOD#*",)): {"GetItem"},
-        ("gsi1", ("NODES", "OWNER#*")): {"Query"},
+        ("gsi1", ("NODES", "OWNER#*", "PLACED#*")): {"Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem"},
     },
     "chat": {

@@ -24,8 +24,9 @@ pub struct ApiConfig {
     pub public_url: String,
     /// Internal id of this host or function instance, written to the access log.
     pub host_id: String,
-    /// The media node that meetings run on, until placement chooses among several.
-    pub media_node_url: String,
+    /// A fixed media node for every meeting (a single-node deployment, or the local portal
+    /// until it runs its own node); `None`: placement chooses among the registered nodes.
+    pub media_node_url: Option<String>,
 }
 
 #[derive(Clone)]

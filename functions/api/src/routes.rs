@@ -671,7 +671,7 @@ async fn deny(
     tag = "rooms",
     summary = "A short join grant for the room's media node.",
     params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = GrantOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = GrantOut), (status = 503, description = "every media node is full: try again after Retry-After", body = crate::error::ErrorBody), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
 )]
 async fn join_grant(
     State(st): State<ApiState>,
@@ -684,10 +684,19 @@ async fn join_grant(
             "signing the join grant failed",
         ))
     })?;
+    let node_url = match &st.config.media_node_url {
+        Some(url) => url.clone(),
+        None => {
+            st.aula
+                .place(grant.room, services::PlacementPolicy::default())
+                .await?
+                .address
+        }
+    };
     Ok(Json(GrantOut {
         grant: token,
         expires_at: expires,
-        node_url: st.config.media_node_url.clone(),
+        node_url,
         participant: grant.participant,
         role: grant.role,
     }))

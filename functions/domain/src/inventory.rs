@@ -23,6 +23,7 @@ pub enum RecordKind {
     Session,
     Audit,
     RateCounter,
+    Placement,
 }
 
 /// Whose personal data a record holds.
@@ -80,7 +81,7 @@ pub struct RecordSpec {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 13] = [
+    pub const ALL: [RecordKind; 14] = [
         RecordKind::Moderator,
         RecordKind::ModeratorEmail,
         RecordKind::Room,
@@ -94,6 +95,7 @@ impl RecordKind {
         RecordKind::Session,
         RecordKind::Audit,
         RecordKind::RateCounter,
+        RecordKind::Placement,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -111,6 +113,7 @@ impl RecordKind {
             RecordKind::Session => "session",
             RecordKind::Audit => "audit",
             RecordKind::RateCounter => "rate_counter",
+            RecordKind::Placement => "placement",
         }
     }
 
@@ -393,6 +396,24 @@ pub const INVENTORY: &[RecordSpec] = &[
             f("key", "keyed hash of what is counted"),
             f("window_start", "start of the window"),
             f("count", "attempts in the window"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::Placement,
+        description: "which media node a room's meetings run on",
+        subject: Subject::Nobody,
+        purposes: OPERATION,
+        retention: Retention::AfterLastUse {
+            seconds: retention::PLACEMENT.whole_seconds(),
+        },
+        fields: &[
+            f("room_id", "the room"),
+            f("node_id", "the media node"),
+            f(
+                "placed_at",
+                "when the room was placed (or the placement last renewed)",
+            ),
             EXPIRES_AT,
         ],
     },

@@ -481,6 +481,16 @@ pub struct MediaNode {
     pub expires_at: Expiry,
 }
 
+/// Which media node a room's meetings run on. A room stays on its node while that node
+/// lives; the record is renewed with every join grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub room_id: RoomId,
+    pub node_id: NodeId,
+    pub placed_at: Timestamp,
+    pub expires_at: Expiry,
+}
+
 /// Which bucket an object belongs to; each class has its own retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

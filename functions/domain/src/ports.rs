@@ -4,8 +4,8 @@
 
 use crate::{
     AccessLogEntry, AuditEntry, ChatMessage, Conversation, Email, Guest, GuestId, InviteToken,
-    MediaNode, Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass, ObjectKey, RateKey,
-    Room, RoomId, Session, SessionId, StoredObject, Timestamp,
+    MediaNode, Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass, ObjectKey,
+    Placement, RateKey, Room, RoomId, Session, SessionId, StoredObject, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -228,9 +228,32 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Vec<AuditEntry>>;
 }
 
+#[async_trait]
+pub trait PlacementStore: Send + Sync {
+    /// The room's live placement.
+    async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>>;
+    /// Writes the placement unless another live one exists that is not on `replacing`
+    /// (so of two concurrent placements of one room, one wins). `false`: someone else won.
+    async fn put_placement(
+        &self,
+        p: &Placement,
+        replacing: Option<NodeId>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// How many live placements on `node` were made at or after `since`: rooms placed
+    /// there that its last heartbeat may not have counted yet.
+    async fn placed_on_since(
+        &self,
+        node: NodeId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32>;
+}
+
 /// Everything the functions need from storage.
 pub trait Store:
-    SessionStore
+    PlacementStore
+    + SessionStore
     + RateLimitStore
     + AuditStore
     + ModeratorStore
@@ -245,7 +268,8 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: SessionStore
+    T: PlacementStore
+        + SessionStore
         + RateLimitStore
         + AuditStore
         + ModeratorStore

@@ -15,6 +15,8 @@ pub const EXPORT: Span = Span::days(1);
 pub const SESSION: Span = Span::seconds(12 * 3600);
 /// The audit log of admin actions: one year, so that actions can be accounted for.
 pub const AUDIT: Span = Span::days(365);
+/// A room's placement on a media node outlives its last join grant by this much.
+pub const PLACEMENT: Span = Span::seconds(12 * 3600);
 /// The window of login rate limits and lockout: counters live this long.
 pub const RATE_WINDOW: Span = Span::seconds(15 * 60);
 /// A media node that stops renewing its heartbeat is considered dead after this.
@@ -34,6 +36,9 @@ pub fn session_expiry(at: Timestamp) -> Expiry {
 }
 pub fn audit_expiry(at: Timestamp) -> Expiry {
     Expiry::at(at.plus(AUDIT))
+}
+pub fn placement_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(PLACEMENT))
 }
 pub fn rate_expiry(window_start: Timestamp) -> Expiry {
     Expiry::at(window_start.plus(RATE_WINDOW))

@@ -108,7 +108,9 @@ async fn state() -> Result<ApiState> {
         config: Arc::new(ApiConfig {
             public_url: required("AULA_PUBLIC_URL")?,
             host_id,
-            media_node_url: required("AULA_MEDIA_NODE_URL")?,
+            media_node_url: std::env::var("AULA_MEDIA_NODE_URL")
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
         }),
     })
 }

@@ -16,6 +16,7 @@
 //! | `session`          | `SESSION#<id>`               | `SESSION`                       | `SESSIONS#<moderator>` / `<id>`  |                      |
 //! | `audit`            | `AUDIT#<yyyy-mm>`            | `<time>#<id>`                   |                                  |                      |
 //! | `rate_counter`     | `RATE#<key>`                 | `<window start>`                |                                  |                      |
+//! | `placement`        | `ROOM#<room>`                | `PLACEMENT`                     | `PLACED#<node>` / `<placed>#<room>` |                   |
 //!
 //! A session is its own partition and carries the account's role, so checking a session
 //! cookie reads that one item and nothing of the account: the chat function's IAM policy
@@ -1489,6 +1490,116 @@ impl RateLimitStore for AwsStore {
     async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
         self.delete(rate_pk(key), &padded(window_start), "clearing attempts")
             .await
+    }
+}
+
+fn placement_item(p: &Placement) -> Item {
+    item(
+        RecordKind::Placement,
+        [
+            ("pk", s(room_pk(p.room_id))),
+            ("sk", s("PLACEMENT")),
+            ("gsi1pk", s(format!("PLACED#{}", p.node_id))),
+            (
+                "gsi1sk",
+                s(format!("{}#{}", padded(p.placed_at), p.room_id)),
+            ),
+            ("room_id", s(p.room_id.to_string())),
+            ("node_id", s(p.node_id.to_string())),
+            ("placed_at", n(p.placed_at.millis())),
+            ("expires_at", n(p.expires_at.epoch_secs())),
+        ],
+    )
+}
+
+fn placement_from(i: &Item) -> StoreResult<Placement> {
+    let f = Fields::of(i, RecordKind::Placement);
+    Ok(Placement {
+        room_id: f.parse("room_id", RoomId::parse)?,
+        node_id: f.parse("node_id", NodeId::parse)?,
+        placed_at: f.ts("placed_at")?,
+        expires_at: f.expiry()?,
+    })
+}
+
+#[async_trait]
+impl PlacementStore for AwsStore {
+    async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>> {
+        match self
+            .get(room_pk(room), "PLACEMENT", "reading a placement")
+            .await?
+        {
+            Some(i) if is_live(&i, now) => placement_from(&i).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn put_placement(
+        &self,
+        p: &Placement,
+        replacing: Option<NodeId>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let result = self
+            .ddb
+            .put_item()
+            .table_name(&self.cfg.table)
+            .set_item(Some(placement_item(p)))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at <= :now OR node_id = :replacing",
+            )
+            .expression_attribute_values(":now", n(now.epoch_secs()))
+            .expression_attribute_values(
+                ":replacing",
+                s(replacing.map(|r| r.to_string()).unwrap_or_default()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("placing a room")(e)),
+        }
+    }
+
+    async fn placed_on_since(
+        &self,
+        node: NodeId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        let mut count = 0u32;
+        let mut start = None;
+        loop {
+            let out = self
+                .ddb
+                .query()
+                .table_name(&self.cfg.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :since")
+                .expression_attribute_values(":pk", s(format!("PLACED#{node}")))
+                .expression_attribute_values(":since", s(padded(since)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend("counting placements"))?;
+            let live = out
+                .items
+                .unwrap_or_default()
+                .iter()
+                .filter(|i| is_live(i, now))
+                .count();
+            count = count.saturating_add(u32::try_from(live).unwrap_or(u32::MAX));
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(count);
+            }
+        }
     }
 }
 

@@ -118,6 +118,13 @@ CREATE TABLE IF NOT EXISTS rate_counter (
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (key, window_start)
 );
+CREATE TABLE IF NOT EXISTS placement (
+    room_id TEXT PRIMARY KEY,
+    node_id TEXT NOT NULL,
+    placed_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS placement_by_node ON placement (node_id, placed_at);
 CREATE TABLE IF NOT EXISTS object (
     class TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -130,7 +137,8 @@ CREATE TABLE IF NOT EXISTS object (
 "#;
 
 /// Tables that hold expiring records, for the sweeper.
-const EXPIRING_TABLES: [RecordKind; 10] = [
+const EXPIRING_TABLES: [RecordKind; 11] = [
+    RecordKind::Placement,
     RecordKind::Session,
     RecordKind::Audit,
     RecordKind::RateCounter,
@@ -630,6 +638,7 @@ impl RoomStore for SqliteStore {
                 "DELETE FROM chat_message WHERE room_id = ?1",
                 "DELETE FROM guest WHERE room_id = ?1",
                 "DELETE FROM meeting WHERE room_id = ?1",
+                "DELETE FROM placement WHERE room_id = ?1",
                 "DELETE FROM room WHERE id = ?1",
             ] {
                 tx.execute(sql, params![id])
@@ -1256,6 +1265,78 @@ impl AuditStore for SqliteStore {
             st.query_map(params![from.millis(), until.millis(), now.millis()], audit_from_row)
                 .and_then(|rows| rows.collect())
                 .map_err(read_err("audit entry", "reading the audit log"))
+        })
+        .await
+    }
+}
+
+fn placement_from_row(row: &Row<'_>) -> rusqlite::Result<Placement> {
+    Ok(Placement {
+        room_id: col(row, "room_id", |s: String| RoomId::parse(&s))?,
+        node_id: col(row, "node_id", |s: String| NodeId::parse(&s))?,
+        placed_at: ts(row, "placed_at")?,
+        expires_at: expiry(row)?,
+    })
+}
+
+#[async_trait]
+impl PlacementStore for SqliteStore {
+    async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>> {
+        self.run("reading a placement", move |c| {
+            c.query_row(
+                "SELECT * FROM placement WHERE room_id = ?1 AND expires_at * 1000 > ?2",
+                params![room.to_string(), now.millis()],
+                placement_from_row,
+            )
+            .optional()
+            .map_err(read_err("placement", "reading a placement"))
+        })
+        .await
+    }
+
+    async fn put_placement(
+        &self,
+        p: &Placement,
+        replacing: Option<NodeId>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let p = p.clone();
+        self.run("placing a room", move |c| {
+            // One statement, so the check and the write cannot interleave with another.
+            let n = c
+                .execute(
+                    "INSERT INTO placement (room_id, node_id, placed_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (room_id) DO UPDATE SET node_id = excluded.node_id,
+                       placed_at = excluded.placed_at, expires_at = excluded.expires_at
+                     WHERE placement.expires_at * 1000 <= ?5 OR placement.node_id = ?6",
+                    params![
+                        p.room_id.to_string(),
+                        p.node_id.to_string(),
+                        p.placed_at.millis(),
+                        p.expires_at.epoch_secs(),
+                        now.millis(),
+                        replacing.map(|n| n.to_string()).unwrap_or_default(),
+                    ],
+                )
+                .map_err(db("placing a room"))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn placed_on_since(
+        &self,
+        node: NodeId,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        self.run("counting placements", move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM placement WHERE node_id = ?1 AND placed_at >= ?2 AND expires_at * 1000 > ?3",
+                params![node.to_string(), since.millis(), now.millis()],
+                |r| r.get(0),
+            )
+            .map_err(db("counting placements"))
         })
         .await
     }

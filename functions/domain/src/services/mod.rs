@@ -5,11 +5,13 @@
 
 mod auth;
 mod chat;
+mod placement;
 mod privacy;
 mod rooms;
 
 pub use auth::{ClientAddress, LoginPolicy, NewModerator, Password};
 pub use chat::{ChatView, MAX_PAGE, NewPost};
+pub use placement::PlacementPolicy;
 pub use privacy::{
     AccountView, Disclosure, DisclosureRequest, ModeratorExport, ProfileChanges, RoomExport,
 };

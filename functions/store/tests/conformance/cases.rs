@@ -162,6 +162,15 @@ fn audit_entry(at: Timestamp) -> AuditEntry {
     }
 }
 
+fn placement_of(room: RoomId, node: NodeId, at: Timestamp) -> Placement {
+    Placement {
+        room_id: room,
+        node_id: node,
+        placed_at: at,
+        expires_at: retention::placement_expiry(at),
+    }
+}
+
 fn rate_key() -> RateKey {
     RateKey::parse(&format!("login-email:{}", IDS.uuid().simple())).expect("key")
 }
@@ -1068,4 +1077,109 @@ pub async fn the_audit_log_lists_by_time_and_expires_after_a_year<S: TestStore>(
         .await
         .expect("list");
     assert_eq!(ours(listed, &entries, id), entries[1..]);
+}
+
+// ---- placement -------------------------------------------------------------------
+
+pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins<S: TestStore>(
+    s: &S,
+) {
+    let room = IDS.room_id();
+    let (a, b) = (IDS.node_id(), IDS.node_id());
+    let mut racers = tokio::task::JoinSet::new();
+    for node in [a, b, a, b] {
+        let s = s.clone();
+        racers.spawn(async move {
+            (
+                node,
+                s.put_placement(&placement_of(room, node, T0), None, T0)
+                    .await,
+            )
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(done) = racers.join_next().await {
+        let (node, won) = done.expect("ran");
+        if won.expect("answered") {
+            winners.push(node);
+        }
+    }
+    let placed = s.placement(room, T0).await.expect("read").expect("placed");
+    assert!(
+        winners.iter().all(|w| *w == placed.node_id),
+        "every win names the same node"
+    );
+    assert!(!winners.is_empty());
+
+    // Another node can take the room only by naming the one it replaces (a dead node).
+    let other = if placed.node_id == a { b } else { a };
+    let later = T0.plus(SECOND);
+    assert!(
+        !s.put_placement(&placement_of(room, other, later), None, later)
+            .await
+            .expect("answered")
+    );
+    assert!(
+        s.put_placement(
+            &placement_of(room, other, later),
+            Some(placed.node_id),
+            later
+        )
+        .await
+        .expect("answered")
+    );
+    assert_eq!(
+        s.placement(room, later)
+            .await
+            .expect("read")
+            .map(|p| p.node_id),
+        Some(other)
+    );
+
+    // An expired placement is gone and anyone may place the room again.
+    let expired = retention::placement_expiry(later).instant();
+    assert_eq!(s.placement(room, expired).await.expect("read"), None);
+    assert!(
+        s.put_placement(&placement_of(room, placed.node_id, expired), None, expired)
+            .await
+            .expect("answered")
+    );
+}
+
+pub async fn rooms_placed_after_a_heartbeat_are_counted_for_their_node<S: TestStore>(s: &S) {
+    let node = IDS.node_id();
+    let heartbeat = T0;
+    for at in [
+        heartbeat.minus(SECOND),
+        heartbeat,
+        heartbeat.plus(SECOND),
+        heartbeat.plus(Span::seconds(2)),
+    ] {
+        s.put_placement(&placement_of(IDS.room_id(), node, at), None, at)
+            .await
+            .expect("placed");
+    }
+    s.put_placement(
+        &placement_of(IDS.room_id(), IDS.node_id(), heartbeat.plus(SECOND)),
+        None,
+        heartbeat,
+    )
+    .await
+    .expect("elsewhere");
+    let now = heartbeat.plus(Span::seconds(3));
+    assert_eq!(
+        s.placed_on_since(node, heartbeat, now)
+            .await
+            .expect("count"),
+        3,
+        "from the heartbeat on"
+    );
+    let much_later = retention::placement_expiry(heartbeat.plus(Span::seconds(2))).instant();
+    assert_eq!(
+        s.placed_on_since(node, heartbeat, much_later)
+            .await
+            .expect("count"),
+        0,
+        "expired placements do not count"
+    );
 }

@@ -55,6 +55,8 @@ conformance!(
     erasing_a_moderator_ends_their_sessions,
     concurrent_attempts_are_all_counted_and_the_count_ends_with_its_window,
     the_audit_log_lists_by_time_and_expires_after_a_year,
+    a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins,
+    rooms_placed_after_a_heartbeat_are_counted_for_their_node,
 );
 
 /// What only the DynamoDB adapter has: the table's TTL and the shape of the TTL attribute.

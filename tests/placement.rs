@@ -1,0 +1,179 @@
+//! Room placement over registered media nodes, as the rooms function does it when it issues
+//! a join grant: spread by "power of two random choices", sticky while a node lives, and a
+//! clear refusal when every node is full.
+
+use aula::portal::{self, Keys, Parts};
+use aula_api::ApiConfig;
+use aula_api::crypto::{generate_ed25519_pkcs8, random_bytes};
+use aula_domain::ids::IdGenerator;
+use aula_domain::retention;
+use aula_domain::services::{Aula, LoginPolicy, PlacementPolicy, ServiceError};
+use aula_domain::{Clock, MediaNode, Span, Timestamp};
+use aula_store::{RandomIds, SqliteStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+struct TestClock(AtomicI64);
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(self.0.load(Ordering::SeqCst))
+    }
+}
+
+const T0: i64 = 1_800_000_000_000;
+
+fn aula() -> (Aula, Arc<TestClock>) {
+    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+    let parts = Parts {
+        store: Arc::new(SqliteStore::open_in_memory().expect("store")),
+        store_kind: "embedded",
+        clock: clock.clone(),
+        keys: Keys {
+            signing_pkcs8: generate_ed25519_pkcs8().expect("key"),
+            hash_secret: random_bytes::<32>().expect("secret").to_vec(),
+        },
+        api: ApiConfig {
+            public_url: "http://127.0.0.1".into(),
+            host_id: "test".into(),
+            media_node_url: None,
+        },
+        policy: LoginPolicy::default(),
+    };
+    (portal::state(&parts).expect("state").aula, clock)
+}
+
+fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {
+    MediaNode {
+        id: RandomIds.node_id(),
+        address: format!("wss://node-{}.aula.example", RandomIds.uuid().simple()),
+        capacity,
+        load,
+        last_heartbeat: at,
+        expires_at: retention::heartbeat_expiry(at),
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_rooms_spread_over_five_nodes_within_ten_percent_of_even() {
+    let (aula, clock) = aula();
+    let nodes: Vec<_> = (0..5).map(|_| node(0, 100_000, clock.now())).collect();
+    for n in &nodes {
+        aula.store.put_node(n).await.expect("registered");
+    }
+    let mut per_node: HashMap<String, u32> = HashMap::new();
+    for _ in 0..1000 {
+        let placed = aula
+            .place(RandomIds.room_id(), PlacementPolicy::default())
+            .await
+            .expect("placed");
+        *per_node.entry(placed.address).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 5, "every node got rooms");
+    for (address, rooms) in &per_node {
+        assert!(
+            (180..=220).contains(rooms),
+            "{address} got {rooms} of 1000 rooms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_room_stays_on_its_node_and_moves_when_the_node_stops_heartbeating() {
+    let (aula, clock) = aula();
+    let a = node(0, 100, clock.now());
+    let b = node(0, 100, clock.now());
+    aula.store.put_node(&a).await.expect("a");
+    aula.store.put_node(&b).await.expect("b");
+    let room = RandomIds.room_id();
+    let first = aula
+        .place(room, PlacementPolicy::default())
+        .await
+        .expect("placed");
+    for _ in 0..5 {
+        let again = aula
+            .place(room, PlacementPolicy::default())
+            .await
+            .expect("placed");
+        assert_eq!(
+            again.id, first.id,
+            "a room stays on its node while it lives"
+        );
+    }
+    // Only the other node keeps sending heartbeats; the first one's record dies.
+    let survivor = if first.id == a.id { b } else { a };
+    clock
+        .0
+        .fetch_add(Span::seconds(20).millis(), Ordering::SeqCst);
+    let renewed = MediaNode {
+        last_heartbeat: clock.now(),
+        expires_at: retention::heartbeat_expiry(clock.now()),
+        ..survivor.clone()
+    };
+    aula.store.put_node(&renewed).await.expect("heartbeat");
+    let moved = aula
+        .place(room, PlacementPolicy::default())
+        .await
+        .expect("placed");
+    assert_eq!(moved.id, survivor.id, "the room moved to the live node");
+}
+
+#[tokio::test]
+async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
+    let (aula, clock) = aula();
+    let small = PlacementPolicy {
+        room_weight: 5,
+        retry_after_secs: 30,
+    };
+    for _ in 0..2 {
+        aula.store
+            .put_node(&node(0, 10, clock.now()))
+            .await
+            .expect("node");
+    }
+    // Two nodes of 10 participants, rooms expected to bring 5: four rooms fit, the fifth
+    // does not, although no heartbeat has reported a single participant yet.
+    let mut per_node: HashMap<String, u32> = HashMap::new();
+    for _ in 0..4 {
+        let n = aula
+            .place(RandomIds.room_id(), small)
+            .await
+            .expect("placed");
+        *per_node.entry(n.address).or_default() += 1;
+    }
+    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![2, 2]);
+    let full = aula.place(RandomIds.room_id(), small).await;
+    assert!(
+        matches!(
+            full,
+            Err(ServiceError::NoCapacity {
+                retry_after_secs: 30
+            })
+        ),
+        "{full:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
+    let (aula, clock) = aula();
+    let nothing = aula
+        .place(RandomIds.room_id(), PlacementPolicy::default())
+        .await;
+    assert!(matches!(nothing, Err(ServiceError::NoCapacity { .. })));
+    for _ in 0..3 {
+        aula.store
+            .put_node(&node(500, 500, clock.now()))
+            .await
+            .expect("full node");
+    }
+    let full = aula
+        .place(RandomIds.room_id(), PlacementPolicy::default())
+        .await;
+    assert!(matches!(
+        full,
+        Err(ServiceError::NoCapacity {
+            retry_after_secs: 15
+        })
+    ));
+}
