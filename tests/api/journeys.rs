@@ -506,3 +506,35 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
     );
     assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+pub async fn a_teacher_registers_where_the_deployment_allows_it(app: &TestApp) {
+    let email = format!("selbst-{}@schule.example.de", unique());
+    let profile = json!({
+        "last_name": "Yilmaz", "first_name": "Deniz", "email": email,
+        "federal_state": "Nordrhein-Westfalen", "organisation": "Gesamtschule Ost",
+        "password": "kurz"
+    });
+    let short = app
+        .post("/api/auth/register", profile.clone(), &Auth::None)
+        .await;
+    assert_eq!(
+        (short.status, short.code()),
+        (400, "invalid_input"),
+        "a short password is refused"
+    );
+    let mut profile = profile;
+    profile["password"] = json!("lang-genug-und-geheim");
+    let made = app
+        .post("/api/auth/register", profile.clone(), &Auth::None)
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.body);
+    assert_eq!(made.body["account"]["federal_state"], "DE-NW");
+    assert_eq!(made.body["account"]["role"], "moderator");
+    let again = app.post("/api/auth/register", profile, &Auth::None).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "conflict"),
+        "one account per email"
+    );
+    assert!(app.login(&email, "lang-genug-und-geheim").await.is_ok());
+}

@@ -46,6 +46,7 @@ on_both_stores!(
     security::every_request_is_access_logged_without_cookie_values,
     security::every_endpoint_allows_exactly_the_callers_it_should,
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
+    journeys::a_teacher_registers_where_the_deployment_allows_it,
 );
 
 /// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the
