@@ -2,14 +2,13 @@
 //! a join grant: spread by "power of two random choices", sticky while a node lives, and a
 //! clear refusal when every node is full.
 
-use aula::portal::{self, Keys, Parts};
-use aula_api::ApiConfig;
-use aula_api::crypto::{generate_ed25519_pkcs8, random_bytes};
+mod common;
+
 use aula_domain::ids::IdGenerator;
 use aula_domain::retention;
 use aula_domain::services::{Aula, LoginPolicy, PlacementPolicy, ServiceError};
 use aula_domain::{Clock, MediaNode, Span, Timestamp};
-use aula_store::{RandomIds, SqliteStore};
+use aula_store::RandomIds;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -25,22 +24,10 @@ const T0: i64 = 1_800_000_000_000;
 
 fn aula() -> (Aula, Arc<TestClock>) {
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    let parts = Parts {
-        store: Arc::new(SqliteStore::open_in_memory().expect("store")),
-        store_kind: "embedded",
-        clock: clock.clone(),
-        keys: Keys {
-            signing_pkcs8: generate_ed25519_pkcs8().expect("key"),
-            hash_secret: random_bytes::<32>().expect("secret").to_vec(),
-        },
-        api: ApiConfig {
-            public_url: "http://127.0.0.1".into(),
-            host_id: "test".into(),
-            media_node_url: None,
-        },
-        policy: LoginPolicy::default(),
-    };
-    (portal::state(&parts).expect("state").aula, clock)
+    (
+        common::embedded_aula(clock.clone(), LoginPolicy::default()),
+        clock,
+    )
 }
 
 fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {

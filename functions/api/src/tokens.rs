@@ -220,3 +220,100 @@ impl Tokens {
         self.verify(token, &room_audience(room), now)
     }
 }
+
+/// Checks join grants with the public key alone: what media nodes hold.
+#[derive(Clone)]
+pub struct JoinVerifier {
+    decoding: DecodingKey,
+}
+
+impl JoinVerifier {
+    /// From the raw 32-byte Ed25519 public key.
+    pub fn from_public_key(raw: &[u8]) -> Result<Self, TokenError> {
+        if raw.len() != 32 {
+            return Err(TokenError::BadKey);
+        }
+        Ok(JoinVerifier {
+            decoding: DecodingKey::from_ed_der(raw),
+        })
+    }
+
+    /// Only EdDSA, our issuer, audience = this room, not expired at `now`.
+    pub fn verify(
+        &self,
+        token: &str,
+        room: RoomId,
+        now: Timestamp,
+    ) -> Result<JoinClaims, TokenError> {
+        let data = jsonwebtoken::decode::<JoinClaims>(
+            token,
+            &self.decoding,
+            &Tokens::validation(&room_audience(room)),
+        )
+        .map_err(TokenError::Invalid)?;
+        if data.claims.exp <= now.epoch_secs() {
+            return Err(TokenError::Invalid(
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature.into(),
+            ));
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::generate_ed25519_pkcs8;
+    use aula_domain::services::{GrantRole, JoinGrant};
+    use aula_domain::{GuestId, Participant};
+
+    fn tokens() -> Tokens {
+        Tokens::from_pkcs8(
+            &generate_ed25519_pkcs8().expect("key"),
+            TokenLifetimes::default(),
+        )
+        .expect("tokens")
+    }
+
+    fn grant(room: RoomId) -> JoinGrant {
+        JoinGrant {
+            room,
+            participant: Participant::Guest(GuestId::from_uuid(uuid_of(7))),
+            role: GrantRole::Guest,
+            display_name: "Lena".into(),
+            settings: RoomSettings::default(),
+        }
+    }
+
+    fn uuid_of(n: u128) -> uuid::Uuid {
+        uuid::Uuid::from_u128(n)
+    }
+
+    #[test]
+    fn a_media_node_verifies_a_join_grant_with_the_public_key_alone() {
+        let t = tokens();
+        let room = RoomId::from_uuid(uuid_of(1));
+        let now = Timestamp::from_secs(1_800_000_000);
+        let (token, _) = t.join(&grant(room), now).expect("signed");
+        let node = JoinVerifier::from_public_key(t.public_key()).expect("public key");
+        let claims = node.verify(&token, room, now).expect("valid");
+        assert_eq!(claims.name, "Lena");
+        assert_eq!(claims.role, GrantRole::Guest);
+        assert!(
+            node.verify(&token, RoomId::from_uuid(uuid_of(2)), now)
+                .is_err(),
+            "another room"
+        );
+        assert!(
+            node.verify(&token, room, now.plus(Span::seconds(121)))
+                .is_err(),
+            "expired"
+        );
+        let stranger = JoinVerifier::from_public_key(tokens().public_key()).expect("public key");
+        assert!(
+            stranger.verify(&token, room, now).is_err(),
+            "another deployment's key"
+        );
+        assert!(JoinVerifier::from_public_key(&[0; 31]).is_err());
+    }
+}

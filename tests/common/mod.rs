@@ -1,0 +1,29 @@
+//! What the service-level tests share: the portal's state on a private in-memory store.
+
+use aula::portal::{self, Keys, Parts};
+use aula_api::ApiConfig;
+use aula_api::crypto::{generate_ed25519_pkcs8, random_bytes};
+use aula_domain::Clock;
+use aula_domain::services::{Aula, LoginPolicy};
+use aula_store::SqliteStore;
+use std::sync::Arc;
+
+/// The services as the portal builds them, on a fresh in-memory SQLite store.
+pub fn embedded_aula(clock: Arc<dyn Clock>, policy: LoginPolicy) -> Aula {
+    let parts = Parts {
+        store: Arc::new(SqliteStore::open_in_memory().expect("store")),
+        store_kind: "embedded",
+        clock,
+        keys: Keys {
+            signing_pkcs8: generate_ed25519_pkcs8().expect("key"),
+            hash_secret: random_bytes::<32>().expect("secret").to_vec(),
+        },
+        api: ApiConfig {
+            public_url: "http://127.0.0.1".into(),
+            host_id: "test".into(),
+            media_node_url: None,
+        },
+        policy,
+    };
+    portal::state(&parts).expect("state").aula
+}
