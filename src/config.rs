@@ -43,6 +43,20 @@ pub struct ServeArgs {
     /// The media node clients connect to (until placement chooses among registered nodes).
     #[arg(long, env = "AULA_MEDIA_NODE_URL")]
     media_node_url: Option<String>,
+    /// The supervisory authority the privacy page names.
+    #[arg(
+        long,
+        env = "AULA_SUPERVISORY_AUTHORITY",
+        default_value = "not configured (set AULA_SUPERVISORY_AUTHORITY)"
+    )]
+    supervisory_authority: String,
+    /// The data protection officer the privacy page names.
+    #[arg(
+        long,
+        env = "AULA_DATA_PROTECTION_OFFICER",
+        default_value = "not configured (set AULA_DATA_PROTECTION_OFFICER)"
+    )]
+    data_protection_officer: String,
     /// This host's id in the access log (default: the host name).
     #[arg(long, env = "AULA_HOST_ID")]
     host_id: Option<String>,
@@ -60,6 +74,7 @@ pub struct Config {
     pub self_registration: bool,
     pub media_node_url: Option<String>,
     pub host_id: String,
+    pub contacts: aula_api::PrivacyContacts,
 }
 
 impl ServeArgs {
@@ -87,6 +102,10 @@ impl ServeArgs {
             self_registration: self.self_registration,
             media_node_url: self.media_node_url,
             host_id,
+            contacts: aula_api::PrivacyContacts {
+                supervisory_authority: self.supervisory_authority,
+                data_protection_officer: self.data_protection_officer,
+            },
         })
     }
 }

@@ -167,6 +167,7 @@ pub async fn run(config: Config) -> Result<()> {
             ),
             public_url,
             host_id: config.host_id.clone(),
+            contacts: config.contacts.clone(),
         },
         policy: LoginPolicy {
             self_registration: config.self_registration,

@@ -169,6 +169,10 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
             public_url: base.clone(),
             host_id: "test-host-1".into(),
             media_node_url,
+            contacts: aula_api::PrivacyContacts {
+                supervisory_authority: "Landesbeauftragte für Datenschutz (Test)".into(),
+                data_protection_officer: "dsb@ministerium.example".into(),
+            },
         },
         policy: LoginPolicy {
             self_registration: true,

@@ -454,6 +454,7 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
         ("post", "/api/me/restrict"),
         ("post", "/api/join/{token}"),
         ("get", "/api/guest"),
+        ("get", "/api/privacy"),
         ("get", "/api/rooms"),
         ("post", "/api/rooms"),
         ("get", "/api/rooms/{room}"),
@@ -537,4 +538,58 @@ pub async fn a_teacher_registers_where_the_deployment_allows_it(app: &TestApp) {
         "one account per email"
     );
     assert!(app.login(&email, "lang-genug-und-geheim").await.is_ok());
+}
+
+pub async fn the_privacy_page_names_every_stored_record_its_retention_and_the_contacts(
+    app: &TestApp,
+) {
+    let page = app.get("/api/privacy", &Auth::None).await;
+    assert_eq!(page.status, 200, "anyone may read the privacy notice");
+    assert_eq!(
+        page.body["contacts"]["data_protection_officer"],
+        "dsb@ministerium.example"
+    );
+    assert!(
+        page.body["contacts"]["supervisory_authority"]
+            .as_str()
+            .is_some_and(|a| a.contains("Datenschutz"))
+    );
+    assert!(
+        page.body["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("eu-central-1"))
+    );
+    let records = page.body["records"].as_array().expect("records");
+    let kinds: Vec<_> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    for kind in aula_domain::inventory::RecordKind::ALL {
+        assert!(
+            kinds.contains(&kind.name()),
+            "{} is missing from the privacy page",
+            kind.name()
+        );
+    }
+    let find = |kind: &str| records.iter().find(|r| r["kind"] == kind).expect("listed");
+    assert_eq!(find("chat_message")["retention_seconds"], 183 * 86_400);
+    assert_eq!(find("access_log")["retention_seconds"], 30 * 86_400);
+    let guest_fields: Vec<_> = find("guest")["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(guest_fields.contains(&"nickname") && !guest_fields.contains(&"email"));
+    for record in records {
+        for purpose in record["purposes"].as_array().expect("purposes") {
+            assert!(
+                [
+                    "operating_the_service",
+                    "abuse_detection_and_attack_defence",
+                    "fault_analysis",
+                    "disclosure_to_authorities_on_legal_request"
+                ]
+                .contains(&purpose.as_str().unwrap_or_default()),
+                "{purpose} is not a purpose the notice allows"
+            );
+        }
+    }
 }

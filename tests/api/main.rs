@@ -47,6 +47,7 @@ on_both_stores!(
     security::every_endpoint_allows_exactly_the_callers_it_should,
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
     journeys::a_teacher_registers_where_the_deployment_allows_it,
+    journeys::the_privacy_page_names_every_stored_record_its_retention_and_the_contacts,
 );
 
 /// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the

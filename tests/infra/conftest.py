@@ -108,6 +108,8 @@ def app_parameters(prefix: str) -> list[dict]:
         "Prefix": prefix,
         "PublicUrl": "https://aula.example.org",
         "MediaNodeUrl": "wss://media.aula.example.org/ws",
+        "SupervisoryAuthority": "Landesbeauftragte für Datenschutz, Musterstadt",
+        "DataProtectionOfficer": "Datenschutzbeauftragte des Ministeriums, dsb@ministerium.example",
         "SigningPublicKey": "MCowBQYDK2VwAyEA" + "A" * 44,
         "TableDeletionProtection": "false",
     }

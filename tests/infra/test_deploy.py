@@ -88,6 +88,8 @@ def test_function_exists_with_runtime_role_and_environment(stack, fn):
         "AULA_PUBLIC_URL": "https://aula.example.org",
         "AULA_MEDIA_NODE_URL": "wss://media.aula.example.org/ws",
         "AULA_SELF_REGISTRATION": "false",
+        "AULA_SUPERVISORY_AUTHORITY": "Landesbeauftragte für Datenschutz, Musterstadt",
+        "AULA_DATA_PROTECTION_OFFICER": "Datenschutzbeauftragte des Ministeriums, dsb@ministerium.example",
         "AULA_TABLE": p,
         "AULA_EXPORT_BUCKET": f"{p}-exports-123456789012-{REGION}",
         "AULA_LOG_BUCKET": f"{p}-log-archive-123456789012-{REGION}",

@@ -27,6 +27,15 @@ pub struct ApiConfig {
     /// A fixed media node for every meeting (a single-node deployment, or the local portal
     /// until it runs its own node); `None`: placement chooses among the registered nodes.
     pub media_node_url: Option<String>,
+    /// Who the privacy page names (promise 12), per deployment.
+    pub contacts: PrivacyContacts,
+}
+
+/// The supervisory authority and the data protection officer of a deployment.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PrivacyContacts {
+    pub supervisory_authority: String,
+    pub data_protection_officer: String,
 }
 
 #[derive(Clone)]

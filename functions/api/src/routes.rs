@@ -118,6 +118,92 @@ pub fn auth() -> R {
         .routes(routes!(change_password))
         .routes(routes!(join))
         .routes(routes!(guest_status))
+        .routes(routes!(privacy_notice))
+}
+
+#[derive(Serialize, ToSchema)]
+struct FieldOut {
+    name: &'static str,
+    meaning: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RecordOut {
+    kind: &'static str,
+    description: &'static str,
+    /// Whose data it is: moderator, guest, participants, visitor or nobody.
+    subject: String,
+    /// The only purposes the data serves.
+    purposes: Vec<String>,
+    /// `until_erased`, `after_last_use`, `after_creation` or `after_heartbeat`.
+    retention: String,
+    /// The span of `retention`, in seconds (none for `until_erased`).
+    retention_seconds: Option<i64>,
+    fields: Vec<FieldOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PrivacyOut {
+    contacts: crate::PrivacyContacts,
+    /// Where the data is processed.
+    location: &'static str,
+    /// Every kind of record the portal stores, from its data inventory.
+    records: Vec<RecordOut>,
+}
+
+fn name_of<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Object(o)) => o
+            .get("rule")
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/privacy",
+    tag = "auth",
+    summary = "What the portal stores, why and for how long, and whom to ask: the privacy page's content, from the data inventory and the deployment's contacts.",
+    responses((status = 200, body = PrivacyOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+)]
+async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
+    use aula_domain::inventory::{INVENTORY, Retention};
+    let records = INVENTORY
+        .iter()
+        .map(|spec| {
+            let retention_seconds = match spec.retention {
+                Retention::UntilErased => None,
+                Retention::AfterLastUse { seconds }
+                | Retention::AfterCreation { seconds }
+                | Retention::AfterHeartbeat { seconds } => Some(seconds),
+            };
+            RecordOut {
+                kind: spec.kind.name(),
+                description: spec.description,
+                subject: name_of(&spec.subject),
+                purposes: spec.purposes.iter().map(name_of).collect(),
+                retention: name_of(&spec.retention),
+                retention_seconds,
+                fields: spec
+                    .fields
+                    .iter()
+                    .map(|f| FieldOut {
+                        name: f.name,
+                        meaning: f.meaning,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    Json(PrivacyOut {
+        contacts: st.config.contacts.clone(),
+        location: "AWS eu-central-1 (Frankfurt am Main, Germany)",
+        records,
+    })
 }
 
 #[derive(Deserialize, ToSchema)]

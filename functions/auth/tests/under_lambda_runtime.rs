@@ -123,6 +123,11 @@ async fn the_auth_function_logs_a_teacher_in_under_the_lambda_runtime() {
             .env_remove("AULA_SIGNING_KEY")
             .env_remove("AULA_HASH_SECRET")
             .env("AULA_PUBLIC_URL", "https://aula.example")
+            .env(
+                "AULA_SUPERVISORY_AUTHORITY",
+                "Landesbeauftragte für Datenschutz (Test)",
+            )
+            .env("AULA_DATA_PROTECTION_OFFICER", "dsb@ministerium.example")
             .env("AULA_MEDIA_NODE_URL", "wss://node.aula.example")
             .stdout(Stdio::null())
             .spawn()

@@ -106,6 +106,10 @@ async fn state() -> Result<ApiState> {
         },
         tokens,
         config: Arc::new(ApiConfig {
+            contacts: aula_api::PrivacyContacts {
+                supervisory_authority: required("AULA_SUPERVISORY_AUTHORITY")?,
+                data_protection_officer: required("AULA_DATA_PROTECTION_OFFICER")?,
+            },
             public_url: required("AULA_PUBLIC_URL")?,
             host_id,
             media_node_url: std::env::var("AULA_MEDIA_NODE_URL")
