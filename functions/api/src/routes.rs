@@ -4,6 +4,7 @@
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{GUEST_COOKIE, SESSION_COOKIE, cookie, removal, set_cookie};
+use crate::tokens::RelayedMessage;
 use aula_domain::ports::Posted;
 use aula_domain::services::{
     AccountView, Caller, DisclosureRequest, NewModerator, NewPost, Password, ProfileChanges,
@@ -80,6 +81,8 @@ struct GrantOut {
     node_url: String,
     participant: Participant,
     role: services::GrantRole,
+    /// The holder knocks: the node keeps them in its lobby until a moderator admits them.
+    lobby: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -785,6 +788,7 @@ async fn join_grant(
         node_url,
         participant: grant.participant,
         role: grant.role,
+        lobby: grant.lobby,
     }))
 }
 
@@ -803,6 +807,15 @@ struct MessageOut {
     author: Participant,
     body: ChatBody,
     posted_at: Timestamp,
+}
+
+/// A stored message, and the token that lets the media node deliver it live.
+#[derive(Serialize, ToSchema)]
+struct PostedOut {
+    #[serde(flatten)]
+    message: MessageOut,
+    /// Hand this to the media node (`chat` frame); valid for a minute, only from the author.
+    relay: String,
 }
 
 impl From<ChatMessage> for MessageOut {
@@ -872,7 +885,7 @@ struct PostIn {
     summary = "Posts to the room chat or privately (`to`); a retry with the same `idempotency_key` stores nothing new.",
     request_body = PostIn,
     params(("room" = String, Path, description = "the room id")),
-    responses((status = 201, description = "stored", body = MessageOut), (status = 200, description = "a retry: the message the first post stored", body = MessageOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 201, description = "stored", body = PostedOut), (status = 200, description = "a retry: the message the first post stored", body = PostedOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
 )]
 async fn post_message(
     State(st): State<ApiState>,
@@ -890,8 +903,27 @@ async fn post_message(
         Posted::New(_) => StatusCode::CREATED,
         Posted::Duplicate(_) => StatusCode::OK,
     };
-    let message = match posted {
-        Posted::New(m) | Posted::Duplicate(m) => MessageOut::from(m),
+    let m = match posted {
+        Posted::New(m) | Posted::Duplicate(m) => m,
+    };
+    let relayed = RelayedMessage {
+        id: m.id,
+        conversation: m.conversation,
+        author: m.author,
+        body: m.body.clone(),
+        posted_at: m.posted_at(),
+    };
+    let relay = st
+        .tokens
+        .chat_relay(m.room_id, relayed, st.aula.clock.now())
+        .map_err(|_| {
+            ApiError::from(services::ServiceError::Internal(
+                "signing the chat relay token failed",
+            ))
+        })?;
+    let message = PostedOut {
+        message: MessageOut::from(m),
+        relay,
     };
     Ok((status, Json(message)).into_response())
 }

@@ -1,6 +1,7 @@
 //! Signed tokens (JWT, EdDSA/Ed25519): the moderator's session cookie, a guest's grant for
 //! one room, and the short join grant a media node checks with the public key alone.
 
+pub use aula_domain::RelayedMessage;
 use aula_domain::services::{GrantRole, JoinGrant};
 use aula_domain::{
     GuestId, ModeratorId, Participant, RoomId, RoomSettings, SessionId, Span, Timestamp,
@@ -17,6 +18,11 @@ pub fn room_audience(room: RoomId) -> String {
     format!("aula:room:{room}")
 }
 
+/// The audience of a chat relay token: the room whose meeting may relay the message.
+pub fn chat_audience(room: RoomId) -> String {
+    format!("aula:chat:{room}")
+}
+
 /// How long tokens live. A session's cookie is rotated (and the session renewed) once it
 /// is older than `session_rotate_after`, so an active moderator never sees it expire.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +31,7 @@ pub struct TokenLifetimes {
     pub session_rotate_after: Span,
     pub guest: Span,
     pub join: Span,
+    pub chat_relay: Span,
 }
 
 impl Default for TokenLifetimes {
@@ -34,6 +41,7 @@ impl Default for TokenLifetimes {
             session_rotate_after: Span::seconds(15 * 60),
             guest: Span::seconds(12 * 3600),
             join: Span::seconds(120),
+            chat_relay: Span::seconds(60),
         }
     }
 }
@@ -58,6 +66,18 @@ pub struct GuestClaims {
     pub exp: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatRelayClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The author: only they may hand the token to the node.
+    pub sub: Participant,
+    pub room: RoomId,
+    pub message: RelayedMessage,
+    pub iat: i64,
+    pub exp: i64,
+}
+
 /// What a media node learns from a join grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinClaims {
@@ -68,6 +88,9 @@ pub struct JoinClaims {
     pub role: GrantRole,
     pub name: String,
     pub settings: RoomSettings,
+    /// A knocking guest: the node holds them in the lobby.
+    #[serde(default)]
+    pub lobby: bool,
     pub iat: i64,
     pub exp: i64,
 }
@@ -205,6 +228,7 @@ impl Tokens {
             role: grant.role,
             name: grant.display_name.clone(),
             settings: grant.settings,
+            lobby: grant.lobby,
             iat: now.epoch_secs(),
             exp: exp.epoch_secs(),
         })?;
@@ -218,6 +242,24 @@ impl Tokens {
         now: Timestamp,
     ) -> Result<JoinClaims, TokenError> {
         self.verify(token, &room_audience(room), now)
+    }
+
+    /// Signs a stored message for live delivery through the room's media node.
+    pub fn chat_relay(
+        &self,
+        room: RoomId,
+        message: RelayedMessage,
+        now: Timestamp,
+    ) -> Result<String, TokenError> {
+        self.sign(&ChatRelayClaims {
+            iss: ISSUER.into(),
+            aud: chat_audience(room),
+            sub: message.author,
+            room,
+            message,
+            iat: now.epoch_secs(),
+            exp: now.plus(self.lifetimes.chat_relay).epoch_secs(),
+        })
     }
 }
 
@@ -245,18 +287,40 @@ impl JoinVerifier {
         room: RoomId,
         now: Timestamp,
     ) -> Result<JoinClaims, TokenError> {
-        let data = jsonwebtoken::decode::<JoinClaims>(
-            token,
-            &self.decoding,
-            &Tokens::validation(&room_audience(room)),
-        )
-        .map_err(TokenError::Invalid)?;
-        if data.claims.exp <= now.epoch_secs() {
+        let claims: JoinClaims = self.decode(token, &room_audience(room))?;
+        Self::unexpired(claims.exp, now)?;
+        Ok(claims)
+    }
+
+    /// A chat relay token for this room, signed by the functions and not expired.
+    pub fn verify_chat(
+        &self,
+        token: &str,
+        room: RoomId,
+        now: Timestamp,
+    ) -> Result<ChatRelayClaims, TokenError> {
+        let claims: ChatRelayClaims = self.decode(token, &chat_audience(room))?;
+        Self::unexpired(claims.exp, now)?;
+        Ok(claims)
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<T, TokenError> {
+        jsonwebtoken::decode::<T>(token, &self.decoding, &Tokens::validation(audience))
+            .map(|data| data.claims)
+            .map_err(TokenError::Invalid)
+    }
+
+    fn unexpired(exp: i64, now: Timestamp) -> Result<(), TokenError> {
+        if exp <= now.epoch_secs() {
             return Err(TokenError::Invalid(
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature.into(),
             ));
         }
-        Ok(data.claims)
+        Ok(())
     }
 }
 
@@ -265,7 +329,7 @@ mod tests {
     use super::*;
     use crate::crypto::generate_ed25519_pkcs8;
     use aula_domain::services::{GrantRole, JoinGrant};
-    use aula_domain::{GuestId, Participant};
+    use aula_domain::{ChatBody, Conversation, GuestId, MessageId, Participant};
 
     fn tokens() -> Tokens {
         Tokens::from_pkcs8(
@@ -282,6 +346,7 @@ mod tests {
             role: GrantRole::Guest,
             display_name: "Lena".into(),
             settings: RoomSettings::default(),
+            lobby: false,
         }
     }
 
@@ -315,5 +380,43 @@ mod tests {
             "another deployment's key"
         );
         assert!(JoinVerifier::from_public_key(&[0; 31]).is_err());
+    }
+
+    #[test]
+    fn a_media_node_relays_only_chat_messages_the_functions_signed_for_its_room() {
+        let t = tokens();
+        let room = RoomId::from_uuid(uuid_of(1));
+        let now = Timestamp::from_secs(1_800_000_000);
+        let author = Participant::Guest(GuestId::from_uuid(uuid_of(7)));
+        let message = RelayedMessage {
+            id: MessageId::new(now, uuid_of(9)),
+            conversation: Conversation::Room,
+            author,
+            body: ChatBody::parse("Hallo").expect("a message"),
+            posted_at: now,
+        };
+        let token = t.chat_relay(room, message.clone(), now).expect("signed");
+        let node = JoinVerifier::from_public_key(t.public_key()).expect("public key");
+        let claims = node.verify_chat(&token, room, now).expect("valid");
+        assert_eq!((claims.sub, claims.message), (author, message));
+        assert!(
+            node.verify_chat(&token, RoomId::from_uuid(uuid_of(2)), now)
+                .is_err(),
+            "another room"
+        );
+        assert!(
+            node.verify_chat(&token, room, now.plus(Span::seconds(61)))
+                .is_err(),
+            "expired"
+        );
+        let (grant, _) = t.join(&grant(room), now).expect("signed");
+        assert!(
+            node.verify_chat(&grant, room, now).is_err(),
+            "a join grant is not a chat message"
+        );
+        assert!(
+            node.verify(&token, room, now).is_err(),
+            "a chat message is not a join grant"
+        );
     }
 }

@@ -334,6 +334,17 @@ pub struct ChatMessage {
     pub expires_at: Expiry,
 }
 
+/// A stored chat message as the media node relays it live. The chat function signs it
+/// after storing it, so a client can hand it to the node but cannot forge or alter one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayedMessage {
+    pub id: MessageId,
+    pub conversation: Conversation,
+    pub author: Participant,
+    pub body: ChatBody,
+    pub posted_at: Timestamp,
+}
+
 impl ChatMessage {
     pub fn posted_at(&self) -> Timestamp {
         self.id.posted_at()

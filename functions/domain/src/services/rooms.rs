@@ -59,6 +59,8 @@ pub struct JoinGrant {
     pub role: GrantRole,
     pub display_name: String,
     pub settings: RoomSettings,
+    /// The holder knocks: the node keeps them in its lobby until a moderator admits them.
+    pub lobby: bool,
 }
 
 /// A caller's standing in a room they take part in.
@@ -282,7 +284,10 @@ impl Aula {
     /// What a join grant for the room's media node carries: for the owner (as moderator)
     /// and admitted guests; a waiting guest is told to wait, a removed one is refused.
     pub async fn join_grant(&self, caller: &Caller, room: RoomId) -> ServiceResult<JoinGrant> {
-        let p = self.participation(caller, room).await?;
+        let p = match self.participation(caller, room).await {
+            Err(ServiceError::InLobby) => return self.lobby_grant(caller, room).await,
+            p => p?,
+        };
         let (role, display_name) = match p.me {
             Participant::Moderator(id) => {
                 let m = self
@@ -310,6 +315,34 @@ impl Aula {
             role,
             display_name,
             settings: p.room.settings,
+            lobby: false,
+        })
+    }
+
+    /// A waiting guest may knock at the media node: the grant says so, and the node lets
+    /// them see and hear nothing until a moderator admits them there.
+    async fn lobby_grant(&self, caller: &Caller, room: RoomId) -> ServiceResult<JoinGrant> {
+        let Caller::Guest { id, .. } = caller else {
+            return Err(ServiceError::InLobby);
+        };
+        let now = self.now();
+        let guest = self
+            .store
+            .guest(room, *id, now)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)?;
+        let r = self
+            .store
+            .room(room, now)
+            .await?
+            .ok_or(ServiceError::NotFound("the room"))?;
+        Ok(JoinGrant {
+            room,
+            participant: Participant::Guest(*id),
+            role: GrantRole::Guest,
+            display_name: guest.nickname.to_string(),
+            settings: r.settings,
+            lobby: true,
         })
     }
 }
