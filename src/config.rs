@@ -40,9 +40,17 @@ pub struct ServeArgs {
     /// Let anyone create a moderator account (otherwise admins provision them).
     #[arg(long, env = "AULA_SELF_REGISTRATION", default_value_t = false)]
     self_registration: bool,
-    /// The media node clients connect to (until placement chooses among registered nodes).
+    /// Send every meeting to this media node instead of running one in-process (for a
+    /// portal in front of a separately run node).
     #[arg(long, env = "AULA_MEDIA_NODE_URL")]
     media_node_url: Option<String>,
+    /// The in-process media node's UDP port (all media uses this one port; 0 = any free).
+    #[arg(long, env = "AULA_MEDIA_UDP", default_value = "127.0.0.1:0")]
+    media_udp: SocketAddr,
+    /// The address browsers send media to, when the UDP port is bound to all interfaces
+    /// (e.g. this machine's LAN address, so other computers can join).
+    #[arg(long, env = "AULA_MEDIA_PUBLIC_IP")]
+    media_public_ip: Option<std::net::IpAddr>,
     /// The supervisory authority the privacy page names.
     #[arg(
         long,
@@ -73,6 +81,8 @@ pub struct Config {
     pub admin_email: aula_domain::Email,
     pub self_registration: bool,
     pub media_node_url: Option<String>,
+    pub media_udp: SocketAddr,
+    pub media_public_ip: Option<std::net::IpAddr>,
     pub host_id: String,
     pub contacts: aula_api::PrivacyContacts,
 }
@@ -101,6 +111,8 @@ impl ServeArgs {
             admin_email,
             self_registration: self.self_registration,
             media_node_url: self.media_node_url,
+            media_udp: self.media_udp,
+            media_public_ip: self.media_public_ip,
             host_id,
             contacts: aula_api::PrivacyContacts {
                 supervisory_authority: self.supervisory_authority,

@@ -4,11 +4,12 @@
 use crate::config::{Config, StoreKind};
 use anyhow::{Context, Result};
 use aula_api::crypto::{Argon2Passwords, HmacHasher, generate_ed25519_pkcs8, random_bytes};
-use aula_api::tokens::{TokenLifetimes, Tokens};
+use aula_api::tokens::{JoinVerifier, TokenLifetimes, Tokens};
 use aula_api::{ApiConfig, ApiState};
 use aula_domain::ports::Store;
 use aula_domain::services::{Aula, LoginPolicy};
 use aula_domain::{Clock, Email};
+use aula_media_node::{MediaNode, NodeConfig, NodeDeps, NodeStore};
 use aula_store::{AwsStore, RandomIds, SqliteStore, SystemClock};
 use axum::Router;
 use axum::extract::State;
@@ -122,26 +123,29 @@ pub async fn bootstrap_admin(state: &ApiState, email: Email) -> Result<()> {
 
 pub async fn run(config: Config) -> Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, store_kind): (Arc<dyn Store>, &'static str) = match config.store {
-        StoreKind::Embedded => {
-            create_private_dir(&config.data_dir)?;
-            let path = config.data_dir.join("aula.sqlite3");
-            let store = SqliteStore::open(&path)
-                .with_context(|| format!("opening the embedded store {}", path.display()))?;
-            tokio::spawn(sweep_forever(
-                store.clone(),
-                clock.clone(),
-                config.sweep_every,
-            ));
-            tracing::info!(path = %path.display(), "embedded store open");
-            (Arc::new(store), "embedded")
-        }
-        StoreKind::Dynamodb => {
-            let store = AwsStore::from_env().await;
-            tracing::info!(table = %store.config().table, "using DynamoDB and S3");
-            (Arc::new(store), "dynamodb")
-        }
-    };
+    let (store, node_store, store_kind): (Arc<dyn Store>, Arc<dyn NodeStore>, &'static str) =
+        match config.store {
+            StoreKind::Embedded => {
+                create_private_dir(&config.data_dir)?;
+                let path = config.data_dir.join("aula.sqlite3");
+                let store = SqliteStore::open(&path)
+                    .with_context(|| format!("opening the embedded store {}", path.display()))?;
+                tokio::spawn(sweep_forever(
+                    store.clone(),
+                    clock.clone(),
+                    config.sweep_every,
+                ));
+                tracing::info!(path = %path.display(), "embedded store open");
+                let store = Arc::new(store);
+                (store.clone(), store, "embedded")
+            }
+            StoreKind::Dynamodb => {
+                let store = AwsStore::from_env().await;
+                tracing::info!(table = %store.config().table, "using DynamoDB and S3");
+                let store = Arc::new(store);
+                (store.clone(), store, "dynamodb")
+            }
+        };
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -159,13 +163,10 @@ pub async fn run(config: Config) -> Result<()> {
         clock,
         keys: load_or_create_keys(&config.keys_dir)?,
         api: ApiConfig {
-            media_node_url: Some(
-                config
-                    .media_node_url
-                    .clone()
-                    .unwrap_or_else(|| format!("{}/media", public_url.replace("http", "ws"))),
-            ),
-            public_url,
+            // Without a fixed node, placement picks among registered nodes: here the
+            // in-process one.
+            media_node_url: config.media_node_url.clone(),
+            public_url: public_url.clone(),
             host_id: config.host_id.clone(),
             contacts: config.contacts.clone(),
         },
@@ -177,13 +178,59 @@ pub async fn run(config: Config) -> Result<()> {
     let state = state(&parts)?;
     bootstrap_admin(&state, config.admin_email.clone()).await?;
 
+    let mut app = app(state.clone(), store_kind);
+    let node = match config.media_node_url {
+        Some(_) => None,
+        None => {
+            let node = start_media_node(&config, &state, node_store, &public_url).await?;
+            app = app.merge(node.router());
+            Some(node)
+        }
+    };
+
     // The one line a newcomer needs; tests read it to find the port.
     println!("Aula is running at http://{addr}/ (health: http://{addr}/healthz)");
     tracing::info!(%addr, store = store_kind, "portal listening");
-    axum::serve(listener, app(state, store_kind))
-        .with_graceful_shutdown(shutdown_signal())
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            if let Some(node) = node {
+                node.drain().await;
+            }
+        })
         .await
         .context("serving HTTP")
+}
+
+/// The media node of a one-machine portal: in this process, registered in the same
+/// registry (placement finds it there), checking grants with the portal's public key.
+async fn start_media_node(
+    config: &Config,
+    state: &ApiState,
+    store: Arc<dyn NodeStore>,
+    public_url: &str,
+) -> Result<MediaNode> {
+    let verifier = JoinVerifier::from_public_key(state.tokens.public_key())
+        .context("reading the public key")?;
+    let signalling_url =
+        format!("{}/media", public_url.trim_end_matches('/')).replacen("http", "ws", 1);
+    let mut node_config = NodeConfig::local(state.aula.ids.node_id(), signalling_url);
+    node_config.udp_bind = config.media_udp;
+    node_config.public_udp = config
+        .media_public_ip
+        .map(|ip| std::net::SocketAddr::new(ip, config.media_udp.port()));
+    node_config.drain_timeout = std::time::Duration::from_secs(5);
+    MediaNode::start(
+        node_config,
+        NodeDeps {
+            store,
+            clock: state.aula.clock.clone(),
+            ids: state.aula.ids.clone(),
+            verifier,
+        },
+    )
+    .await
+    .context("starting the in-process media node")
 }
 
 /// Deletes expired records from the embedded store, forever.

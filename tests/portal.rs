@@ -157,3 +157,142 @@ fn a_bad_flag_is_refused_with_a_message_not_a_panic() {
     );
     assert!(!err.contains("panicked"));
 }
+
+/// `name=value` of the session cookie a login response sets.
+fn session_cookie(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("aula_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_teacher_and_a_guest_hold_a_meeting_on_the_one_machine_portal() {
+    use aula_loadgen::{Client, Joined, Publish};
+    use aula_sfu::protocol::Source;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    let password = portal
+        .preamble
+        .join("\n")
+        .split("initial password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the initial password")
+        .to_owned();
+    let http = reqwest::Client::new();
+    let base = &portal.base;
+    let login = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({ "email": "admin@aula.local", "password": password }))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    let cookie = session_cookie(&login);
+    let room: serde_json::Value = http
+        .post(format!("{base}/api/rooms"))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({ "name": "Klasse 7b" }))
+        .send()
+        .await
+        .expect("room")
+        .json()
+        .await
+        .expect("json");
+    let room_id = room["id"].as_str().expect("room id").to_owned();
+    let invite = room["invite_url"]
+        .as_str()
+        .expect("invite")
+        .rsplit('/')
+        .next()
+        .expect("token")
+        .to_owned();
+    let guest: serde_json::Value = http
+        .post(format!("{base}/api/join/{invite}"))
+        .json(&serde_json::json!({ "nickname": "Max" }))
+        .send()
+        .await
+        .expect("guest")
+        .json()
+        .await
+        .expect("json");
+    let guest_token = guest["token"].as_str().expect("guest token").to_owned();
+
+    let mut clients = Vec::new();
+    for (i, auth) in [
+        ("cookie", cookie.clone()),
+        ("authorization", format!("Bearer {guest_token}")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let grant: serde_json::Value = http
+            .post(format!("{base}/api/rooms/{room_id}/join"))
+            .header(auth.0, auth.1)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("grant")
+            .json()
+            .await
+            .expect("json");
+        let node_url = grant["node_url"].as_str().expect("placed on a node");
+        assert!(
+            node_url.starts_with("ws://127.0.0.1:") && node_url.ends_with("/media"),
+            "the in-process node, found through the registry: {node_url}"
+        );
+        let Joined::Welcome(mut c) = Client::join(
+            node_url,
+            room_id.parse().expect("room id"),
+            grant["grant"].as_str().expect("grant"),
+            i as u32,
+        )
+        .await
+        .expect("join") else {
+            panic!("lobby")
+        };
+        c.publish(Publish {
+            video_bitrate: 200_000,
+            ..Publish::default()
+        })
+        .await
+        .expect("publish");
+        clients.push(c);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let flowing = [(0, 1), (1, 0)].iter().all(|(a, b)| {
+            [Source::Microphone, Source::Camera]
+                .iter()
+                .all(|s| clients[*a].stats.received_from(&clients[*b].me, *s).packets >= 10)
+        });
+        if flowing {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "audio and video flow both ways through the in-process node"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let meetings: serde_json::Value = http
+        .get(format!("{base}/api/rooms/{room_id}/meetings"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("meetings")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        meetings["meetings"].as_array().map(Vec::len),
+        Some(1),
+        "the running meeting is listed: {meetings}"
+    );
+}

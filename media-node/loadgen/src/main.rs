@@ -1,0 +1,288 @@
+//! Load generator: starts a media node (the `aula-media-node` binary, as a separate process
+//! so its CPU time can be read from /proc), joins R rooms × P participants that each
+//! publish synthetic Opus (50 packets/s) and VP8-shaped video, and prints what the node
+//! forwarded, what arrived, loss, forwarding latency and the node's CPU cost.
+//!
+//!     cargo build --release -p aula-media-node -p aula-loadgen
+//!     target/release/aula-loadgen --rooms 1 --participants 30
+//!     target/release/aula-loadgen --rooms 10 --participants 10
+
+use anyhow::{Context as _, bail};
+use aula_api::crypto::generate_ed25519_pkcs8;
+use aula_api::tokens::{TokenLifetimes, Tokens};
+use aula_domain::services::{GrantRole, JoinGrant};
+use aula_domain::{Clock, GuestId, ModeratorId, Participant, RoomId, RoomSettings};
+use aula_loadgen::{Client, Joined, Publish, percentile};
+use aula_store::SystemClock;
+use base64::Engine as _;
+use clap::Parser;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(about = "Load an Aula media node on loopback and print what it forwards")]
+struct Args {
+    #[arg(long, default_value_t = 1)]
+    rooms: u32,
+    #[arg(long, default_value_t = 30)]
+    participants: u32,
+    /// Seconds measured (after everyone joined and a warm-up second).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Video bitrate per participant, bits per second.
+    #[arg(long, default_value_t = 1_500_000)]
+    video_bitrate: u32,
+    /// The node binary (default: next to this one).
+    #[arg(long)]
+    node: Option<std::path::PathBuf>,
+    /// Forward video of at most this many recent speakers (the node's setting).
+    #[arg(long, default_value_t = 20)]
+    last_n: usize,
+}
+
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unexpected /proc stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11).context("utime")?.parse()?;
+    let stime: f64 = f.get(12).context("stime")?.parse()?;
+    // USER_HZ is 100 on Linux.
+    Ok((utime + stime) / 100.0)
+}
+
+/// The sum of a Prometheus counter over its labels.
+async fn metric(url: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(url).await?.text().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.participants < 2 {
+        bail!("a meeting needs at least two participants");
+    }
+    let tokens = Tokens::from_pkcs8(&generate_ed25519_pkcs8()?, TokenLifetimes::default())?;
+    let http_port = free_port()?;
+    let url = format!("ws://127.0.0.1:{http_port}/media");
+    let metrics = format!("http://127.0.0.1:{http_port}/metrics");
+    let node_bin = match args.node {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("aula-media-node"),
+    };
+    let child = Command::new(&node_bin)
+        .args(["--store", "memory", "--udp", "127.0.0.1:0"])
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--url", &url])
+        .args(["--capacity", "10000", "--last-n", &args.last_n.to_string()])
+        .env(
+            "AULA_JOIN_PUBLIC_KEY",
+            base64::engine::general_purpose::STANDARD.encode(tokens.public_key()),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", node_bin.display()))?;
+    let node = NodeProcess(child);
+    let pid = node.0.id();
+    let started = Instant::now();
+    while metric(&metrics, "aula_media_capacity").await.is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("the node did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    println!(
+        "aula-loadgen: {} room(s) x {} participants, Opus 50 pps + video {} kbit/s at 30 fps each, {} s measured",
+        args.rooms,
+        args.participants,
+        args.video_bitrate / 1000,
+        args.seconds
+    );
+    let mut clients = Vec::new();
+    let join_started = Instant::now();
+    for r in 0..args.rooms {
+        let room = RoomId::from_uuid(uuid_of(1_000 + u128::from(r)));
+        for p in 0..args.participants {
+            let index = r * args.participants + p;
+            let who = if p == 0 {
+                Participant::Moderator(ModeratorId::from_uuid(uuid_of(u128::from(index))))
+            } else {
+                Participant::Guest(GuestId::from_uuid(uuid_of(u128::from(index))))
+            };
+            let grant = JoinGrant {
+                room,
+                participant: who,
+                role: if p == 0 {
+                    GrantRole::Moderator
+                } else {
+                    GrantRole::Guest
+                },
+                display_name: format!("P{index}"),
+                settings: RoomSettings::default(),
+                lobby: false,
+            };
+            let (token, _) = tokens.join(&grant, SystemClock.now())?;
+            let Joined::Welcome(mut c) = Client::join(&url, room, &token, index).await? else {
+                bail!("sent to the lobby");
+            };
+            c.publish(Publish {
+                video_bitrate: args.video_bitrate,
+                // One clear speaker per room; the others murmur below speech level.
+                loudness: if p == 1 { 30 } else { 90 },
+                ..Publish::default()
+            })
+            .await
+            .with_context(|| format!("participant {index} publishing"))?;
+            clients.push(c);
+        }
+    }
+    println!(
+        "joined {} participants in {:.1} s",
+        clients.len(),
+        join_started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The measured window.
+    let snapshot = |clients: &[Client]| -> (u64, u64, u64) {
+        let mut received = 0;
+        let mut damaged = 0;
+        let mut sent = 0;
+        for c in clients {
+            sent += c.stats.sent_packets.load(Ordering::Relaxed);
+            if let Ok(r) = c.stats.received.lock() {
+                for v in r.values() {
+                    received += v.packets;
+                    damaged += v.damaged;
+                }
+            }
+        }
+        (sent, received, damaged)
+    };
+    for c in &clients {
+        if let Ok(mut r) = c.stats.received.lock() {
+            for v in r.values_mut() {
+                v.latency_us.clear();
+            }
+        }
+    }
+    let cpu0 = cpu_seconds(pid)?;
+    let fwd0 = metric(&metrics, "aula_media_forwarded_packets_total").await?;
+    let bytes0 = metric(&metrics, "aula_media_forwarded_bytes_total").await?;
+    let (sent0, recv0, dmg0) = snapshot(&clients);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let cpu1 = cpu_seconds(pid)?;
+    let fwd1 = metric(&metrics, "aula_media_forwarded_packets_total").await?;
+    let bytes1 = metric(&metrics, "aula_media_forwarded_bytes_total").await?;
+    let (sent1, recv1, dmg1) = snapshot(&clients);
+
+    let forwarded = fwd1 - fwd0;
+    let sent = (sent1 - sent0) as f64;
+    let received = (recv1 - recv0) as f64;
+    // Every packet sent goes to the P-1 others of its room (video only while its sender is
+    // among the last N speakers; with P-1 <= N that is everyone).
+    let fanout = f64::from(args.participants - 1);
+    let expected = sent * fanout;
+    let mut latencies: Vec<u64> = Vec::new();
+    for c in &clients {
+        if let Ok(r) = c.stats.received.lock() {
+            for v in r.values() {
+                latencies.extend(&v.latency_us);
+            }
+        }
+    }
+    latencies.sort_unstable();
+    let cpu = cpu1 - cpu0;
+    let node_loss = if sent * fanout > 0.0 && (args.participants as usize - 1) <= args.last_n {
+        (1.0 - forwarded / expected).max(0.0)
+    } else {
+        f64::NAN
+    };
+    println!("--- over {elapsed:.1} s ---");
+    println!("sent by clients:        {:>10.0} packets/s", sent / elapsed);
+    println!(
+        "forwarded by the node:  {:>10.0} packets/s  ({:.1} Mbit/s of payload)",
+        forwarded / elapsed,
+        (bytes1 - bytes0) * 8.0 / elapsed / 1e6
+    );
+    println!(
+        "received by clients:    {:>10.0} packets/s  (damaged: {})",
+        received / elapsed,
+        dmg1 - dmg0
+    );
+    println!(
+        "loss (not forwarded):   {:>9.2} %   (node forwarded vs. sent x {fanout} receivers)",
+        node_loss * 100.0
+    );
+    println!(
+        "loss (end to end):      {:>9.2} %   (received vs. sent x {fanout} receivers)",
+        (1.0 - received / expected).max(0.0) * 100.0
+    );
+    println!(
+        "forwarding latency:     p50 {:.2} ms, p99 {:.2} ms  (send -> receive in this process, {} samples)",
+        percentile(&latencies, 0.5) as f64 / 1000.0,
+        percentile(&latencies, 0.99) as f64 / 1000.0,
+        latencies.len()
+    );
+    println!(
+        "node CPU:               {:.2} s in {elapsed:.1} s ({:.0}% of one core); {:.2} CPU s per million forwarded packets",
+        cpu,
+        cpu / elapsed * 100.0,
+        if forwarded > 0.0 {
+            cpu / (forwarded / 1e6)
+        } else {
+            f64::NAN
+        }
+    );
+    println!(
+        "measured: node = target/{} aula-media-node in its own process (CPU from /proc/<pid>/stat), \
+         clients = webrtc-rs 0.21 in this process; both on this machine's {} cores over loopback",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    for c in clients {
+        c.stop_sending();
+        c.close().await;
+    }
+    drop(node);
+    Ok(())
+}
+
+fn uuid_of(n: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0x00a0_1a00_0000_0000_0000_0000_0000_0000 + n)
+}

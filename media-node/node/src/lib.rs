@@ -1,0 +1,415 @@
+//! The media node: drives the SFU core ([`aula_sfu::Sfu`]) with one UDP socket, WebSocket
+//! signalling and timers; registers itself in the node registry and renews its heartbeat;
+//! records meetings; serves Prometheus metrics; drains on shutdown.
+//!
+//! The same node runs as its own binary on a media host and in-process in `aula serve`.
+
+pub mod metrics;
+mod signalling;
+
+use aula_api::tokens::JoinVerifier;
+use aula_domain::ids::IdGenerator;
+use aula_domain::ports::{MeetingStore, NodeRegistryStore};
+use aula_domain::{Clock, MediaNode as NodeRecord, Meeting, NodeId, RoomId, retention};
+use aula_sfu::protocol::ServerMessage;
+use aula_sfu::{ConnId, Entropy, Joining, Output, Sfu, SfuConfig};
+use axum::Router;
+use axum::routing::get;
+use rand::Rng;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+
+pub use metrics::Metrics;
+
+/// What the node's ports need of the store: the registry and the meeting records.
+pub trait NodeStore: NodeRegistryStore + MeetingStore + Send + Sync {}
+impl<T: NodeRegistryStore + MeetingStore + Send + Sync + ?Sized> NodeStore for T {}
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Where the UDP socket binds (all media of all meetings uses this one port).
+    pub udp_bind: SocketAddr,
+    /// The address browsers send media to (the ICE host candidate): the public address of
+    /// the host and the UDP port. Defaults to the bound address when that is specific.
+    pub public_udp: Option<SocketAddr>,
+    /// Where clients reach the signalling (`wss://…/media`), as registered for placement.
+    pub signalling_url: String,
+    pub capacity: u32,
+    pub last_n: usize,
+    /// How long a draining node waits for its meetings to move before it exits.
+    pub drain_timeout: Duration,
+    pub heartbeat_every: Duration,
+}
+
+impl NodeConfig {
+    pub fn local(id: NodeId, signalling_url: String) -> Self {
+        NodeConfig {
+            id,
+            udp_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            public_udp: None,
+            signalling_url,
+            capacity: 500,
+            last_n: 20,
+            drain_timeout: Duration::from_secs(30),
+            heartbeat_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The ports the node uses.
+#[derive(Clone)]
+pub struct NodeDeps {
+    pub store: Arc<dyn NodeStore>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdGenerator>,
+    pub verifier: JoinVerifier,
+}
+
+pub(crate) enum Command {
+    Open {
+        conn: ConnId,
+        frames: mpsc::UnboundedSender<Outbound>,
+    },
+    Join {
+        conn: ConnId,
+        joining: Joining,
+    },
+    Message {
+        conn: ConnId,
+        message: aula_sfu::protocol::ClientMessage,
+    },
+    Chat {
+        conn: ConnId,
+        message: aula_domain::RelayedMessage,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Drain,
+}
+
+/// What the media loop sends to one WebSocket.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Frame(String),
+    Close,
+}
+
+/// A running media node.
+#[derive(Clone)]
+pub struct MediaNode {
+    commands: mpsc::UnboundedSender<Command>,
+    deps: NodeDeps,
+    metrics: Metrics,
+    udp: SocketAddr,
+    next_conn: Arc<AtomicU64>,
+    empty: watch::Receiver<bool>,
+    config: NodeConfig,
+}
+
+struct RandomEntropy;
+
+impl Entropy for RandomEntropy {
+    fn token(&mut self, len: usize) -> String {
+        rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(len)
+            .map(char::from)
+            .collect()
+    }
+    fn ssrc(&mut self) -> u32 {
+        rand::rng().random()
+    }
+}
+
+impl MediaNode {
+    /// Binds the UDP port, starts the media loop and the registry heartbeat.
+    pub async fn start(config: NodeConfig, deps: NodeDeps) -> anyhow::Result<MediaNode> {
+        use anyhow::Context as _;
+        let socket = UdpSocket::bind(config.udp_bind)
+            .await
+            .with_context(|| format!("binding the media port {}", config.udp_bind))?;
+        let bound = socket.local_addr().context("reading the media port")?;
+        let candidate = match config.public_udp {
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), bound.port()),
+            Some(a) => a,
+            None if bound.ip().is_unspecified() => anyhow::bail!(
+                "the media port is bound to {bound}: set the public address browsers reach it at"
+            ),
+            None => bound,
+        };
+        let sfu = Sfu::new(
+            SfuConfig {
+                candidate,
+                last_n: config.last_n,
+                capacity: config.capacity,
+            },
+            Box::new(RandomEntropy),
+        );
+        let metrics = Metrics::new(config.capacity);
+        let (commands, rx) = mpsc::unbounded_channel();
+        let (empty_tx, empty) = watch::channel(true);
+        let (load_tx, load_rx) = watch::channel(0u32);
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let media = MediaLoop {
+            sfu,
+            socket,
+            commands: rx,
+            conns: HashMap::new(),
+            meetings: HashMap::new(),
+            deps: deps.clone(),
+            metrics: metrics.clone(),
+            empty: empty_tx,
+            load: load_tx,
+            draining: drain_tx,
+        };
+        tokio::spawn(media.run());
+        tokio::spawn(heartbeat(config.clone(), deps.clone(), load_rx, drain_rx));
+        tracing::info!(node = %config.id, udp = %candidate, signalling = %config.signalling_url, "media node started");
+        Ok(MediaNode {
+            commands,
+            deps,
+            metrics,
+            udp: candidate,
+            next_conn: Arc::new(AtomicU64::new(1)),
+            empty,
+            config,
+        })
+    }
+
+    /// The UDP address media flows to.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// `/media` (the signalling WebSocket) and `/metrics` (Prometheus).
+    pub fn router(&self) -> Router {
+        let metrics = self.metrics.clone();
+        Router::new()
+            .route("/media", get(signalling::upgrade))
+            .with_state(self.clone())
+            .route(
+                "/metrics",
+                get(move || {
+                    let m = metrics.clone();
+                    async move { m.encode() }
+                }),
+            )
+    }
+
+    /// Stops taking rooms, asks every client to move, and returns once the node is empty
+    /// or the drain timeout passed.
+    pub async fn drain(&self) {
+        let _ = self.commands.send(Command::Drain);
+        let mut empty = self.empty.clone();
+        let wait = empty.wait_for(|e| *e);
+        let _ = tokio::time::timeout(self.config.drain_timeout, wait).await;
+    }
+
+    pub(crate) fn connection_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn send(&self, c: Command) {
+        let _ = self.commands.send(c);
+    }
+
+    pub(crate) fn deps(&self) -> &NodeDeps {
+        &self.deps
+    }
+}
+
+struct MediaLoop {
+    sfu: Sfu,
+    socket: UdpSocket,
+    commands: mpsc::UnboundedReceiver<Command>,
+    conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    meetings: HashMap<RoomId, Meeting>,
+    deps: NodeDeps,
+    metrics: Metrics,
+    empty: watch::Sender<bool>,
+    load: watch::Sender<u32>,
+    draining: watch::Sender<bool>,
+}
+
+impl MediaLoop {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.flush().await;
+            let deadline = self
+                .sfu
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                biased;
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => return,
+                },
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, from)) => self.sfu.handle_datagram(Instant::now(), from, &buf[..n]),
+                    Err(e) => tracing::debug!(error = %e, "receiving a datagram failed"),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.sfu.handle_timeout(Instant::now());
+                }
+                _ = tick.tick() => self.observe(),
+            }
+        }
+    }
+
+    fn observe(&mut self) {
+        let stats = self.sfu.stats();
+        self.metrics.observe(&stats, *self.draining.borrow());
+        let _ = self.load.send(stats.load());
+        let _ = self.empty.send(self.sfu.is_empty());
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Open { conn, frames } => {
+                self.conns.insert(conn, frames);
+            }
+            Command::Join { conn, joining } => self.sfu.join(now, conn, joining),
+            Command::Message { conn, message } => self.sfu.handle_message(now, conn, message),
+            Command::Chat { conn, message } => self.sfu.relay_chat(conn, message),
+            Command::Closed { conn } => {
+                self.conns.remove(&conn);
+                self.sfu.leave(now, conn);
+            }
+            Command::Drain => {
+                let _ = self.draining.send(true);
+                self.sfu.drain();
+            }
+        }
+        self.observe_membership();
+    }
+
+    fn observe_membership(&mut self) {
+        let empty = self.sfu.is_empty();
+        if *self.empty.borrow() != empty {
+            let _ = self.empty.send(empty);
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(out) = self.sfu.poll_output() {
+            match out {
+                Output::Transmit { to, data } => {
+                    // Never wait on one client: a full socket buffer drops the packet, as
+                    // the network would.
+                    match self.socket.try_send_to(&data, to) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            let _ = self.socket.send_to(&data, to).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, %to, "sending a datagram failed"),
+                    }
+                }
+                Output::Signal { conn, message } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        let _ = c.send(Outbound::Frame(message.to_json()));
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(c) = self.conns.remove(&conn) {
+                        let _ = c.send(Outbound::Close);
+                    }
+                }
+                Output::MeetingStarted { room } => self.meeting_started(room),
+                Output::MeetingEnded {
+                    room,
+                    peak_participants,
+                } => self.meeting_ended(room, peak_participants),
+            }
+        }
+    }
+
+    fn meeting_started(&mut self, room: RoomId) {
+        let now = self.deps.clock.now();
+        let meeting = Meeting {
+            id: self.deps.ids.meeting_id(),
+            room_id: room,
+            started_at: now,
+            ended_at: None,
+            peak_participants: 1,
+            expires_at: retention::history_expiry(now),
+        };
+        self.meetings.insert(room, meeting.clone());
+        self.record(meeting);
+    }
+
+    fn meeting_ended(&mut self, room: RoomId, peak: u32) {
+        let Some(mut meeting) = self.meetings.remove(&room) else {
+            return;
+        };
+        let now = self.deps.clock.now();
+        meeting.ended_at = Some(now);
+        meeting.peak_participants = peak;
+        meeting.expires_at = retention::history_expiry(now);
+        self.record(meeting);
+    }
+
+    /// Writes a meeting record without holding up the media.
+    fn record(&self, meeting: Meeting) {
+        let store = self.deps.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.put_meeting(&meeting).await {
+                tracing::warn!(error = %e, room = %meeting.room_id, "recording the meeting failed");
+            }
+        });
+    }
+}
+
+/// Registers the node and renews its heartbeat; removes it when draining starts, so
+/// placement sends no new rooms here.
+async fn heartbeat(
+    config: NodeConfig,
+    deps: NodeDeps,
+    load: watch::Receiver<u32>,
+    mut draining: watch::Receiver<bool>,
+) {
+    let mut every = tokio::time::interval(config.heartbeat_every);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = async { draining.wait_for(|d| *d).await.is_ok() } => {
+                if let Err(e) = deps.store.remove_node(config.id).await {
+                    tracing::warn!(error = %e, "deregistering the node failed");
+                }
+                return;
+            }
+        }
+        let now = deps.clock.now();
+        let record = NodeRecord {
+            id: config.id,
+            address: config.signalling_url.clone(),
+            capacity: config.capacity,
+            load: *load.borrow(),
+            last_heartbeat: now,
+            expires_at: retention::heartbeat_expiry(now),
+        };
+        if let Err(e) = deps.store.put_node(&record).await {
+            tracing::warn!(error = %e, "renewing the heartbeat failed");
+        }
+    }
+}
+
+/// Sends one frame to a connection that is about to be closed (before it joined).
+pub(crate) fn error_frame(code: aula_sfu::protocol::ErrorCode, message: &str) -> String {
+    ServerMessage::error(code, message).to_json()
+}

@@ -1,0 +1,142 @@
+//! The media node binary a media host runs (as a systemd service; see infra/).
+
+use anyhow::Context as _;
+use aula_api::tokens::JoinVerifier;
+use aula_domain::NodeId;
+use aula_domain::ids::IdGenerator as _;
+use aula_media_node::{MediaNode, NodeConfig, NodeDeps};
+use aula_store::{AwsStore, RandomIds, SqliteStore, SystemClock};
+use base64::Engine as _;
+use clap::Parser;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Aula media node: the WebRTC SFU, signalling on HTTP (TLS terminates in front of it),
+/// media on one UDP port.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// This node's id in the registry (default: a fresh one per start).
+    #[arg(long, env = "AULA_NODE_ID")]
+    id: Option<uuid::Uuid>,
+    /// Signalling and metrics (`/media`, `/metrics`, `/healthz`).
+    #[arg(long, env = "AULA_NODE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// The media port.
+    #[arg(long, env = "AULA_NODE_UDP", default_value = "0.0.0.0:7882")]
+    udp: SocketAddr,
+    /// The host's public IP address, as browsers reach the media port.
+    #[arg(long, env = "AULA_NODE_PUBLIC_IP")]
+    public_ip: Option<IpAddr>,
+    /// The signalling URL clients are sent to (e.g. `wss://node-7.aula.example/media`).
+    #[arg(long, env = "AULA_NODE_URL")]
+    url: String,
+    /// The functions' Ed25519 public key (32 bytes, base64): the node verifies join grants
+    /// and chat messages with it and holds no secret.
+    #[arg(long, env = "AULA_JOIN_PUBLIC_KEY")]
+    public_key: String,
+    #[arg(long, env = "AULA_NODE_CAPACITY", default_value_t = 500)]
+    capacity: u32,
+    /// Video of at most this many recent speakers is forwarded.
+    #[arg(long, env = "AULA_LAST_N", default_value_t = 20)]
+    last_n: usize,
+    /// Seconds a node on SIGTERM waits for its meetings to move.
+    #[arg(long, env = "AULA_DRAIN_SECONDS", default_value_t = 60)]
+    drain_seconds: u64,
+    /// Where the registry and meeting records go: DynamoDB (production, `AULA_TABLE` at
+    /// `AWS_ENDPOINT_URL` if set) or memory (a node on its own, for benchmarks).
+    #[arg(long, env = "AULA_NODE_STORE", value_enum, default_value_t = StoreKind::Dynamodb)]
+    store: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    Dynamodb,
+    Memory,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rtc=warn,rtc_ice=warn,rtc_dtls=warn".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(args.public_key.trim())
+        .context("AULA_JOIN_PUBLIC_KEY is not base64")?;
+    let verifier = JoinVerifier::from_public_key(raw_ed25519(&key))
+        .context("AULA_JOIN_PUBLIC_KEY is not a 32-byte Ed25519 public key")?;
+    let store: Arc<dyn aula_media_node::NodeStore> = match args.store {
+        StoreKind::Dynamodb => Arc::new(AwsStore::from_env().await),
+        StoreKind::Memory => {
+            Arc::new(SqliteStore::open_in_memory().context("opening an in-memory store")?)
+        }
+    };
+    let config = NodeConfig {
+        id: NodeId::from_uuid(args.id.unwrap_or_else(|| RandomIds.uuid())),
+        udp_bind: args.udp,
+        public_udp: args
+            .public_ip
+            .map(|ip| SocketAddr::new(ip, args.udp.port())),
+        signalling_url: args.url,
+        capacity: args.capacity,
+        last_n: args.last_n,
+        drain_timeout: Duration::from_secs(args.drain_seconds),
+        heartbeat_every: Duration::from_secs(5),
+    };
+    let node = MediaNode::start(
+        config,
+        NodeDeps {
+            store,
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(RandomIds),
+            verifier,
+        },
+    )
+    .await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let app = node
+        .router()
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    let server = axum::serve(listener, app);
+    tokio::select! {
+        served = server => served.context("serving signalling"),
+        () = async {
+            shutdown_signal().await;
+            tracing::info!("draining: no new rooms, asking clients to move");
+            node.drain().await;
+            tracing::info!("drained; exiting");
+        } => Ok(()),
+    }
+}
+
+/// The raw key, from either the raw 32 bytes or a SubjectPublicKeyInfo (what the
+/// deployment publishes in SSM): the SPKI of an Ed25519 key is a fixed 12-byte prefix.
+fn raw_ed25519(key: &[u8]) -> &[u8] {
+    const SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    key.strip_prefix(&SPKI_PREFIX[..]).unwrap_or(key)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

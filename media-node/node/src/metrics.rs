@@ -1,0 +1,168 @@
+//! The node's Prometheus endpoint: rooms, participants, forwarded packets and bytes, loss,
+//! and the load figure placement and auto-scaling use.
+
+use aula_sfu::Stats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Handles to the node's metrics; cheap to clone, updated from the media loop.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    rooms: Gauge,
+    participants: Gauge,
+    waiting: Gauge,
+    load: Gauge,
+    capacity: Gauge,
+    draining: Gauge,
+    forwarded_packets: Family<KindLabel, Counter>,
+    forwarded_bytes: Family<KindLabel, Counter>,
+    received_packets: Family<KindLabel, Counter>,
+    lost_packets: Family<KindLabel, Counter>,
+    keyframe_requests: Counter,
+    loss_ratio: Gauge<f64, AtomicU64>,
+    last: Arc<std::sync::Mutex<Stats>>,
+}
+
+impl Metrics {
+    pub fn new(capacity: u32) -> Self {
+        let mut r = Registry::with_prefix("aula_media");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            rooms: Gauge::default(),
+            participants: Gauge::default(),
+            waiting: Gauge::default(),
+            load: Gauge::default(),
+            capacity: Gauge::default(),
+            draining: Gauge::default(),
+            forwarded_packets: Family::default(),
+            forwarded_bytes: Family::default(),
+            received_packets: Family::default(),
+            lost_packets: Family::default(),
+            keyframe_requests: Counter::default(),
+            loss_ratio: Gauge::default(),
+            last: Arc::default(),
+        };
+        r.register(
+            "rooms",
+            "Rooms with a meeting on this node",
+            m.rooms.clone(),
+        );
+        r.register(
+            "participants",
+            "Participants in meetings on this node (not counting the lobby)",
+            m.participants.clone(),
+        );
+        r.register(
+            "lobby",
+            "Guests knocking in a lobby on this node",
+            m.waiting.clone(),
+        );
+        r.register(
+            "load",
+            "The load figure placement and auto-scaling use: participants, lobby included",
+            m.load.clone(),
+        );
+        r.register(
+            "capacity",
+            "Participants this node takes at most",
+            m.capacity.clone(),
+        );
+        r.register(
+            "draining",
+            "1 while the node drains before shutting down",
+            m.draining.clone(),
+        );
+        r.register(
+            "forwarded_packets",
+            "RTP packets forwarded to subscribers",
+            m.forwarded_packets.clone(),
+        );
+        r.register(
+            "forwarded_bytes",
+            "RTP payload bytes forwarded to subscribers",
+            m.forwarded_bytes.clone(),
+        );
+        r.register(
+            "received_packets",
+            "RTP packets received from publishers",
+            m.received_packets.clone(),
+        );
+        r.register(
+            "lost_packets",
+            "RTP packets publishers sent that never arrived (sequence gaps)",
+            m.lost_packets.clone(),
+        );
+        r.register(
+            "keyframe_requests",
+            "Keyframe requests (PLI) sent to publishers",
+            m.keyframe_requests.clone(),
+        );
+        r.register(
+            "loss_ratio",
+            "Share of publishers' packets lost on the way in, since start",
+            m.loss_ratio.clone(),
+        );
+        m.capacity.set(i64::from(capacity));
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+
+    /// Takes a snapshot of the SFU's counters; counters only ever grow.
+    pub fn observe(&self, now: &Stats, draining: bool) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        self.rooms.set(now.rooms as i64);
+        self.participants.set(now.participants as i64);
+        self.waiting.set(now.waiting as i64);
+        self.load.set(now.load() as i64);
+        self.draining.set(i64::from(draining));
+        for (kind, n, l) in [
+            ("audio", &now.audio, &last.audio),
+            ("video", &now.video, &last.video),
+        ] {
+            let label = KindLabel { kind };
+            self.forwarded_packets
+                .get_or_create(&label)
+                .inc_by(n.forwarded_packets.saturating_sub(l.forwarded_packets));
+            self.forwarded_bytes
+                .get_or_create(&label)
+                .inc_by(n.forwarded_bytes.saturating_sub(l.forwarded_bytes));
+            self.received_packets
+                .get_or_create(&label)
+                .inc_by(n.received_packets.saturating_sub(l.received_packets));
+            self.lost_packets
+                .get_or_create(&label)
+                .inc_by(n.lost_packets.saturating_sub(l.lost_packets));
+        }
+        self.keyframe_requests
+            .inc_by(now.keyframe_requests.saturating_sub(last.keyframe_requests));
+        let received = now.audio.received_packets + now.video.received_packets;
+        let lost = now.audio.lost_packets + now.video.lost_packets;
+        if received + lost > 0 {
+            self.loss_ratio.set(lost as f64 / (received + lost) as f64);
+        }
+        *last = now.clone();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

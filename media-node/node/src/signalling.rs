@@ -1,0 +1,190 @@
+//! The signalling WebSocket: parses frames, verifies the join grant and chat tokens with
+//! the public key, and hands everything else to the media loop. Whatever a client sends,
+//! the worst it gets is an error frame (and, before joining, a closed connection).
+
+use crate::{Command, MediaNode, Outbound, error_frame};
+use aula_domain::services::GrantRole;
+use aula_domain::{Participant, RoomId};
+use aula_sfu::Joining;
+use aula_sfu::protocol::{
+    ClientMessage, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, parse_client_frame,
+};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// A client that has not joined after this long is disconnected.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client sending more frames than this per second gets error frames instead.
+const FRAMES_PER_SECOND: u32 = 50;
+
+pub(crate) async fn upgrade(State(node): State<MediaNode>, ws: WebSocketUpgrade) -> Response {
+    // Oversized frames are read (up to 4×) so the client gets an error frame, not a reset.
+    ws.max_message_size(MAX_FRAME_BYTES * 4)
+        .max_frame_size(MAX_FRAME_BYTES * 4)
+        .on_upgrade(move |socket| session(node, socket))
+}
+
+struct Joined {
+    room: RoomId,
+    participant: Participant,
+}
+
+async fn session(node: MediaNode, mut socket: WebSocket) {
+    let conn = node.connection_id();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    node.send(Command::Open { conn, frames: tx });
+    let mut joined: Option<Joined> = None;
+    let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    let mut window = tokio::time::Instant::now();
+    let mut frames_in_window = 0u32;
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Outbound::Frame(text)) => {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Close) | None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            _ = tokio::time::sleep_until(join_deadline), if joined.is_none() => {
+                let _ = socket
+                    .send(Message::Text(error_frame(ErrorCode::NotJoined, "join within 10 seconds").into()))
+                    .await;
+                break;
+            }
+            frame = socket.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        let e = error_frame(ErrorCode::BadFrame, "frames are JSON text");
+                        if socket.send(Message::Text(e.into())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                let now = tokio::time::Instant::now();
+                if now.duration_since(window) >= Duration::from_secs(1) {
+                    window = now;
+                    frames_in_window = 0;
+                }
+                frames_in_window += 1;
+                if frames_in_window > FRAMES_PER_SECOND {
+                    if frames_in_window == FRAMES_PER_SECOND + 1 {
+                        let e = error_frame(ErrorCode::BadFrame, "too many frames; slow down");
+                        if socket.send(Message::Text(e.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                match frame_in(&node, conn, &mut joined, text.as_str()) {
+                    Ok(()) => {}
+                    Err((code, message, fatal)) => {
+                        let e = error_frame(code, &message);
+                        if socket.send(Message::Text(e.into())).await.is_err() || fatal {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    node.send(Command::Closed { conn });
+}
+
+type Refusal = (ErrorCode, String, bool);
+
+fn frame_in(
+    node: &MediaNode,
+    conn: u64,
+    joined: &mut Option<Joined>,
+    text: &str,
+) -> Result<(), Refusal> {
+    let message = parse_client_frame(text).map_err(|(code, m)| (code, m, false))?;
+    match (message, joined.as_ref()) {
+        (ClientMessage::Join { v, room, grant }, None) => {
+            if v != PROTOCOL_VERSION {
+                return Err((
+                    ErrorCode::UnsupportedVersion,
+                    format!("this node speaks version {PROTOCOL_VERSION}"),
+                    true,
+                ));
+            }
+            let now = node.deps().clock.now();
+            let claims = node
+                .deps()
+                .verifier
+                .verify(&grant, room, now)
+                .map_err(|e| {
+                    tracing::info!(error = %e, %room, "a join grant was refused");
+                    (
+                        ErrorCode::BadGrant,
+                        "the grant is not valid for this room".to_owned(),
+                        true,
+                    )
+                })?;
+            *joined = Some(Joined {
+                room,
+                participant: claims.sub,
+            });
+            node.send(Command::Join {
+                conn,
+                joining: Joining {
+                    room,
+                    participant: claims.sub,
+                    name: claims.name,
+                    role: claims.role,
+                    settings: claims.settings,
+                    lobby: claims.lobby && claims.role == GrantRole::Guest,
+                },
+            });
+            Ok(())
+        }
+        (ClientMessage::Join { .. }, Some(_)) => Err((
+            ErrorCode::NotJoined,
+            "this connection already joined".to_owned(),
+            false,
+        )),
+        (_, None) => Err((ErrorCode::NotJoined, "send join first".to_owned(), true)),
+        (ClientMessage::Chat { relay }, Some(j)) => {
+            let now = node.deps().clock.now();
+            let claims = node
+                .deps()
+                .verifier
+                .verify_chat(&relay, j.room, now)
+                .map_err(|_| {
+                    (
+                        ErrorCode::BadChat,
+                        "the chat token is not valid for this room".to_owned(),
+                        false,
+                    )
+                })?;
+            if claims.sub != j.participant {
+                return Err((
+                    ErrorCode::BadChat,
+                    "only the author may deliver a message".to_owned(),
+                    false,
+                ));
+            }
+            node.send(Command::Chat {
+                conn,
+                message: claims.message,
+            });
+            Ok(())
+        }
+        (message, Some(_)) => {
+            node.send(Command::Message { conn, message });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Aula's SFU core. [`Sfu`] is a state machine: the media node feeds it signalling frames,
+//! UDP datagrams and timeouts, each with an explicit `now`, and sends what it outputs.
+//! Tests drive it the same way, without sockets or a wall clock.
+
+pub mod media;
+pub mod protocol;
+pub mod rewrite;
+mod sfu;
+pub mod speakers;
+
+pub use sfu::{ConnId, Entropy, Joining, KindStats, Output, Sfu, SfuConfig, SfuError, Stats};
