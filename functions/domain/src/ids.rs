@@ -79,11 +79,107 @@ uuid_id!(
     MeetingId,
     "meeting id"
 );
-uuid_id!(
-    /// A media node.
-    NodeId,
-    "node id"
-);
+/// A media node: a UUID (a node started by hand, or in-process in the local portal) or the
+/// EC2 instance ARN of a fleet node (whose role may write only the registry item named by
+/// its own ARN). Stored inline so it stays `Copy` like the other ids.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(value_type = String))]
+pub struct NodeId(Inline);
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Inline {
+    len: u8,
+    bytes: [u8; NodeId::MAX_LEN],
+}
+
+impl NodeId {
+    /// Longer than any instance ARN (about 80 characters in the longest partition).
+    pub const MAX_LEN: usize = 112;
+
+    pub fn from_uuid(u: Uuid) -> Self {
+        Self::inline(&u.hyphenated().to_string())
+    }
+
+    fn inline(s: &str) -> Self {
+        let mut bytes = [0u8; Self::MAX_LEN];
+        let len = s.len().min(Self::MAX_LEN);
+        bytes[..len].copy_from_slice(&s.as_bytes()[..len]);
+        NodeId(Inline {
+            len: len as u8,
+            bytes,
+        })
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let canonical_uuid = Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s);
+        if canonical_uuid || is_instance_arn(s) {
+            Ok(Self::inline(s))
+        } else {
+            Err(ParseError::Invalid {
+                field: "node id",
+                reason: "neither an id nor an EC2 instance ARN",
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ever built from a parsed, ASCII string.
+        std::str::from_utf8(&self.0.bytes[..usize::from(self.0.len)]).unwrap_or("")
+    }
+}
+
+/// `arn:<partition>:ec2:<region>:<12-digit account>:instance/i-<8 or 17 hex digits>`.
+fn is_instance_arn(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [arn, partition, service, region, account, resource] = parts.as_slice() else {
+        return false;
+    };
+    let instance = resource.strip_prefix("instance/i-").unwrap_or_default();
+    *arn == "arn"
+        && matches!(*partition, "aws" | "aws-cn" | "aws-us-gov")
+        && *service == "ec2"
+        && !region.is_empty()
+        && region.len() <= 32
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && account.len() == 12
+        && account.chars().all(|c| c.is_ascii_digit())
+        && (instance.len() == 8 || instance.len() == 17)
+        && instance
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.as_str())
+    }
+}
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+impl FromStr for NodeId {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s)
+    }
+}
+impl TryFrom<String> for NodeId {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        Self::parse(&s)
+    }
+}
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.as_str().to_owned()
+    }
+}
 uuid_id!(
     /// One access-log entry.
     AccessLogId,
@@ -352,5 +448,27 @@ mod tests {
         assert!(IdempotencyKey::parse("abc").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(65)).is_err());
         assert!(IdempotencyKey::parse("abcd 1234").is_err());
+    }
+
+    #[test]
+    fn a_node_is_named_by_an_id_or_by_its_ec2_instance_arn() {
+        let arn = "arn:aws:ec2:eu-central-1:123456789012:instance/i-0abc123def4567890";
+        assert_eq!(
+            NodeId::parse(arn).map(|n| n.to_string()),
+            Ok(arn.to_owned())
+        );
+        let id = Uuid::from_u128(7);
+        assert_eq!(NodeId::parse(&id.to_string()), Ok(NodeId::from_uuid(id)));
+        for bad in [
+            "",
+            "i-0abc123def4567890",
+            "arn:aws:ec2:eu-central-1:123456789012:instance/i-0ABC123DEF4567890",
+            "arn:aws:ec2:eu-central-1:1234:instance/i-0abc123def4567890",
+            "arn:aws:s3:::bucket",
+            "arn:aws:ec2:eu-central-1:123456789012:volume/vol-0abc123def4567890",
+            "00000000-0000-0000-0000-00000000000A",
+        ] {
+            assert!(NodeId::parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 }

@@ -17,9 +17,10 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// This node's id in the registry (default: a fresh one per start).
-    #[arg(long, env = "AULA_NODE_ID")]
-    id: Option<uuid::Uuid>,
+    /// This node's id in the registry: its EC2 instance ARN on the fleet, or an id
+    /// (default: a fresh one per start).
+    #[arg(long, env = "AULA_NODE_ID", value_parser = |s: &str| NodeId::parse(s).map_err(|e| e.to_string()))]
+    id: Option<NodeId>,
     /// Signalling and metrics (`/media`, `/metrics`, `/healthz`).
     #[arg(long, env = "AULA_NODE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -78,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let config = NodeConfig {
-        id: NodeId::from_uuid(args.id.unwrap_or_else(|| RandomIds.uuid())),
+        id: args.id.unwrap_or_else(|| RandomIds.node_id()),
         udp_bind: args.udp,
         public_udp: args
             .public_ip
