@@ -5,7 +5,11 @@ unique per run (Prefix parameter), so nothing collides with the `aula` table of 
 moto's CloudFormation cannot create AWS::SecretsManager::Secret, AWS::S3::BucketPolicy and
 AWS::ApiGatewayV2::Api/Stage (it skips them, and a Ref to the skipped secret drops the
 AULA_SECRETS_ARN variable), and ignores TTL, PITR, table SSE and bucket lifecycle/public-access
-settings; those are checked from the template text in test_template.py."""
+settings; those are checked from the template text in test_template.py. It has no CloudFront
+resources at all: the stack here is created WITHOUT the distribution, its origin access control,
+cache and response-headers policies, the SPA function and the outputs naming them (conftest
+for_moto); those are checked from the template text in test_cloudfront.py, and cfn-lint and
+`sam validate --lint` check the full template."""
 
 import ast
 import json
@@ -13,7 +17,7 @@ import json
 import pytest
 
 from conftest import (FUNCTIONS, REGION, app_parameters, client, code_bucket, delete_bucket,
-                      delete_stack, packaged, unique, wait)
+                      delete_stack, for_moto, packaged, unique, wait)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +26,7 @@ def stack(app):
     bucket = code_bucket()
     prefix = unique("t")
     name = unique("aulainfra-")
-    template = packaged(app, bucket)
+    template, dropped = for_moto(packaged(app, bucket))
     cfn.create_stack(StackName=name, TemplateBody=json.dumps(template),
                      Parameters=app_parameters(prefix), Capabilities=["CAPABILITY_NAMED_IAM"])
     status = wait(cfn, name)
@@ -30,7 +34,10 @@ def stack(app):
         assert status["StackStatus"] == "CREATE_COMPLETE", status
         resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId")
                      for r in cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]}
-        yield {"name": name, "prefix": prefix, "resources": resources, "template": template}
+        outputs = {o["OutputKey"]: o["OutputValue"]
+                   for o in cfn.describe_stacks(StackName=name)["Stacks"][0].get("Outputs", [])}
+        yield {"name": name, "prefix": prefix, "resources": resources, "template": template,
+               "dropped": dropped, "outputs": outputs}
     finally:
         try:
             delete_stack(REGION, name, prefix)
@@ -86,7 +93,6 @@ def test_function_exists_with_runtime_role_and_environment(stack, fn):
     env = cfg["Environment"]["Variables"]
     assert env == {
         "AULA_PUBLIC_URL": "https://aula.example.org",
-        "AULA_MEDIA_NODE_URL": "wss://media.aula.example.org/ws",
         "AULA_SELF_REGISTRATION": "false",
         "AULA_SUPERVISORY_AUTHORITY": "Landesbeauftragte für Datenschutz, Musterstadt",
         "AULA_DATA_PROTECTION_OFFICER": "Datenschutzbeauftragte des Ministeriums, dsb@ministerium.example",
@@ -128,3 +134,15 @@ def test_role_has_only_its_inline_policy(stack, fn):
 def test_public_key_parameter_is_a_plain_string(stack):
     p = client("ssm").get_parameter(Name=f"/{stack['prefix']}/signing-public-key")["Parameter"]
     assert p["Type"] == "String" and p["Value"].startswith("MCowBQYDK2VwAyEA")
+
+
+def test_only_the_cloudfront_resources_were_left_out(stack, app):
+    # What for_moto dropped is exactly the CloudFront part, so everything else was created here.
+    assert stack["dropped"] == {"Distribution", "WebOriginAccessControl", "WebCachePolicy",
+                                "SpaRewriteFunction", "SecurityHeadersPolicy"}
+    assert set(app["Outputs"]) - set(stack["template"]["Outputs"]) == {
+        "DistributionId", "DistributionDomainName"}
+
+
+def test_web_bucket_output_names_the_frontend_bucket(stack):
+    assert stack["outputs"]["WebBucketName"] == f"{stack['prefix']}-web-123456789012-{REGION}"

@@ -1,11 +1,13 @@
 """Least privilege, read from the templates: each function's role allows exactly the DynamoDB
 partitions (dynamodb:LeadingKeys prefixes) and actions it needs, nothing with `*`, no Scan; the
-media nodes may write only their own registry item. Sessions live in their own partition
+media nodes may write only their own registry item and meeting-shaped items in room partitions
+(PutItem, attribute-limited, nothing returned). Sessions live in their own partition
 (SESSION#<sid>, gsi1 SESSIONS#<moderator>), so a session check never needs the moderator
 partition. Where the table's key design still forces a wider grant (rooms reading the owner's
 PROFILE for the display name) the expectation says so; see infra/README.md."""
 
 import json
+import re
 
 import pytest
 
@@ -152,19 +154,76 @@ def test_audit_log_is_append_only(app):
                 assert set(listify(s["Action"])) == {"dynamodb:PutItem", "dynamodb:Query"}
 
 
-def test_media_nodes_write_only_their_own_registry_item(infra):
+NODE_TABLE = {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Prefix}"}
+
+
+def meeting_attributes() -> set[str]:
+    """The attribute names the store writes for a meeting (functions/store/src/aws.rs,
+    meeting_item; `kind` is added by item())."""
+    src = (__import__("conftest").REPO / "functions/store/src/aws.rs").read_text()
+    body = re.search(r"^fn meeting_item\(.*?^\}$", src, re.M | re.S).group(0)
+    names = set(re.findall(r'\(\s*"([a-z_]+)",', body)) | set(re.findall(r'insert\("([a-z_]+)"', body))
+    assert re.search(r'm\.insert\("kind"\.into\(\)', src), "item() no longer adds `kind`?"
+    return names | {"kind"}
+
+
+def test_media_nodes_write_only_their_own_registry_item_and_meeting_records(infra):
     st = {s["Sid"]: s for s in statements(infra, "NodeRole")}
-    ddb = [s for s in st.values() if any(a.startswith("dynamodb:") for a in listify(s["Action"]))]
-    assert len(ddb) == 1
-    (s,) = ddb
+    ddb = {sid: s for sid, s in st.items() if any(a.startswith("dynamodb:") for a in listify(s["Action"]))}
+    assert set(ddb) == {"OwnRegistryItem", "MeetingRecords"}
+    s = ddb["OwnRegistryItem"]
     assert set(s["Action"]) == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-    assert s["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/${Prefix}"}
+    assert s["Resource"] == NODE_TABLE
     assert s["Condition"] == {
         "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["NODE#${ec2:SourceInstanceARN}"]},
         "Null": {"dynamodb:LeadingKeys": "false"},
     }
-    assert set(st) == {"OwnRegistryItem", "OwnMetrics", "PublicKeyOnly", "Binary", "DrainAndHealth"}
+    # meetings: PutItem only (no reads, no update, no delete), room partitions, the meeting
+    # item's attribute names only (no index keys), nothing returned
+    m = ddb["MeetingRecords"]
+    assert listify(m["Action"]) == ["dynamodb:PutItem"] and m["Resource"] == NODE_TABLE
+    c = m["Condition"]
+    assert set(c) == {"ForAllValues:StringLike", "ForAllValues:StringEquals", "StringEqualsIfExists", "Null"}
+    assert c["ForAllValues:StringLike"] == {"dynamodb:LeadingKeys": ["ROOM#*"]}
+    assert list(c["ForAllValues:StringEquals"]) == ["dynamodb:Attributes"]
+    attrs = c["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert set(attrs) == meeting_attributes() == {
+        "pk", "sk", "kind", "id", "room_id", "started_at", "ended_at", "peak_participants", "expires_at"}
+    assert not any(a.startswith("gsi") for a in attrs)
+    assert c["StringEqualsIfExists"] == {"dynamodb:ReturnValues": "NONE"}
+    # without the keys ForAllValues would match anything
+    assert c["Null"] == {"dynamodb:LeadingKeys": "false", "dynamodb:Attributes": "false"}
+
+    assert set(st) == {"OwnRegistryItem", "MeetingRecords", "MetricsLog", "PublicKeyOnly", "TlsCertificate",
+                       "OwnDnsName", "DnsChangeStatus", "Binary", "DrainAndHealth"}
     assert st["PublicKeyOnly"]["Action"] == "ssm:GetParameter"
     assert st["PublicKeyOnly"]["Resource"]["Fn::Sub"].endswith(":parameter/${Prefix}/signing-public-key")
+    assert st["TlsCertificate"]["Action"] == "ssm:GetParameter"
+    assert [r["Fn::Sub"].rpartition(":parameter/")[2] for r in st["TlsCertificate"]["Resource"]] == [
+        "${Prefix}/media-tls/certificate", "${Prefix}/media-tls/private-key"]
     assert st["Binary"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:s3:::${ArtifactBucket}/${ArtifactKey}"}
     assert st["DrainAndHealth"]["Resource"]["Fn::Sub"].endswith("autoScalingGroupName/${Prefix}-media-nodes")
+
+
+def test_media_nodes_metrics_go_only_to_their_log_group(infra):
+    st = {s["Sid"]: s for s in statements(infra, "NodeRole")}
+    # The CloudWatch agent's Prometheus scrape is sent as EMF log events: no PutMetricData.
+    assert "cloudwatch:PutMetricData" not in json.dumps(st)
+    assert st["MetricsLog"]["Resource"] == {"Fn::GetAtt": ["MetricsLogGroup", "Arn"]}
+    assert set(st["MetricsLog"]["Action"]) == {"logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"}
+
+
+def test_media_nodes_may_change_only_node_names_in_their_zone(infra):
+    st = {s["Sid"]: s for s in statements(infra, "NodeRole")}
+    dns = st["OwnDnsName"]
+    assert dns["Action"] == "route53:ChangeResourceRecordSets"
+    assert dns["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:route53:::hostedzone/${HostedZoneId}"}
+    assert dns["Condition"] == {
+        "ForAllValues:StringLike": {
+            "route53:ChangeResourceRecordSetsNormalizedRecordNames": [{"Fn::Sub": "i-*.${MediaDomain}"}]},
+        "ForAllValues:StringEquals": {
+            "route53:ChangeResourceRecordSetsRecordTypes": ["A"],
+            "route53:ChangeResourceRecordSetsActions": ["UPSERT", "DELETE"]},
+    }
+    assert st["DnsChangeStatus"]["Action"] == "route53:GetChange"
+    assert st["DnsChangeStatus"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:route53:::change/*"}

@@ -2,7 +2,8 @@
 show (moto's CloudFormation ignores TimeToLiveSpecification, PointInTimeRecoverySpecification,
 SSESpecification's CFN spelling, and an S3 bucket's lifecycle, public-access block, ownership
 and versioning; it skips AWS::SecretsManager::Secret, AWS::S3::BucketPolicy and
-AWS::ApiGatewayV2::* entirely) plus the shape of functions, logs and secrets."""
+AWS::ApiGatewayV2::* entirely) plus the shape of functions, logs and secrets. The CloudFront
+distribution (which moto cannot create at all) is checked in test_cloudfront.py."""
 
 import json
 import re
@@ -12,7 +13,7 @@ import pytest
 from conftest import FUNCTIONS
 
 BUCKETS = {"ExportBucket": 1, "LogArchiveBucket": 30, "WebBucket": None}
-ENV = {"AULA_SECRETS_ARN", "AULA_PUBLIC_URL", "AULA_MEDIA_NODE_URL", "AULA_SELF_REGISTRATION",
+ENV = {"AULA_SECRETS_ARN", "AULA_PUBLIC_URL", "AULA_SELF_REGISTRATION",
        "AULA_SUPERVISORY_AUTHORITY", "AULA_DATA_PROTECTION_OFFICER",
        "AULA_TABLE", "AULA_EXPORT_BUCKET", "AULA_LOG_BUCKET", "RUST_LOG"}
 
@@ -146,30 +147,118 @@ def test_media_nodes_get_only_the_public_key(app, infra):
     assert "ssm get-parameter" in user_data and "/${Prefix}/signing-public-key" in user_data
 
 
+def heredoc(user_data: str, path: str) -> str:
+    """The text user data writes to `path` with `cat > path <<EOF` (quoted or not)."""
+    m = re.search(r"^cat > %s <<'?EOF'?\n(.*?)^EOF$" % re.escape(path), user_data, re.M | re.S)
+    assert m, f"user data does not write {path}"
+    return m.group(1)
+
+
+def user_data(infra) -> str:
+    return res(infra, "NodeLaunchTemplate")["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
+
+
+# The media node's configuration (media-node/node/src/main.rs: clap flags with env vars).
+NODE_ENV = {"AULA_NODE_ID", "AULA_NODE_LISTEN", "AULA_NODE_UDP", "AULA_NODE_PUBLIC_IP", "AULA_NODE_URL",
+            "AULA_JOIN_PUBLIC_KEY", "AULA_NODE_CAPACITY", "AULA_LAST_N", "AULA_DRAIN_SECONDS",
+            "AULA_NODE_STORE", "AULA_TABLE", "AWS_REGION"}
+
+
 def test_media_node_fleet(infra):
     lt = res(infra, "NodeLaunchTemplate")["LaunchTemplateData"]
     assert lt["MetadataOptions"]["HttpTokens"] == "required"
     assert all(b["Ebs"]["Encrypted"] for b in lt["BlockDeviceMappings"])
-    ud = lt["UserData"]["Fn::Base64"]["Fn::Sub"]
+    ud = user_data(infra)
     assert 's3://${ArtifactBucket}/${ArtifactKey}' in ud
     assert "systemctl enable --now aula-media-node.service" in ud
     assert re.search(r"^ExecStart=/usr/local/bin/aula-media-node$", ud, re.M)
 
-    ingress = {(r["IpProtocol"], r["FromPort"] if isinstance(r["FromPort"], int) else r["FromPort"]["Ref"])
-               for r in res(infra, "NodeSecurityGroup")["SecurityGroupIngress"]}
-    assert {("tcp", 443), ("udp", "MediaUdpPort"), ("udp", 3478), ("tcp", 3478), ("tcp", 5349)} <= ingress
-    assert infra["Parameters"]["MediaUdpPort"]["Default"] == 40000
-
     asg = res(infra, "NodeGroup")
     hook = asg["LifecycleHookSpecificationList"][0]
     assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["HeartbeatTimeout"] == {"Ref": "DrainTimeoutSeconds"}
     assert "complete-lifecycle-action" in ud and "target-lifecycle-state" in ud
     assert asg["HealthCheckType"] == "EC2" and "set-instance-health" in ud
-
-    tt = res(infra, "ParticipantsTargetTracking")
-    m = tt["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
-    assert (tt["PolicyType"], m["Namespace"], m["MetricName"]) == ("TargetTrackingScaling", "Aula/MediaNode", "Participants")
 
     up = res(infra, "ExamMorningScaleUp")
     assert (up["Recurrence"], up["TimeZone"]) == ("30 6 * * 1-5", "Europe/Berlin")
     assert up["MinSize"] == {"Ref": "ExamMorningMinNodes"}
+
+
+def test_media_node_environment_is_the_binarys_configuration(infra):
+    ud = user_data(infra)
+    env = dict(line.split("=", 1) for line in heredoc(ud, "/etc/aula/media-node.env").splitlines())
+    assert set(env) == NODE_ENV
+    # the node id is the instance ARN: the IAM rule on NODE#<id> depends on it
+    assert env["AULA_NODE_ID"] == "$NODE_ID"
+    assert 'NODE_ID="arn:${AWS::Partition}:ec2:${AWS::Region}:$ACCOUNT:instance/$INSTANCE_ID"' in ud
+    # plain HTTP on loopback only: nginx terminates TLS, /metrics is not reachable from outside
+    assert env["AULA_NODE_LISTEN"] == "127.0.0.1:8080"
+    assert env["AULA_NODE_UDP"] == "0.0.0.0:${MediaUdpPort}"
+    assert env["AULA_NODE_PUBLIC_IP"] == "$PUBLIC_IP" and "PUBLIC_IP=$(imds meta-data/public-ipv4)" in ud
+    assert env["AULA_NODE_URL"] == "wss://$NODE_HOST/media"
+    assert 'NODE_HOST="$INSTANCE_ID.${MediaDomain}"' in ud
+    assert env["AULA_JOIN_PUBLIC_KEY"] == "$JOIN_PUBLIC_KEY"
+    assert re.search(r'JOIN_PUBLIC_KEY=\$\(aws ssm get-parameter [^)]*--name "/\$\{Prefix\}/signing-public-key"', ud)
+    assert (env["AULA_NODE_CAPACITY"], env["AULA_LAST_N"], env["AULA_DRAIN_SECONDS"]) == (
+        "${NodeCapacity}", "${LastN}", "${DrainTimeoutSeconds}")
+    assert (env["AULA_NODE_STORE"], env["AULA_TABLE"], env["AWS_REGION"]) == ("dynamodb", "${Prefix}", "${AWS::Region}")
+    # CloudFormation substitutes every ${...}: shell variables must be written without braces
+    names = set(re.findall(r"\$\{([^}!]+)\}", ud))
+    assert names <= set(infra["Parameters"]) | set(infra["Resources"]) | {"AWS::Region", "AWS::Partition"}, names
+
+
+def test_media_node_tls_and_dns(infra):
+    ud = user_data(infra)
+    nginx = heredoc(ud, "/etc/nginx/conf.d/aula-media-node.conf")
+    assert "listen 443 ssl" in nginx and "ssl_protocols TLSv1.2 TLSv1.3;" in nginx
+    locations = re.findall(r"location (= )?(\S+) \{", nginx)
+    assert [p for _, p in locations] == ["/media", "/healthz", "/"], "only /media and /healthz are proxied"
+    assert "proxy_set_header Upgrade $http_upgrade;" in nginx
+    assert '--name "/${Prefix}/media-tls/private-key"' in ud and "umask 077" in ud
+    # the DNS name is live before the node starts (and registers), and removed after draining
+    assert ud.index("aws route53 wait resource-record-sets-changed") < ud.index(
+        "systemctl enable --now aula-media-node.service")
+    assert "file:///etc/aula/dns-delete.json" in ud
+    assert infra["Parameters"]["HostedZoneId"]["Type"] == "AWS::Route53::HostedZone::Id"
+
+
+def test_media_node_ports(infra):
+    ingress = {(r["IpProtocol"], r["FromPort"] if isinstance(r["FromPort"], int) else r["FromPort"]["Ref"],
+                r["ToPort"] if isinstance(r["ToPort"], int) else r["ToPort"]["Ref"])
+               for r in res(infra, "NodeSecurityGroup")["SecurityGroupIngress"]}
+    # WSS via nginx, and the one UDP media port; no TURN, no range, no plain-HTTP port
+    assert ingress == {("tcp", 443, 443), ("udp", "MediaUdpPort", "MediaUdpPort")}
+    assert infra["Parameters"]["MediaUdpPort"]["Default"] == 40000
+    assert not [p for p in infra["Parameters"] if "Turn" in p]
+    assert "TURN" not in user_data(infra) and "AULA_TURN" not in json.dumps(infra)
+
+
+def test_scaling_metric_is_what_the_agent_publishes(infra):
+    ud = user_data(infra)
+    tt = res(infra, "ParticipantsTargetTracking")
+    m = tt["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
+    assert (tt["PolicyType"], m["Namespace"], m["MetricName"], m["Statistic"]) == (
+        "TargetTrackingScaling", "Aula/MediaNode", "aula_media_load", "Average")
+    assert m["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": {"Ref": "NodeGroup"}}]
+    assert res(infra, "NodeGroup")["AutoScalingGroupName"] == {"Fn::Sub": "${Prefix}-media-nodes"}
+
+    assert "dnf install -y nginx amazon-cloudwatch-agent" in ud
+    assert "amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s" in ud
+    agent = json.loads(heredoc(ud, "/opt/aws/amazon-cloudwatch-agent/etc/aula-media-node.json"))
+    prom = agent["logs"]["metrics_collected"]["prometheus"]
+    assert prom["log_group_name"] == "${MetricsLogGroup}"
+    assert prom["prometheus_config_path"] == "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml"
+    emf = prom["emf_processor"]
+    assert emf["metric_namespace"] == m["Namespace"]
+    (decl,) = emf["metric_declaration"]
+    assert decl["metric_selectors"] == ["^%s$" % m["MetricName"]]
+    assert decl["dimensions"] == [["AutoScalingGroupName"]]
+    assert (decl["source_labels"], decl["label_matcher"]) == (["job"], "^aula-media-node$")
+    assert "metrics" not in agent, "no PutMetricData path: the agent only sends EMF logs"
+
+    scrape = heredoc(ud, "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml")
+    assert "job_name: aula-media-node" in scrape and "metrics_path: /metrics" in scrape
+    assert 'targets: ["127.0.0.1:8080"]' in scrape
+    assert re.search(r"^ +AutoScalingGroupName: \$\{Prefix\}-media-nodes$", scrape, re.M)
+    assert res(infra, "MetricsLogGroup")["RetentionInDays"] == 1
