@@ -2,6 +2,7 @@
 //! store (with its sweeper) or on DynamoDB/S3, with an admin created on first start.
 
 use crate::config::{Config, StoreKind};
+use crate::web;
 use anyhow::{Context, Result};
 use aula_api::crypto::{Argon2Passwords, HmacHasher, generate_ed25519_pkcs8, random_bytes};
 use aula_api::tokens::{JoinVerifier, TokenLifetimes, Tokens};
@@ -96,12 +97,23 @@ pub fn state(parts: &Parts) -> Result<ApiState> {
     })
 }
 
-/// The whole portal: the API of every function and the health check.
+/// The whole portal: the API of every function, the health check and the frontend, with
+/// the security headers (the CSP allows the portal's origin and its media nodes).
 pub fn app(state: ApiState, store_kind: &'static str) -> Router {
+    let mut media_origins: Vec<String> = [
+        Some(state.config.public_url.as_str()),
+        state.config.media_node_url.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(web::websocket_origin)
+    .collect();
+    media_origins.dedup();
     let health = Router::new()
         .route("/healthz", get(health))
         .with_state((state.clone(), store_kind));
-    aula_api::router(state).merge(health)
+    let app = aula_api::router(state).merge(health).fallback(web::serve);
+    web::security_headers(app, &media_origins)
 }
 
 /// Creates the first admin if there is none, and prints its initial password once.

@@ -296,3 +296,51 @@ async fn a_teacher_and_a_guest_hold_a_meeting_on_the_one_machine_portal() {
         "the running meeting is listed: {meetings}"
     );
 }
+
+#[tokio::test]
+async fn the_frontend_is_served_from_the_binary_with_a_policy_that_allows_only_the_portal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    for path in ["/", "/login", "/rooms", "/j/some-invite-token", "/privacy"] {
+        let r = reqwest::get(format!("{}{path}", portal.base))
+            .await
+            .expect("the page answers");
+        assert_eq!(r.status(), 200, "{path}");
+        let csp = r
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(csp.contains("default-src 'none'"), "{path}: {csp}");
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        let html = r.text().await.expect("html");
+        assert!(html.contains("<script type=\"module\" src=\"/js/main.js\">"));
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no other origin is named"
+        );
+    }
+    let js = reqwest::get(format!("{}/js/meeting.js", portal.base))
+        .await
+        .expect("script");
+    assert_eq!(js.status(), 200);
+    assert!(
+        js.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("javascript"))
+    );
+    let missing = reqwest::get(format!("{}/js/nope.js", portal.base))
+        .await
+        .expect("answer");
+    assert_eq!(missing.status(), 404);
+    let api = reqwest::get(format!("{}/api/nope", portal.base))
+        .await
+        .expect("answer");
+    assert_eq!(api.status(), 404);
+    let body: serde_json::Value = api.json().await.expect("an API error stays JSON");
+    assert_eq!(body["error"]["code"], "not_found");
+}

@@ -1,0 +1,161 @@
+//! The frontend (`web/`), embedded into the binary, and the security headers of every
+//! response: a Content-Security-Policy that allows nothing but the portal's own origin
+//! (and its media nodes for the signalling WebSocket).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+#[derive(rust_embed::Embed)]
+#[folder = "web/"]
+struct Assets;
+
+/// Serves the embedded files (the router's fallback): any other path that is not an API
+/// route is a page of the single-page app and gets `index.html`.
+pub async fn serve(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    if path.starts_with("api/") {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "error": { "code": "not_found", "message": "no such endpoint" }
+            })),
+        )
+            .into_response();
+    }
+    if let Some(file) = Assets::get(path) {
+        return file_response(path, file);
+    }
+    // A path with a file extension that is not there is a missing file, not a page.
+    if path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'))
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match Assets::get("index.html") {
+        Some(index) => file_response("index.html", index),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn file_response(path: &str, file: rust_embed::EmbeddedFile) -> Response {
+    let mime = file.metadata.mimetype().to_owned();
+    let cache = if path == "index.html" {
+        "no-cache"
+    } else {
+        // Revalidated with the ETag: a new binary serves new files at once.
+        "public, max-age=0, must-revalidate"
+    };
+    let etag = format!(
+        "\"{}\"",
+        file.metadata
+            .sha256_hash()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, mime)
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::ETAG, etag)
+        .body(Body::from(file.data.into_owned()))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The headers every response carries. `media_origins`: where media nodes' signalling
+/// lives (`ws://…`/`wss://…` origins) besides the portal itself.
+pub fn security_headers(router: Router, media_origins: &[String]) -> Router {
+    let csp = content_security_policy(media_origins);
+    router.layer(middleware::from_fn(move |req: Request, next: Next| {
+        let csp = csp.clone();
+        async move {
+            let mut res = next.run(req).await;
+            let h = res.headers_mut();
+            let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &str| {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    h.insert(name, v);
+                }
+            };
+            set(h, header::CONTENT_SECURITY_POLICY, &csp);
+            set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+            set(h, header::REFERRER_POLICY, "no-referrer");
+            set(h, header::X_FRAME_OPTIONS, "DENY");
+            set(
+                h,
+                HeaderName::from_static("permissions-policy"),
+                "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+            );
+            set(
+                h,
+                HeaderName::from_static("cross-origin-opener-policy"),
+                "same-origin",
+            );
+            res
+        }
+    }))
+}
+
+pub fn content_security_policy(media_origins: &[String]) -> String {
+    let mut connect = String::from("'self'");
+    for o in media_origins {
+        connect.push(' ');
+        connect.push_str(o);
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob:; font-src 'self'; connect-src {connect}; manifest-src 'self'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The WebSocket origin of an HTTP(S) URL: `https://a.example/x` → `wss://a.example`.
+pub fn websocket_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    let ws = match scheme {
+        "http" | "ws" => "ws",
+        "https" | "wss" => "wss",
+        _ => return None,
+    };
+    Some(format!("{ws}://{host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_allows_only_the_portal_and_its_media_nodes() {
+        let csp = content_security_policy(&["wss://node-1.aula.example".into()]);
+        assert!(csp.contains("default-src 'none'"));
+        assert!(csp.contains("script-src 'self';"));
+        assert!(csp.contains("connect-src 'self' wss://node-1.aula.example;"));
+        assert!(!csp.contains("unsafe"));
+    }
+
+    #[test]
+    fn websocket_origins_follow_the_scheme() {
+        assert_eq!(
+            websocket_origin("https://aula.example/j/x").as_deref(),
+            Some("wss://aula.example")
+        );
+        assert_eq!(
+            websocket_origin("http://127.0.0.1:8080").as_deref(),
+            Some("ws://127.0.0.1:8080")
+        );
+        assert_eq!(websocket_origin("ftp://x"), None);
+    }
+
+    #[test]
+    fn the_frontend_is_embedded_with_its_pages() {
+        for f in ["index.html", "app.css", "js/main.js", "js/meeting.js"] {
+            assert!(Assets::get(f).is_some(), "{f} is embedded");
+        }
+    }
+}

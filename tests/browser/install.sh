@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the browser tests need, and nothing when it is there already:
+#   - Debian's chromium (apt-get), if /usr/bin/chromium is missing;
+#   - playwright-core, pinned in package-lock.json (npm ci), if node_modules does not match
+#     the lock file. playwright-core downloads no browser; the tests drive Debian's.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+if [[ ! -x /usr/bin/chromium ]]; then
+  log "installing Debian's chromium (apt-get)"
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 chromium >/dev/null
+fi
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "install.sh: node and npm are needed (Node 20 or newer)" >&2
+  exit 1
+fi
+
+# npm ci only when the lock file changed since the last install (or node_modules is gone).
+stamp="$here/node_modules/.aula-installed"
+want="$(sha256sum "$here/package-lock.json" | cut -d' ' -f1) $(node --version)"
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
+  log "installing the browser tests' npm packages (npm ci in tests/browser)"
+  (
+    cd "$here"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+  )
+  printf '%s' "$want" >"$stamp"
+fi
+
+# Say what runs (the wrapper script's own warnings on stderr are not ours).
+log "$(/usr/bin/chromium --version 2>/dev/null), playwright-core $(node -p "require('$here/node_modules/playwright-core/package.json').version")"

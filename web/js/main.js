@@ -1,0 +1,118 @@
+// The app shell: routes (history API), the navigation, the language switch.
+
+import { get, post } from './api.js';
+import { language, setLanguage, t, translateStatic } from './i18n.js';
+import { h, toast } from './ui.js';
+
+const routes = [
+  [/^\/$/, () => import('./rooms.js'), 'home'],
+  [/^\/login$/, () => import('./login.js')],
+  [/^\/rooms$/, () => import('./rooms.js')],
+  [/^\/me$/, () => import('./me.js')],
+  [/^\/privacy$/, () => import('./privacy.js')],
+  [/^\/j\/([A-Za-z0-9_-]+)$/, () => import('./join.js')],
+  [/^\/meeting\/([0-9a-f-]{36})$/, () => import('./meeting.js')],
+];
+
+let cleanup = null;
+let account; // undefined: not asked yet; null: not logged in
+
+/** The logged-in moderator, or null. */
+export async function me(refresh = false) {
+  if (account === undefined || refresh) {
+    try {
+      account = (await get('/api/me')) ?? null;
+    } catch {
+      account = null;
+    }
+  }
+  return account;
+}
+
+export function forget() {
+  account = null;
+}
+
+export function navigate(path, replace = false) {
+  if (replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
+  render();
+}
+
+async function render() {
+  if (cleanup) {
+    try {
+      cleanup();
+    } catch {
+      /* the old page is gone either way */
+    }
+    cleanup = null;
+  }
+  const path = location.pathname;
+  const main = document.getElementById('main');
+  await renderNav();
+  for (const [pattern, load] of routes) {
+    const m = path.match(pattern);
+    if (!m) continue;
+    main.replaceChildren(h('p', { class: 'muted' }, t('loading')));
+    const page = await load();
+    main.replaceChildren();
+    cleanup = (await page.render(main, ...m.slice(1))) || null;
+    main.focus({ preventScroll: true });
+    return;
+  }
+  main.replaceChildren(h('h1', {}, t('not_found')));
+}
+
+async function renderNav() {
+  const nav = document.getElementById('nav');
+  const who = await me();
+  const link = (href, key) =>
+    h('a', { href, 'aria-current': location.pathname === href ? 'page' : null }, t(key));
+  if (who) {
+    nav.replaceChildren(
+      link('/rooms', 'nav_rooms'),
+      link('/me', 'nav_me'),
+      h('button', { type: 'button', class: 'link', id: 'logout', onclick: logout }, t('nav_logout')),
+    );
+  } else {
+    nav.replaceChildren(link('/login', 'nav_login'));
+  }
+}
+
+async function logout() {
+  try {
+    await post('/api/auth/logout');
+  } catch {
+    /* the cookie is gone either way */
+  }
+  forget();
+  navigate('/login');
+}
+
+function start() {
+  const select = document.getElementById('lang');
+  setLanguage(language());
+  select.value = language();
+  select.addEventListener('change', () => {
+    setLanguage(select.value);
+    translateStatic();
+    render();
+  });
+  translateStatic();
+  // Links inside the app navigate without reloading.
+  document.addEventListener('click', (e) => {
+    const a = e.target.closest('a[href]');
+    if (!a || a.target || a.origin !== location.origin || e.ctrlKey || e.metaKey || e.shiftKey) return;
+    if (a.hasAttribute('download')) return;
+    e.preventDefault();
+    navigate(a.pathname);
+  });
+  addEventListener('popstate', render);
+  addEventListener('unhandledrejection', (e) => {
+    toast(t('error_generic', e.reason?.message || String(e.reason)), 'error');
+  });
+  render();
+}
+
+start();

@@ -1,0 +1,84 @@
+// "Meine Daten": see, export, correct, restrict or delete one's own data (GDPR Art. 15–18).
+
+import { del, get, patch, post } from './api.js';
+import { t } from './i18n.js';
+import { forget, me, navigate } from './main.js';
+import { confirmDialog, errorText, field, h, toast } from './ui.js';
+
+const FIELDS = ['first_name', 'last_name', 'email', 'organisation', 'federal_state'];
+
+export async function render(main) {
+  const who = await me(true);
+  if (!who) return navigate('/login', true);
+  const inputs = Object.fromEntries(
+    FIELDS.map((f) => [f, h('input', { id: `correct-${f.replace('_', '-')}`, value: who[f] ?? '', required: true })]),
+  );
+  const correction = h(
+    'form',
+    { class: 'card' },
+    FIELDS.map((f) => field(t(f), inputs[f])),
+    h('button', { id: 'correct-submit', type: 'submit' }, t('correct_submit')),
+  );
+  correction.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const changes = {};
+    for (const f of FIELDS) if (inputs[f].value.trim() !== String(who[f] ?? '')) changes[f] = inputs[f].value.trim();
+    try {
+      Object.assign(who, await patch('/api/me', changes));
+      toast(t('saved'));
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  const exportButton = h('button', { id: 'export', type: 'button' }, t('export'));
+  exportButton.addEventListener('click', async () => {
+    exportButton.disabled = true;
+    exportButton.textContent = t('exporting');
+    try {
+      const data = await get('/api/me/export');
+      const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }));
+      const a = h('a', { href: url, download: 'aula-meine-daten.json' });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    } catch (err) {
+      toast(errorText(err), 'error');
+    } finally {
+      exportButton.disabled = false;
+      exportButton.textContent = t('export');
+    }
+  });
+  const restrict = h('button', { id: 'restrict', type: 'button', class: 'secondary' }, t('restrict'));
+  restrict.addEventListener('click', async () => {
+    if (!(await confirmDialog(t('restrict_confirm'), t('restrict')))) return;
+    try {
+      await post('/api/me/restrict');
+      forget();
+      navigate('/login');
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  const password = h('input', { id: 'delete-password', type: 'password', autocomplete: 'current-password' });
+  const erase = h('button', { id: 'delete-account', type: 'button', class: 'danger' }, t('delete_account'));
+  erase.addEventListener('click', async () => {
+    if (!(await confirmDialog(t('delete_account'), t('delete')))) return;
+    try {
+      await del('/api/me', { password: password.value });
+      forget();
+      toast(t('delete_account_done'));
+      navigate('/login');
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  main.append(
+    h('h1', {}, t('me_title')),
+    h('p', { class: 'muted' }, t('me_intro')),
+    h('section', { class: 'card' }, exportButton),
+    correction,
+    h('section', { class: 'card' }, restrict),
+    h('section', { class: 'card' }, field(t('delete_account_password'), password), erase),
+  );
+}

@@ -1,0 +1,202 @@
+// "Meine Räume": create, rename, configure, delete rooms; invite links; past meetings.
+
+import { del, get, patch, post } from './api.js';
+import { formatTime, t } from './i18n.js';
+import { me, navigate } from './main.js';
+import { confirmDialog, errorText, field, h, toast } from './ui.js';
+
+const SETTINGS = [
+  ['lobby', 'setting_lobby', 'room-lobby'],
+  ['guests_may_share_screen', 'setting_screen', 'room-screen'],
+  ['guests_may_send_video', 'setting_video', 'room-video'],
+  ['mute_on_join', 'setting_mute', 'room-mute'],
+];
+
+export async function render(main) {
+  if (!(await me())) return navigate('/login', true);
+  const list = h('ul', { class: 'rooms', 'aria-live': 'polite' });
+  const name = h('input', { id: 'room-name', required: true, maxlength: 100 });
+  const form = h(
+    'form',
+    { class: 'row create' },
+    field(t('room_name'), name),
+    h('button', { id: 'room-create', type: 'submit' }, t('room_create')),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const room = await post('/api/rooms', { name: name.value.trim() });
+      name.value = '';
+      toast(t('room_created', room.name));
+      list.prepend(roomItem(room));
+      list.querySelector('.empty')?.remove();
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  main.append(h('h1', {}, t('rooms_title')), form, list);
+  try {
+    const { rooms } = await get('/api/rooms');
+    if (rooms.length === 0) list.append(h('li', { class: 'empty muted' }, t('rooms_empty')));
+    for (const r of rooms) list.append(roomItem(r));
+  } catch (err) {
+    toast(errorText(err), 'error');
+  }
+}
+
+function roomItem(room) {
+  const title = h('h2', { class: 'room-name' }, room.name);
+  const invite = h('input', {
+    'data-testid': 'invite-url',
+    readonly: true,
+    value: room.invite_url,
+    'aria-label': t('invite_link'),
+  });
+  const copy = h(
+    'button',
+    {
+      type: 'button',
+      'data-testid': 'copy-invite',
+      onclick: async () => {
+        invite.select();
+        try {
+          await navigator.clipboard.writeText(invite.value);
+        } catch {
+          document.execCommand('copy');
+        }
+        toast(t('copied'));
+      },
+    },
+    t('copy_invite'),
+  );
+  const rotate = h(
+    'button',
+    {
+      type: 'button',
+      class: 'secondary',
+      'data-testid': 'rotate-invite',
+      onclick: async () => {
+        try {
+          const r = await post(`/api/rooms/${room.id}/invite`);
+          invite.value = r.invite_url;
+          toast(t('new_invite_done'));
+        } catch (err) {
+          toast(errorText(err), 'error');
+        }
+      },
+    },
+    t('new_invite'),
+  );
+  const settings = h(
+    'fieldset',
+    { class: 'settings' },
+    h('legend', {}, t('settings')),
+    SETTINGS.map(([key, label, testid]) => {
+      const box = h('input', { type: 'checkbox', 'data-testid': testid, checked: !!room.settings[key] });
+      box.addEventListener('change', async () => {
+        try {
+          const r = await patch(`/api/rooms/${room.id}`, { settings: { [key]: box.checked } });
+          room.settings = r.settings;
+          toast(t('saved'));
+        } catch (err) {
+          box.checked = !box.checked;
+          toast(errorText(err), 'error');
+        }
+      });
+      return h('label', { class: 'check' }, box, ' ', t(label));
+    }),
+  );
+  const meetings = h('ul', { 'data-testid': 'past-meetings', class: 'meetings' });
+  const item = h(
+    'li',
+    { class: 'card room', 'data-testid': 'room', 'data-room-id': room.id },
+    h(
+      'div',
+      { class: 'row spread' },
+      title,
+      h('a', { class: 'button', 'data-testid': 'open-room', href: `/meeting/${room.id}` }, t('open_room')),
+    ),
+    h('div', { class: 'row invite' }, invite, copy, rotate),
+    settings,
+    h('details', { ontoggle: (e) => e.target.open && loadMeetings(room.id, meetings) },
+      h('summary', {}, t('past_meetings')), meetings),
+    h(
+      'div',
+      { class: 'row' },
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'secondary',
+          'data-testid': 'rename-room',
+          onclick: async () => {
+            const input = h('input', { value: room.name, 'aria-label': t('rename_prompt') });
+            const ok = h('button', { type: 'submit' }, t('rename'));
+            const f = h('form', { class: 'row' }, input, ok);
+            f.addEventListener('submit', async (e) => {
+              e.preventDefault();
+              try {
+                const r = await patch(`/api/rooms/${room.id}`, { name: input.value.trim() });
+                room.name = r.name;
+                title.textContent = r.name;
+                f.replaceWith(title);
+                toast(t('saved'));
+              } catch (err) {
+                toast(errorText(err), 'error');
+              }
+            });
+            title.replaceWith(f);
+            input.focus();
+          },
+        },
+        t('rename'),
+      ),
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'danger',
+          'data-testid': 'delete-room',
+          onclick: async () => {
+            if (!(await confirmDialog(t('delete_room_confirm', room.name), t('delete')))) return;
+            try {
+              await del(`/api/rooms/${room.id}`);
+              item.remove();
+              toast(t('room_deleted'));
+            } catch (err) {
+              toast(errorText(err), 'error');
+            }
+          },
+        },
+        t('delete'),
+      ),
+    ),
+  );
+  return item;
+}
+
+async function loadMeetings(roomId, list) {
+  try {
+    const { meetings } = await get(`/api/rooms/${roomId}/meetings`);
+    list.replaceChildren(
+      ...(meetings.length
+        ? meetings.map((m) =>
+            h(
+              'li',
+              {},
+              t(
+                'meeting_line',
+                formatTime(m.started_at),
+                m.ended_at ? formatTime(m.ended_at) : t('running'),
+                m.peak_participants,
+              ),
+            ),
+          )
+        : [h('li', { class: 'muted' }, t('no_meetings'))]),
+    );
+    // The list of past meetings may be kept in the browser (the brief allows it).
+    localStorage.setItem(`aula.meetings.${roomId}`, JSON.stringify(meetings));
+  } catch (err) {
+    toast(errorText(err), 'error');
+  }
+}
