@@ -82,7 +82,10 @@ pub struct ClientStats {
     /// Keyframe requests (PLI/FIR) that reached this client as a publisher.
     pub keyframe_requests: AtomicU64,
     pub sent_packets: AtomicU64,
+    pub sent_video_packets: AtomicU64,
     pub sent_bytes: AtomicU64,
+    /// Whose video the node forwards (its latest `speakers` frame).
+    pub forwarded_video: Mutex<Vec<Participant>>,
 }
 
 impl ClientStats {
@@ -164,6 +167,11 @@ impl Client {
                         && let Err(e) = subscriber.offer(sdp, tracks).await
                     {
                         tracing::warn!(error = %e, "answering a subscribe offer failed");
+                    }
+                    if let ServerMessage::Speakers { video, .. } = &frame
+                        && let Ok(mut v) = subscriber.stats.forwarded_video.lock()
+                    {
+                        v.clone_from(video);
                     }
                     if events_tx.send(frame).is_err() {
                         break;
@@ -441,14 +449,18 @@ impl PeerConnectionEventHandler for Events {
         let Some(sink) = self.tracks.clone() else {
             return;
         };
-        let stream = track.stream_id().await;
+        // The node names tracks `<m|g>-<id>-<source>`.
         let id = track.track_id().await;
-        let source = match id.rsplit('/').next() {
-            Some("microphone") => Source::Microphone,
-            Some("screen") => Source::Screen,
+        let Some((who, source)) = id.rsplit_once('-') else {
+            return;
+        };
+        let source = match source {
+            "microphone" => Source::Microphone,
+            "screen" => Source::Screen,
             _ => Source::Camera,
         };
-        tokio::spawn(receive(track, stream, source, sink));
+        let participant = who.replacen('-', ":", 1);
+        tokio::spawn(receive(track, participant, source, sink));
     }
 }
 
@@ -699,6 +711,7 @@ async fn send_video(
             let n = p.payload.len() as u64;
             if track.write_rtp(p).await.is_ok() {
                 stats.sent_packets.fetch_add(1, Ordering::Relaxed);
+                stats.sent_video_packets.fetch_add(1, Ordering::Relaxed);
                 stats.sent_bytes.fetch_add(n, Ordering::Relaxed);
             }
         }

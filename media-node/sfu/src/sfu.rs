@@ -506,13 +506,6 @@ impl Sfu {
             self.outputs
                 .push_back(Output::MeetingStarted { room: room_id });
         }
-        let (active, video) = {
-            let room = &self.rooms[&room_id];
-            (
-                room.speakers.active(),
-                room.speakers.last_n(self.config.last_n).collect(),
-            )
-        };
         self.signal(
             conn,
             ServerMessage::Welcome {
@@ -524,7 +517,8 @@ impl Sfu {
                 last_n: self.config.last_n,
             },
         );
-        self.signal(conn, ServerMessage::Speakers { active, video });
+        // Everyone (the newcomer too) learns whose video is forwarded now.
+        self.announce_speakers(room_id);
         if role == GrantRole::Moderator {
             for (participant, name) in knocking {
                 self.signal(conn, ServerMessage::Knock { participant, name });
@@ -562,6 +556,7 @@ impl Sfu {
                     participant: m.participant,
                 },
             );
+            self.announce_speakers(room_id);
             for other in self.room_members(room_id) {
                 let Some(o) = self.members.get_mut(&other) else {
                     continue;
@@ -991,9 +986,18 @@ impl Sfu {
             } else {
                 RtpCodecKind::Video
             };
+            // msid ids are SDP tokens: no ':' or '/'. Clients map mids through the
+            // `tracks` of the offer; the ids only have to be unique.
+            // Microphone and camera share a stream (browsers keep them in sync).
+            let stream = participant.to_string().replace(':', "-");
+            let stream_id = if source == Source::Screen {
+                format!("{stream}-screen")
+            } else {
+                stream.clone()
+            };
             let track = media::track(
-                participant.to_string(),
-                format!("{participant}/{}", source_name(source)),
+                stream_id,
+                format!("{stream}-{}", source_name(source)),
                 source_name(source).to_owned(),
                 kind,
                 ssrc,
@@ -1224,6 +1228,17 @@ impl Sfu {
         } else {
             None
         };
+    }
+
+    fn announce_speakers(&mut self, room: RoomId) {
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        let frame = ServerMessage::Speakers {
+            active: r.speakers.active(),
+            video: r.speakers.last_n(self.config.last_n).collect(),
+        };
+        self.broadcast(room, None, &frame);
     }
 
     fn forget_empty_rooms(&mut self, now: Instant) {
