@@ -346,6 +346,11 @@ class Meeting {
     window.__aula.publish = pc;
     this.sources = new Map(); // transceiver -> source
     if (this.local.audio) this.sources.set(pc.addTransceiver(this.local.audio, { direction: 'sendonly' }), 'microphone');
+    // One camera layer. The node can forward simulcast (small layer in the grid, large for the
+    // active speaker), but with it on, the browser test saw the camera stop reaching others
+    // after the publish connection was renegotiated (a screen share started). Likely cause:
+    // rtc 0.21 re-binds incoming streams after a renegotiation, by the RID header extension,
+    // which browsers stop sending once acknowledged. Until that is solved: one layer.
     if (this.local.video) this.sources.set(pc.addTransceiver(this.local.video, { direction: 'sendonly' }), 'camera');
     if (this.local.screen) this.sources.set(pc.addTransceiver(this.local.screen, { direction: 'sendonly' }), 'screen');
     if (this.local.audio && !this.micOn) this.send({ type: 'set_muted', muted: true });

@@ -148,6 +148,9 @@ struct Peer {
     ufrag: String,
     addrs: Vec<SocketAddr>,
     deadline: Option<Instant>,
+    /// DTLS is up: media written before this would be dropped (a lost first keyframe
+    /// leaves the subscriber's decoder waiting).
+    connected: bool,
 }
 
 /// One layer (simulcast) or the only stream of a published source.
@@ -819,6 +822,7 @@ impl Sfu {
                 ufrag,
                 addrs: Vec::new(),
                 deadline: None,
+                connected: false,
             },
         );
         Ok(id)
@@ -1364,6 +1368,33 @@ impl Sfu {
                     self.next_speaker_tick = Some(now + speakers::DECISION_INTERVAL);
                 }
             }
+            RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
+                RTCPeerConnectionState::Connected,
+            ) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.connected = true;
+                }
+                // A subscriber's media can flow now: every video it gets starts with a
+                // fresh keyframe.
+                let Some(m) = self.members.get(&conn) else {
+                    return;
+                };
+                if m.subscribe != Some(peer) {
+                    return;
+                }
+                let room = m.room;
+                let video: Vec<(Participant, Source)> = m
+                    .outgoing
+                    .keys()
+                    .filter(|(_, s)| !s.is_audio())
+                    .copied()
+                    .collect();
+                for (participant, source) in video {
+                    if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
+                        self.request_keyframe(now, p, source);
+                    }
+                }
+            }
             RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
                 RTCIceConnectionState::Failed,
             )
@@ -1446,10 +1477,14 @@ impl Sfu {
             if !s.in_meeting {
                 continue;
             }
+            let ready = s
+                .subscribe
+                .and_then(|sub| self.peers.get(&sub))
+                .is_some_and(|p| p.connected);
             let Some(out) = s.outgoing.get_mut(&key) else {
                 continue;
             };
-            if !out.bound {
+            if !out.bound || !ready {
                 continue;
             }
             let Some(pt) = out.payload_type else {
