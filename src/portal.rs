@@ -112,8 +112,26 @@ pub fn app(state: ApiState, store_kind: &'static str) -> Router {
     let health = Router::new()
         .route("/healthz", get(health))
         .with_state((state.clone(), store_kind));
-    let app = aula_api::router(state).merge(health).fallback(web::serve);
+    let app = aula_api::router(state)
+        .merge(health)
+        .fallback(web::serve)
+        .layer(axum::middleware::from_fn(peer_from_connection));
     web::security_headers(app, &media_origins)
+}
+
+/// The caller's address for the login limits: the TCP peer (served with connect info).
+async fn peer_from_connection(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    if let Some(ip) = peer {
+        req.extensions_mut().insert(aula_api::PeerAddress(ip));
+    }
+    next.run(req).await
 }
 
 /// Creates the first admin if there is none, and prints its initial password once.
@@ -203,15 +221,18 @@ pub async fn run(config: Config) -> Result<()> {
     // The one line a newcomer needs; tests read it to find the port.
     println!("Aula is running at http://{addr}/ (health: http://{addr}/healthz)");
     tracing::info!(%addr, store = store_kind, "portal listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            if let Some(node) = node {
-                node.drain().await;
-            }
-        })
-        .await
-        .context("serving HTTP")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        if let Some(node) = node {
+            node.drain().await;
+        }
+    })
+    .await
+    .context("serving HTTP")
 }
 
 /// The media node of a one-machine portal: in this process, registered in the same

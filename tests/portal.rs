@@ -344,3 +344,29 @@ async fn the_frontend_is_served_from_the_binary_with_a_policy_that_allows_only_t
     let body: serde_json::Value = api.json().await.expect("an API error stays JSON");
     assert_eq!(body["error"]["code"], "not_found");
 }
+
+#[tokio::test]
+async fn a_client_cannot_escape_the_address_limit_by_writing_x_forwarded_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    let http = reqwest::Client::new();
+    // 30 failures per address in 15 minutes; each from a different "forwarded" address
+    // and for a different account, so only the real address ties them together.
+    let mut last = 0;
+    for i in 0..31 {
+        last = http
+            .post(format!("{}/api/auth/login", portal.base))
+            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .json(&serde_json::json!({
+                "email": format!("niemand-{i}@schule.example.de"),
+                "password": "falsch-geraten",
+            }))
+            .send()
+            .await
+            .expect("answer")
+            .status()
+            .as_u16();
+    }
+    assert_eq!(last, 429, "the 31st failure from one address is refused");
+}

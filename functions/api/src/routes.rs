@@ -215,14 +215,8 @@ struct LoginIn {
     password: String,
 }
 
-fn client_address(headers: &axum::http::HeaderMap) -> services::ClientAddress {
-    // Behind API Gateway/CloudFront the client is the first X-Forwarded-For hop.
-    let xff = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|s| s.trim().to_owned());
-    services::ClientAddress(xff.unwrap_or_else(|| "direct".to_owned()))
+fn client_address(peer: Option<Extension<crate::PeerAddress>>) -> services::ClientAddress {
+    services::ClientAddress(peer.map_or_else(|| "unknown".to_owned(), |Extension(p)| p.0))
 }
 
 #[utoipa::path(
@@ -235,10 +229,10 @@ fn client_address(headers: &axum::http::HeaderMap) -> services::ClientAddress {
 )]
 async fn login(
     State(st): State<ApiState>,
-    headers: axum::http::HeaderMap,
+    peer: Option<Extension<crate::PeerAddress>>,
     Body(input): Body<LoginIn>,
 ) -> ApiResult<Response> {
-    let from = client_address(&headers);
+    let from = client_address(peer);
     let (m, session) = st
         .aula
         .login(&input.email, &Password::offered(&input.password), &from)

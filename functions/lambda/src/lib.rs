@@ -42,7 +42,26 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
         e
     })?;
     tracing::info!(function = ?function, "function ready");
-    lambda_http::run(aula_api::function_router(function, state)).await
+    let router = aula_api::function_router(function, state)
+        .layer(axum::middleware::from_fn(peer_from_api_gateway));
+    lambda_http::run(router).await
+}
+
+/// The caller's address as API Gateway determined it (behind CloudFront: the viewer's
+/// address, not the X-Forwarded-For entries a client can write).
+async fn peer_from_api_gateway(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use lambda_http::request::RequestContext;
+    let source = match req.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
+        _ => None,
+    };
+    if let Some(ip) = source {
+        req.extensions_mut().insert(aula_api::PeerAddress(ip));
+    }
+    next.run(req).await
 }
 
 /// The deployment's keys as the Secrets Manager secret holds them (see infra/README.md).
