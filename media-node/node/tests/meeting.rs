@@ -217,8 +217,8 @@ async fn a_muted_guest_is_told_and_their_audio_stops_at_the_others() {
     })
     .await
     .expect("publish");
-    eventually(Duration::from_secs(15), "audio flows", || {
-        enough(&other, &g, Source::Microphone, 20)
+    eventually(Duration::from_secs(15), "audio and video flow", || {
+        enough(&other, &g, Source::Microphone, 20) && enough(&other, &g, Source::Camera, 20)
     })
     .await;
     t.send(&ClientMessage::Mute { participant: g.me })

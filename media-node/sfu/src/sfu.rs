@@ -659,8 +659,8 @@ impl Sfu {
             }
             ClientMessage::RequestKeyframe { participant } => {
                 if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                    self.request_keyframe(now, p, Source::Camera);
-                    self.request_keyframe(now, p, Source::Screen);
+                    self.request_keyframe(now, p, Source::Camera, false);
+                    self.request_keyframe(now, p, Source::Screen, false);
                 }
                 Ok(())
             }
@@ -1103,11 +1103,15 @@ impl Sfu {
             }
         }
         let (room, again) = (m.room, m.renegotiate);
+        let connected = p.connected;
         self.pump(now, peer);
-        // A new subscriber needs a keyframe of every video it now receives.
-        for (participant, source) in fresh_video {
-            if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                self.request_keyframe(now, p, source);
+        // New video for a connected subscriber starts with a keyframe (a subscriber not yet
+        // connected gets them all when its DTLS is up).
+        if connected {
+            for (participant, source) in fresh_video {
+                if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
+                    self.request_keyframe(now, p, source, false);
+                }
             }
         }
         if again {
@@ -1391,7 +1395,7 @@ impl Sfu {
                     .collect();
                 for (participant, source) in video {
                     if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                        self.request_keyframe(now, p, source);
+                        self.request_keyframe(now, p, source, true);
                     }
                 }
             }
@@ -1541,7 +1545,7 @@ impl Sfu {
             self.flush(peer);
         }
         if need_keyframe {
-            self.request_keyframe(now, from, incoming.source);
+            self.request_keyframe(now, from, incoming.source, false);
         }
     }
 
@@ -1569,19 +1573,28 @@ impl Sfu {
         }
         for (participant, source) in wanted {
             if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                self.request_keyframe(now, p, source);
+                self.request_keyframe(now, p, source, false);
             }
         }
     }
 
-    /// Asks a publisher for a keyframe of a source (all its layers), at most every 300 ms.
-    fn request_keyframe(&mut self, now: Instant, publisher: ConnId, source: Source) {
+    /// Asks a publisher for a keyframe of a source (all its layers), at most every 300 ms
+    /// unless `now_or_never`: a subscriber whose media just started cannot wait for the next
+    /// window (a browser asks for nothing before it has received anything).
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ConnId,
+        source: Source,
+        now_or_never: bool,
+    ) {
         let Some(m) = self.members.get_mut(&publisher) else {
             return;
         };
-        if m.last_keyframe_request
-            .get(&source)
-            .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
+        if !now_or_never
+            && m.last_keyframe_request
+                .get(&source)
+                .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
         {
             return;
         }
