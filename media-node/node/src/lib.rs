@@ -152,6 +152,7 @@ impl MediaNode {
             },
             Box::new(RandomEntropy),
         );
+        let sender = spawn_sender(&socket)?;
         let metrics = Metrics::new(config.capacity);
         let (commands, rx) = mpsc::unbounded_channel();
         let (empty_tx, empty) = watch::channel(true);
@@ -160,6 +161,7 @@ impl MediaNode {
         let media = MediaLoop {
             sfu,
             socket,
+            sender,
             commands: rx,
             conns: HashMap::new(),
             meetings: HashMap::new(),
@@ -232,6 +234,7 @@ impl MediaNode {
 struct MediaLoop {
     sfu: Sfu,
     socket: UdpSocket,
+    sender: std::sync::mpsc::SyncSender<(aula_sfu::Datagram, SocketAddr)>,
     commands: mpsc::UnboundedReceiver<Command>,
     conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
     meetings: HashMap<RoomId, Meeting>,
@@ -310,15 +313,9 @@ impl MediaLoop {
         while let Some(out) = self.sfu.poll_output() {
             match out {
                 Output::Transmit { to, data } => {
-                    // Never wait on one client: a full socket buffer drops the packet, as
-                    // the network would.
-                    match self.socket.try_send_to(&data, to) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            let _ = self.socket.send_to(&data, to).await;
-                        }
-                        Err(e) => tracing::debug!(error = %e, %to, "sending a datagram failed"),
-                    }
+                    // The system calls run on the sender thread, not in this loop; when it
+                    // falls behind, datagrams are dropped as a full network would.
+                    let _ = self.sender.try_send((data, to));
                 }
                 Output::Signal { conn, message } => {
                     if let Some(c) = self.conns.get(&conn) {
@@ -373,6 +370,41 @@ impl MediaLoop {
             }
         });
     }
+}
+
+/// A thread that sends the loop's datagrams on a clone of its socket: a third of the loop's
+/// time went into `sendto` (measured with perf), which now runs beside it.
+fn spawn_sender(
+    socket: &UdpSocket,
+) -> anyhow::Result<std::sync::mpsc::SyncSender<(aula_sfu::Datagram, SocketAddr)>> {
+    use anyhow::Context as _;
+    let clone = socket2::SockRef::from(socket)
+        .try_clone()
+        .context("cloning the media socket")?;
+    let std_socket: std::net::UdpSocket = clone.into();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(aula_sfu::Datagram, SocketAddr)>(16_384);
+    std::thread::Builder::new()
+        .name("media-send".into())
+        .spawn(move || {
+            // The descriptor is shared with the loop's (non-blocking) socket: on a full
+            // buffer, wait a moment and retry a few times, then drop the datagram.
+            for (data, to) in rx {
+                for _ in 0..20 {
+                    match std_socket.send_to(&data, to) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(std::time::Duration::from_micros(50));
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, %to, "sending a datagram failed");
+                            break;
+                        }
+                        Ok(_) => break,
+                    }
+                }
+            }
+        })
+        .context("starting the sender thread")?;
+    Ok(tx)
 }
 
 /// Registers the node and renews its heartbeat; removes it when draining starts, so

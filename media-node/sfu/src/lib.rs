@@ -9,3 +9,6 @@ mod sfu;
 pub mod speakers;
 
 pub use sfu::{ConnId, Entropy, Joining, KindStats, Output, Sfu, SfuConfig, SfuError, Stats};
+
+/// A datagram to send.
+pub use bytes::BytesMut as Datagram;
