@@ -149,7 +149,6 @@ impl Client {
         let subscriber = Subscriber {
             frames: frames_tx.clone(),
             pc: None,
-            tracks: Arc::new(Mutex::new(HashMap::new())),
             stats: stats.clone(),
         };
         let reader = {
@@ -163,8 +162,8 @@ impl Client {
                     let Ok(frame) = serde_json::from_str::<ServerMessage>(&text) else {
                         continue;
                     };
-                    if let ServerMessage::SubscribeOffer { sdp, tracks } = &frame
-                        && let Err(e) = subscriber.offer(sdp, tracks).await
+                    if let ServerMessage::SubscribeOffer { sdp, .. } = &frame
+                        && let Err(e) = subscriber.offer(sdp).await
                     {
                         tracing::warn!(error = %e, "answering a subscribe offer failed");
                     }
@@ -427,8 +426,6 @@ struct Events {
 #[derive(Clone)]
 struct TrackSink {
     stats: Arc<ClientStats>,
-    /// mid-independent: the node names each forwarded track `<participant>/<source>`.
-    names: Arc<Mutex<HashMap<String, Source>>>,
 }
 
 #[async_trait::async_trait]
@@ -470,7 +467,6 @@ async fn receive(
     source: Source,
     sink: TrackSink,
 ) {
-    let _ = &sink.names;
     while let Some(ev) = track.poll().await {
         let TrackRemoteEvent::OnRtpPacket(p) = ev else {
             continue;
@@ -565,21 +561,12 @@ async fn peer_connection(events: Arc<Events>) -> anyhow::Result<Arc<dyn PeerConn
 struct Subscriber {
     frames: mpsc::UnboundedSender<String>,
     pc: Option<Arc<dyn PeerConnection>>,
-    tracks: Arc<Mutex<HashMap<String, Source>>>,
     stats: Arc<ClientStats>,
 }
 
 impl Subscriber {
-    async fn offer(
-        &mut self,
-        sdp: &str,
-        tracks: &[aula_sfu::protocol::ForwardedTrack],
-    ) -> anyhow::Result<()> {
-        if let Ok(mut t) = self.tracks.lock() {
-            for track in tracks {
-                t.insert(track.mid.clone(), track.source);
-            }
-        }
+    /// Tracks are attributed by the id the node gives them, not by the offer's track list.
+    async fn offer(&mut self, sdp: &str) -> anyhow::Result<()> {
         let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
         let pc = match &self.pc {
             Some(pc) => pc.clone(),
@@ -590,7 +577,6 @@ impl Subscriber {
                     connected,
                     tracks: Some(TrackSink {
                         stats: self.stats.clone(),
-                        names: self.tracks.clone(),
                     }),
                 }))
                 .await?;

@@ -278,7 +278,7 @@ impl MediaLoop {
         let stats = self.sfu.stats();
         self.metrics.observe(&stats, *self.draining.borrow());
         let _ = self.load.send(stats.load());
-        let _ = self.empty.send(self.sfu.is_empty());
+        self.observe_membership();
     }
 
     fn command(&mut self, cmd: Command) {
@@ -302,6 +302,7 @@ impl MediaLoop {
         self.observe_membership();
     }
 
+    /// Tells drain whether the node is empty, as soon as a command changes it.
     fn observe_membership(&mut self) {
         let empty = self.sfu.is_empty();
         if *self.empty.borrow() != empty {

@@ -23,7 +23,6 @@ pub struct Metrics {
     participants: Gauge,
     waiting: Gauge,
     load: Gauge,
-    capacity: Gauge,
     draining: Gauge,
     forwarded_packets: Family<KindLabel, Counter>,
     forwarded_bytes: Family<KindLabel, Counter>,
@@ -37,86 +36,93 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(capacity: u32) -> Self {
         let mut r = Registry::with_prefix("aula_media");
-        let m = Metrics {
-            registry: Arc::new(Registry::default()),
-            rooms: Gauge::default(),
-            participants: Gauge::default(),
-            waiting: Gauge::default(),
-            load: Gauge::default(),
-            capacity: Gauge::default(),
-            draining: Gauge::default(),
-            forwarded_packets: Family::default(),
-            forwarded_bytes: Family::default(),
-            received_packets: Family::default(),
-            lost_packets: Family::default(),
-            keyframe_requests: Counter::default(),
-            loss_ratio: Gauge::default(),
-            last: Arc::default(),
-        };
-        r.register(
+        let rooms = register(
+            &mut r,
             "rooms",
             "Rooms with a meeting on this node",
-            m.rooms.clone(),
+            Gauge::default(),
         );
-        r.register(
+        let participants = register(
+            &mut r,
             "participants",
             "Participants in meetings on this node (not counting the lobby)",
-            m.participants.clone(),
+            Gauge::default(),
         );
-        r.register(
+        let waiting = register(
+            &mut r,
             "lobby",
             "Guests knocking in a lobby on this node",
-            m.waiting.clone(),
+            Gauge::default(),
         );
-        r.register(
+        let load = register(
+            &mut r,
             "load",
             "The load figure placement and auto-scaling use: participants, lobby included",
-            m.load.clone(),
+            Gauge::default(),
         );
-        r.register(
+        let capacity_gauge: Gauge = register(
+            &mut r,
             "capacity",
             "Participants this node takes at most",
-            m.capacity.clone(),
+            Gauge::default(),
         );
-        r.register(
+        capacity_gauge.set(i64::from(capacity));
+        let draining = register(
+            &mut r,
             "draining",
             "1 while the node drains before shutting down",
-            m.draining.clone(),
+            Gauge::default(),
         );
-        r.register(
+        let forwarded_packets = register(
+            &mut r,
             "forwarded_packets",
             "RTP packets forwarded to subscribers",
-            m.forwarded_packets.clone(),
+            Family::default(),
         );
-        r.register(
+        let forwarded_bytes = register(
+            &mut r,
             "forwarded_bytes",
             "RTP payload bytes forwarded to subscribers",
-            m.forwarded_bytes.clone(),
+            Family::default(),
         );
-        r.register(
+        let received_packets = register(
+            &mut r,
             "received_packets",
             "RTP packets received from publishers",
-            m.received_packets.clone(),
+            Family::default(),
         );
-        r.register(
+        let lost_packets = register(
+            &mut r,
             "lost_packets",
             "RTP packets publishers sent that never arrived (sequence gaps)",
-            m.lost_packets.clone(),
+            Family::default(),
         );
-        r.register(
+        let keyframe_requests = register(
+            &mut r,
             "keyframe_requests",
             "Keyframe requests (PLI) sent to publishers",
-            m.keyframe_requests.clone(),
+            Counter::default(),
         );
-        r.register(
+        let loss_ratio = register(
+            &mut r,
             "loss_ratio",
             "Share of publishers' packets lost on the way in, since start",
-            m.loss_ratio.clone(),
+            Gauge::default(),
         );
-        m.capacity.set(i64::from(capacity));
         Metrics {
             registry: Arc::new(r),
-            ..m
+            rooms,
+            participants,
+            waiting,
+            load,
+            draining,
+            forwarded_packets,
+            forwarded_bytes,
+            received_packets,
+            lost_packets,
+            keyframe_requests,
+            loss_ratio,
+            last: Arc::default(),
         }
     }
 
@@ -165,4 +171,15 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Registers a metric and hands back the handle the media loop updates.
+fn register<M: prometheus_client::registry::Metric + Clone>(
+    r: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    r.register(name, help, metric.clone());
+    metric
 }

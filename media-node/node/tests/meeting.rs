@@ -119,6 +119,36 @@ async fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool
     }
 }
 
+/// Starts publishing microphone and camera at a small video bitrate.
+async fn publishing(c: &mut Client, video_bitrate: u32) {
+    c.publish(Publish {
+        video_bitrate,
+        ..Publish::default()
+    })
+    .await
+    .expect("publish");
+}
+
+/// The code of the next error frame the client gets.
+async fn error_code(c: &mut Client) -> ErrorCode {
+    c.wait_for(Duration::from_secs(5), |f| match f {
+        ServerMessage::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+    .await
+    .expect("an error frame")
+}
+
+/// Why the node sent the client away.
+async fn farewell(c: &mut Client) -> Farewell {
+    c.wait_for(Duration::from_secs(5), |f| match f {
+        ServerMessage::Bye { reason } => Some(*reason),
+        _ => None,
+    })
+    .await
+    .expect("a farewell")
+}
+
 fn enough(c: &Client, from: &Client, source: Source, packets: u64) -> bool {
     c.stats.received_from(&from.me, source).packets >= packets
 }
@@ -130,12 +160,7 @@ async fn three_participants_each_receive_the_others_audio_and_video_with_intact_
     let mut clients = Vec::new();
     for (i, who) in [teacher(), guest(1), guest(2)].into_iter().enumerate() {
         let mut c = n.join(r, who, i as u32).await;
-        c.publish(Publish {
-            video_bitrate: 300_000,
-            ..Publish::default()
-        })
-        .await
-        .expect("publish");
+        publishing(&mut c, 300_000).await;
         clients.push(c);
     }
     for c in &clients {
@@ -173,12 +198,7 @@ async fn a_late_joiner_makes_the_node_ask_the_publisher_for_a_keyframe() {
     let n = node().await;
     let r = room(2);
     let mut a = n.join(r, teacher(), 0).await;
-    a.publish(Publish {
-        video_bitrate: 200_000,
-        ..Publish::default()
-    })
-    .await
-    .expect("publish");
+    publishing(&mut a, 200_000).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let before = a
         .stats
@@ -211,12 +231,7 @@ async fn a_muted_guest_is_told_and_their_audio_stops_at_the_others() {
     let t = n.join(r, teacher(), 0).await;
     let mut g = n.join(r, guest(1), 1).await;
     let mut other = n.join(r, guest(2), 2).await;
-    g.publish(Publish {
-        video_bitrate: 200_000,
-        ..Publish::default()
-    })
-    .await
-    .expect("publish");
+    publishing(&mut g, 200_000).await;
     eventually(Duration::from_secs(15), "audio and video flow", || {
         enough(&other, &g, Source::Microphone, 20) && enough(&other, &g, Source::Camera, 20)
     })
@@ -276,13 +291,7 @@ async fn a_removed_guest_is_told_and_cannot_rejoin_with_the_same_grant() {
     };
     t.send(&ClientMessage::Remove { participant: g.me })
         .expect("send");
-    let reason = g
-        .wait_for(Duration::from_secs(5), |f| match f {
-            ServerMessage::Bye { reason } => Some(*reason),
-            _ => None,
-        })
-        .await
-        .expect("a farewell");
+    let reason = farewell(&mut g).await;
     assert_eq!(reason, Farewell::Removed);
     let again = Client::join(&n.url, r, &grant, 1).await;
     let refused = match again {
@@ -297,12 +306,7 @@ async fn the_lobby_holds_a_knocking_guest_until_the_moderator_admits_them() {
     let n = node().await;
     let r = room(5);
     let mut t = n.join(r, teacher(), 0).await;
-    t.publish(Publish {
-        video_bitrate: 200_000,
-        ..Publish::default()
-    })
-    .await
-    .expect("publish");
+    publishing(&mut t, 200_000).await;
     let Joined::Lobby(mut g) = Client::join(&n.url, r, &n.grant(r, guest(1), true), 1)
         .await
         .expect("knock")
@@ -333,13 +337,7 @@ async fn the_lobby_holds_a_knocking_guest_until_the_moderator_admits_them() {
         tracks: vec![],
     })
     .expect("send");
-    let refused = g
-        .wait_for(Duration::from_secs(5), |f| match f {
-            ServerMessage::Error { code, .. } => Some(*code),
-            _ => None,
-        })
-        .await
-        .expect("refused");
+    let refused = error_code(&mut g).await;
     assert_eq!(refused, ErrorCode::NotAllowed);
     t.send(&ClientMessage::Admit { participant: g.me })
         .expect("send");
@@ -368,23 +366,11 @@ async fn only_moderators_moderate_and_ending_the_meeting_sends_everyone_away() {
     let mut g2 = n.join(r, guest(2), 2).await;
     g1.send(&ClientMessage::Remove { participant: g2.me })
         .expect("send");
-    let code = g1
-        .wait_for(Duration::from_secs(5), |f| match f {
-            ServerMessage::Error { code, .. } => Some(*code),
-            _ => None,
-        })
-        .await
-        .expect("refused");
+    let code = error_code(&mut g1).await;
     assert_eq!(code, ErrorCode::Forbidden);
     t.send(&ClientMessage::EndMeeting).expect("send");
     for c in [&mut t, &mut g1, &mut g2] {
-        let reason = c
-            .wait_for(Duration::from_secs(5), |f| match f {
-                ServerMessage::Bye { reason } => Some(*reason),
-                _ => None,
-            })
-            .await
-            .expect("farewell");
+        let reason = farewell(c).await;
         assert_eq!(reason, Farewell::Ended);
     }
     let back = Client::join(&n.url, r, &n.grant(r, guest(1), false), 1).await;
@@ -525,12 +511,7 @@ async fn random_and_oversized_frames_get_error_frames_and_the_node_stays_up() {
     }
     // The node still holds meetings.
     let mut a = n.join(room(10), teacher(), 2).await;
-    a.publish(Publish {
-        video_bitrate: 100_000,
-        ..Publish::default()
-    })
-    .await
-    .expect("publish");
+    publishing(&mut a, 100_000).await;
     let b = n.join(room(10), guest(3), 3).await;
     eventually(Duration::from_secs(15), "media still flows", || {
         enough(&b, &a, Source::Microphone, 10)
@@ -598,13 +579,7 @@ async fn chat_is_relayed_only_as_the_functions_signed_it_and_private_messages_on
     g2.send(&ClientMessage::Chat { relay: forged })
         .expect("send");
     for _ in 0..2 {
-        let code = g2
-            .wait_for(Duration::from_secs(5), |f| match f {
-                ServerMessage::Error { code, .. } => Some(*code),
-                _ => None,
-            })
-            .await
-            .expect("refused");
+        let code = error_code(&mut g2).await;
         assert_eq!(code, ErrorCode::BadChat);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

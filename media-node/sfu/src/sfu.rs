@@ -544,7 +544,7 @@ impl Sfu {
         tracing::info!(room = %m.room, participant = %m.participant, "left");
         self.by_participant.remove(&(m.room, m.participant));
         for peer in [m.publish, m.subscribe].into_iter().flatten() {
-            self.close_peer(now, peer);
+            self.close_peer(peer);
         }
         let room_id = m.room;
         if let Some(room) = self.rooms.get_mut(&room_id) {
@@ -828,7 +828,7 @@ impl Sfu {
         Ok(id)
     }
 
-    fn close_peer(&mut self, now: Instant, id: PeerId) {
+    fn close_peer(&mut self, id: PeerId) {
         let Some(mut p) = self.peers.remove(&id) else {
             return;
         };
@@ -845,7 +845,6 @@ impl Sfu {
                 self.by_addr.remove(&a);
             }
         }
-        let _ = now;
     }
 
     fn publish(
