@@ -39,6 +39,9 @@ struct Args {
     /// Forward video of at most this many recent speakers (the node's setting).
     #[arg(long, default_value_t = 20)]
     last_n: usize,
+    /// The node's fan-out threads (its AULA_MEDIA_THREADS; default: one per core).
+    #[arg(long)]
+    node_threads: Option<usize>,
 }
 
 struct NodeProcess(Child);
@@ -100,6 +103,11 @@ async fn main() -> anyhow::Result<()> {
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
         .args(["--url", &url])
         .args(["--capacity", "10000", "--last-n", &args.last_n.to_string()])
+        .args(
+            args.node_threads
+                .iter()
+                .flat_map(|n| ["--media-threads".to_owned(), n.to_string()]),
+        )
         .env(
             "AULA_JOIN_PUBLIC_KEY",
             base64::engine::general_purpose::STANDARD.encode(tokens.public_key()),
@@ -303,13 +311,15 @@ async fn main() -> anyhow::Result<()> {
         }
     );
     println!(
-        "measured: node = target/{} aula-media-node in its own process (CPU from /proc/<pid>/stat), \
-         clients = webrtc-rs 0.21 in this process; both on this machine's {} cores over loopback",
+        "measured: node = target/{} aula-media-node in its own process with {} fan-out thread(s) \
+         (CPU from /proc/<pid>/stat, all its threads), clients = webrtc-rs 0.21 in this process; both on this machine's {} cores over loopback",
         if cfg!(debug_assertions) {
             "debug"
         } else {
             "release"
         },
+        args.node_threads
+            .map_or_else(|| "one per core".to_owned(), |n| n.to_string()),
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)

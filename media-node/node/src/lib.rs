@@ -42,6 +42,8 @@ pub struct NodeConfig {
     pub signalling_url: String,
     pub capacity: u32,
     pub last_n: usize,
+    /// Threads that encrypt forwarded packets for subscribers (1: the media loop's own).
+    pub fanout_threads: usize,
     /// How long a draining node waits for its meetings to move before it exits.
     pub drain_timeout: Duration,
     pub heartbeat_every: Duration,
@@ -56,6 +58,7 @@ impl NodeConfig {
             signalling_url,
             capacity: 500,
             last_n: 20,
+            fanout_threads: 2,
             drain_timeout: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(5),
         }
@@ -148,6 +151,7 @@ impl MediaNode {
             SfuConfig {
                 candidate,
                 last_n: config.last_n,
+                fanout_threads: config.fanout_threads,
                 capacity: config.capacity,
             },
             Box::new(RandomEntropy),
@@ -231,6 +235,10 @@ impl MediaNode {
     }
 }
 
+/// Datagrams handed to the SFU before it writes what they forward: enough to spread a
+/// batch over the cores, few enough that the first waits well under a millisecond.
+const RECEIVE_BATCH: usize = 16;
+
 struct MediaLoop {
     sfu: Sfu,
     socket: UdpSocket,
@@ -263,7 +271,17 @@ impl MediaLoop {
                     None => return,
                 },
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, from)) => self.sfu.handle_datagram(Instant::now(), from, &buf[..n]),
+                    Ok((n, from)) => {
+                        let now = Instant::now();
+                        self.sfu.handle_datagram(now, from, &buf[..n]);
+                        // Whatever else already waits goes into the same fan-out batch.
+                        for _ in 1..RECEIVE_BATCH {
+                            let Ok((n, from)) = self.socket.try_recv_from(&mut buf) else {
+                                break;
+                            };
+                            self.sfu.handle_datagram(now, from, &buf[..n]);
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "receiving a datagram failed"),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {

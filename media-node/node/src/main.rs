@@ -42,6 +42,10 @@ struct Args {
     /// Video of at most this many recent speakers is forwarded.
     #[arg(long, env = "AULA_LAST_N", default_value_t = 20)]
     last_n: usize,
+    /// Threads that encrypt forwarded packets for subscribers (default: one per core;
+    /// 1: everything on the media loop's thread).
+    #[arg(long, env = "AULA_MEDIA_THREADS")]
+    media_threads: Option<usize>,
     /// Seconds a node on SIGTERM waits for its meetings to move.
     #[arg(long, env = "AULA_DRAIN_SECONDS", default_value_t = 60)]
     drain_seconds: u64,
@@ -87,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
         signalling_url: args.url,
         capacity: args.capacity,
         last_n: args.last_n,
+        fanout_threads: args.media_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
         drain_timeout: Duration::from_secs(args.drain_seconds),
         heartbeat_every: Duration::from_secs(5),
     };

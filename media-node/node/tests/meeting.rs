@@ -153,13 +153,17 @@ fn enough(c: &Client, from: &Client, source: Source, packets: u64) -> bool {
     c.stats.received_from(&from.me, source).packets >= packets
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_participants_each_receive_the_others_audio_and_video_with_intact_payloads() {
-    let n = node().await;
-    let r = room(1);
+/// Everyone publishes; every client must receive every other's audio and video, each
+/// payload intact and from its own sender.
+async fn everyone_receives_everyone(n: &TestNode, r: RoomId, size: u32) {
     let mut clients = Vec::new();
-    for (i, who) in [teacher(), guest(1), guest(2)].into_iter().enumerate() {
-        let mut c = n.join(r, who, i as u32).await;
+    for i in 0..size {
+        let who = if i == 0 {
+            teacher()
+        } else {
+            guest(u128::from(i))
+        };
+        let mut c = n.join(r, who, i).await;
         publishing(&mut c, 300_000).await;
         clients.push(c);
     }
@@ -182,6 +186,13 @@ async fn three_participants_each_receive_the_others_audio_and_video_with_intact_
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_each_receive_the_others_audio_and_video_with_intact_payloads() {
+    let n = node().await;
+    let r = room(1);
+    everyone_receives_everyone(&n, r, 3).await;
     let metrics = reqwest::get(&n.metrics_url)
         .await
         .expect("metrics")
@@ -191,6 +202,13 @@ async fn three_participants_each_receive_the_others_audio_and_video_with_intact_
     assert!(metrics.contains("aula_media_participants 3"), "{metrics}");
     assert!(metrics.contains("aula_media_rooms 1"), "{metrics}");
     assert!(metrics.contains("aula_media_forwarded_packets_total{kind=\"video\"}"));
+}
+
+/// Five subscribers per packet: the node writes their connections on all cores at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_group_of_six_everyone_receives_everyone_intact_when_the_fan_out_runs_in_parallel() {
+    let n = node().await;
+    everyone_receives_everyone(&n, room(20), 6).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,6 +19,7 @@ use crate::speakers::{self, Speakers};
 use aula_domain::services::GrantRole;
 use aula_domain::{Conversation, Participant, RelayedMessage, RoomId, RoomSettings};
 use bytes::BytesMut;
+use rayon::prelude::*;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
@@ -50,6 +51,9 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// Rooms nobody is in are forgotten after this (their removed list with them: by then the
 /// grants of removed participants have long expired, and the functions refuse new ones).
 const FORGET_EMPTY_ROOM_AFTER: Duration = Duration::from_secs(3600);
+/// A packet fanned out to at least this many subscribers' connections is encrypted on all
+/// cores; below it, waking other threads costs more than it saves.
+const PARALLEL_FANOUT: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
@@ -59,6 +63,9 @@ pub struct SfuConfig {
     pub last_n: usize,
     /// Participants (lobby included) the node takes at most.
     pub capacity: u32,
+    /// Threads that write forwarded packets into subscribers' connections; 1 writes them
+    /// on the caller's thread.
+    pub fanout_threads: usize,
 }
 
 /// Secrets for ICE credentials, from the node's random source.
@@ -151,6 +158,37 @@ struct Peer {
     /// DTLS is up: media written before this would be dropped (a lost first keyframe
     /// leaves the subscriber's decoder waiting).
     connected: bool,
+}
+
+impl Peer {
+    /// Writes forwarded packets into this connection and collects what it sends.
+    fn write(&mut self, now: Instant, writes: Vec<Write>) -> Written {
+        let mut written = Written::default();
+        for w in writes {
+            let bytes = w.packet.payload.len() as u64;
+            let ok = self
+                .pc
+                .rtp_sender(w.sender)
+                .is_some_and(|mut s| s.write_rtp(now, w.packet).is_ok());
+            if ok {
+                let counts = &mut written.forwarded[usize::from(!w.audio)];
+                counts.0 += 1;
+                counts.1 += bytes;
+            }
+        }
+        self.drain(written)
+    }
+
+    /// The datagrams the connection queued and when it next needs a timeout.
+    fn drain(&mut self, mut written: Written) -> Written {
+        while let Some(out) = self.pc.poll_write() {
+            written
+                .datagrams
+                .push((out.transport.peer_addr, out.message));
+        }
+        written.deadline = self.pc.poll_timeout();
+        written
+    }
 }
 
 /// One layer (simulcast) or the only stream of a published source.
@@ -258,20 +296,57 @@ pub struct Sfu {
     members: HashMap<ConnId, Member>,
     by_participant: HashMap<(RoomId, Participant), ConnId>,
     rooms: HashMap<RoomId, RoomState>,
-    peers: HashMap<PeerId, Peer>,
+    /// Boxed: the fan-out moves peers out of the map and back, a pointer each.
+    peers: HashMap<PeerId, Box<Peer>>,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     next_peer: PeerId,
     next_speaker_tick: Option<Instant>,
     outputs: std::collections::VecDeque<Output>,
+    /// Runs a wide fan-out on several cores; None: on the caller's thread.
+    pool: Option<rayon::ThreadPool>,
+    /// Packets forward() queued for subscribers' connections, written by deliver().
+    fanout: Vec<Write>,
+    /// The time of the newest input that queued one.
+    fanout_at: Option<Instant>,
     stats: Stats,
     draining: bool,
 }
 
+/// One forwarded packet for one subscriber's connection.
+struct Write {
+    peer: PeerId,
+    sender: RTCRtpSenderId,
+    packet: rtc::rtp::Packet,
+    audio: bool,
+}
+
+/// What writing a batch to one connection produced.
+#[derive(Default)]
+struct Written {
+    datagrams: Vec<(SocketAddr, BytesMut)>,
+    deadline: Option<Instant>,
+    /// Packets and payload bytes written: audio, video.
+    forwarded: [(u64, u64); 2],
+}
+
 impl Sfu {
     pub fn new(config: SfuConfig, entropy: Box<dyn Entropy>) -> Self {
+        let pool = (config.fanout_threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.fanout_threads)
+                    .thread_name(|i| format!("aula-fanout-{i}"))
+                    .build()
+                    .inspect_err(
+                        |e| tracing::warn!(error = %e, "no fan-out threads; forwarding on one"),
+                    )
+                    .ok()
+            })
+            .flatten();
         Sfu {
+            pool,
             config,
             entropy,
             members: HashMap::new(),
@@ -284,6 +359,8 @@ impl Sfu {
             next_peer: 1,
             next_speaker_tick: None,
             outputs: Default::default(),
+            fanout: Vec::new(),
+            fanout_at: None,
             stats: Stats::default(),
             draining: false,
         }
@@ -295,7 +372,13 @@ impl Sfu {
 
     // ---- output side ------------------------------------------------------------------
 
+    /// The next thing to do. Packets forwarded since the last call are written into the
+    /// subscribers' connections first, as one batch: a driver that hands in every datagram
+    /// it already has before polling lets the fan-out work on many packets at once.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(at) = self.fanout_at.take() {
+            self.deliver(at);
+        }
         self.outputs.pop_front()
     }
 
@@ -816,14 +899,14 @@ impl Sfu {
         self.by_ufrag.insert(ufrag.clone(), id);
         self.peers.insert(
             id,
-            Peer {
+            Box::new(Peer {
                 pc,
                 conn,
                 ufrag,
                 addrs: Vec::new(),
                 deadline: None,
                 connected: false,
-            },
+            }),
         );
         Ok(id)
     }
@@ -1301,25 +1384,71 @@ impl Sfu {
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
         };
-        while let Some(out) = p.pc.poll_write() {
-            let to = out.transport.peer_addr;
+        let written = p.drain(Written::default());
+        self.absorb(peer, written);
+    }
+
+    /// Queues a connection's datagrams and re-arms its timer.
+    fn absorb(&mut self, peer: PeerId, written: Written) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        for (to, data) in written.datagrams {
             // The connection only answers (and sends to) addresses that passed ICE's
             // integrity check: from then on, datagrams from there are this peer's.
             if !p.addrs.contains(&to) {
                 p.addrs.push(to);
                 self.by_addr.insert(to, peer);
             }
-            self.outputs.push_back(Output::Transmit {
-                to,
-                data: out.message,
-            });
+            self.outputs.push_back(Output::Transmit { to, data });
         }
-        let deadline = p.pc.poll_timeout();
-        if deadline != p.deadline {
-            p.deadline = deadline;
-            if let Some(at) = deadline {
+        if written.deadline != p.deadline {
+            p.deadline = written.deadline;
+            if let Some(at) = written.deadline {
                 self.timers.push(Reverse((at, peer)));
             }
+        }
+    }
+
+    /// Writes what forward() queued into the subscribers' connections. SRTP and the
+    /// interceptors cost most of a forwarded packet and every connection is independent,
+    /// so a wide fan-out runs on all cores: the connections leave the map for the moment,
+    /// each is written by one thread, and they come back in the order they left.
+    fn deliver(&mut self, now: Instant) {
+        if self.fanout.is_empty() {
+            return;
+        }
+        let mut batches: Vec<(PeerId, Box<Peer>, Vec<Write>)> = Vec::new();
+        let mut index: HashMap<PeerId, usize> = HashMap::new();
+        for w in std::mem::take(&mut self.fanout) {
+            if let Some(&i) = index.get(&w.peer) {
+                batches[i].2.push(w);
+            } else if let Some(p) = self.peers.remove(&w.peer) {
+                index.insert(w.peer, batches.len());
+                batches.push((w.peer, p, vec![w]));
+            }
+        }
+        let write = |(_, peer, writes): &mut (PeerId, Box<Peer>, Vec<Write>)| {
+            peer.write(now, std::mem::take(writes))
+        };
+        let results: Vec<Written> = match &self.pool {
+            Some(pool) if batches.len() >= PARALLEL_FANOUT => {
+                pool.install(|| batches.par_iter_mut().map(write).collect())
+            }
+            _ => batches.iter_mut().map(write).collect(),
+        };
+        for ((id, peer, _), written) in batches.into_iter().zip(results) {
+            for (i, (packets, bytes)) in written.forwarded.iter().enumerate() {
+                let st = if i == 0 {
+                    &mut self.stats.audio
+                } else {
+                    &mut self.stats.video
+                };
+                st.forwarded_packets += packets;
+                st.forwarded_bytes += bytes;
+            }
+            self.peers.insert(id, peer);
+            self.absorb(id, written);
         }
     }
 
@@ -1468,7 +1597,6 @@ impl Sfu {
         };
         let keyframe = audio || vp8_is_keyframe(&packet.payload);
         let mut need_keyframe = false;
-        let mut touched = Vec::new();
         let key = (publisher, incoming.source);
         for conn in room.members.clone() {
             if conn == from {
@@ -1518,30 +1646,16 @@ impl Sfu {
                     .header
                     .set_extension(id, bytes::Bytes::copy_from_slice(&ext));
             }
-            let bytes = p.payload.len() as u64;
             let Some(sub) = s.subscribe else {
                 continue;
             };
-            let Some(peer) = self.peers.get_mut(&sub) else {
-                continue;
-            };
-            let written = peer
-                .pc
-                .rtp_sender(out.sender)
-                .map(|mut sender| sender.write_rtp(now, p).is_ok());
-            if written == Some(true) {
-                let st = if audio {
-                    &mut self.stats.audio
-                } else {
-                    &mut self.stats.video
-                };
-                st.forwarded_packets += 1;
-                st.forwarded_bytes += bytes;
-                touched.push(sub);
-            }
-        }
-        for peer in touched {
-            self.flush(peer);
+            self.fanout_at = Some(now);
+            self.fanout.push(Write {
+                peer: sub,
+                sender: out.sender,
+                packet: p,
+                audio,
+            });
         }
         if need_keyframe {
             self.request_keyframe(now, from, incoming.source, false);

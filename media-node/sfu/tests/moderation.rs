@@ -26,6 +26,7 @@ fn sfu(capacity: u32) -> Sfu {
         SfuConfig {
             candidate: "127.0.0.1:7882".parse().expect("address"),
             last_n: 20,
+            fanout_threads: 1,
             capacity,
         },
         Box::new(Counter(0)),
