@@ -363,6 +363,11 @@ impl Client {
         self.sending.store(false, Ordering::SeqCst);
     }
 
+    /// Sends media again (or for the first time, after publishing on hold).
+    pub fn start_sending(&self) {
+        self.sending.store(true, Ordering::SeqCst);
+    }
+
     /// Closes everything.
     pub async fn close(mut self) {
         let _ = self.send(&ClientMessage::Leave);
@@ -620,17 +625,20 @@ async fn send_audio(
     let mut every = tokio::time::interval(Duration::from_millis(20));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let ssrc = track_ssrc(&track).await;
-    for seq in 0u32.. {
+    // Sequence numbers count packets sent (a pause is not loss); timestamps keep running.
+    let mut seq = 0u32;
+    for tick in 0u32.. {
         every.tick().await;
         if !sending.load(Ordering::Relaxed) {
             continue;
         }
+        seq = seq.wrapping_add(1);
         let p = rtc::rtp::packet::Packet {
             header: rtc::rtp::header::Header {
                 version: 2,
                 payload_type: aula_sfu::media::OPUS_PT,
                 sequence_number: seq as u16,
-                timestamp: seq.wrapping_mul(960),
+                timestamp: tick.wrapping_mul(960),
                 ssrc,
                 ..Default::default()
             },

@@ -13,6 +13,7 @@ use aula_api::tokens::{TokenLifetimes, Tokens};
 use aula_domain::services::{GrantRole, JoinGrant};
 use aula_domain::{Clock, GuestId, ModeratorId, Participant, RoomId, RoomSettings};
 use aula_loadgen::{Client, Joined, Publish, percentile};
+use aula_sfu::protocol::Source;
 use aula_store::SystemClock;
 use base64::Engine as _;
 use clap::Parser;
@@ -42,6 +43,10 @@ struct Args {
     /// The node's fan-out threads (its AULA_MEDIA_THREADS; default: one per core).
     #[arg(long)]
     node_threads: Option<usize>,
+    /// Send media from the moment each participant is connected, so later participants
+    /// connect to a loaded node (default: everyone connects first, then all start sending).
+    #[arg(long)]
+    media_while_joining: bool,
 }
 
 struct NodeProcess(Child);
@@ -166,6 +171,9 @@ async fn main() -> anyhow::Result<()> {
     // Then everyone publishes; a node too loaded to connect someone is a result, not a stop.
     let mut failed = 0;
     for (i, c) in clients.iter_mut().enumerate() {
+        if !args.media_while_joining {
+            c.stop_sending();
+        }
         let p = i as u32 % args.participants;
         let published = c
             .publish(Publish {
@@ -186,6 +194,39 @@ async fn main() -> anyhow::Result<()> {
         clients.len() - failed,
         join_started.elapsed().as_secs_f64()
     );
+    if !args.media_while_joining {
+        // Subscribe connections come up after the publish ones; give them a moment.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for c in &clients {
+            c.start_sending();
+        }
+        // The node offers each track once its first packets arrive: wait (bounded) until
+        // everyone hears everyone in their room, so the window measures forwarding, not
+        // that wave of renegotiations.
+        let started = Instant::now();
+        let pairs = |clients: &[Client]| {
+            let mut hearing = 0;
+            for room in clients.chunks(args.participants as usize) {
+                for c in room {
+                    hearing += room
+                        .iter()
+                        .filter(|o| o.me != c.me)
+                        .filter(|o| c.stats.received_from(&o.me, Source::Microphone).packets > 0)
+                        .count();
+                }
+            }
+            hearing
+        };
+        let all = clients.len() * (args.participants as usize - 1);
+        while pairs(&clients) < all && started.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!(
+            "everyone connected, then all started sending: {} of {all} pairs hear each other after {:.1} s",
+            pairs(&clients),
+            started.elapsed().as_secs_f64()
+        );
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The measured window. Per client: (sent audio, sent video) packets.
