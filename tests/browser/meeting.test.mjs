@@ -128,3 +128,50 @@ suite.test(
     await expectVideoPlaying(teacher.page, anna.pid);
   },
 );
+
+/** Audio packets the page's publish connection has sent so far. */
+function audioPacketsSent(page) {
+  return page.evaluate(async () => {
+    let sent = 0;
+    (await window.__aula.publish.getStats()).forEach((r) => {
+      if (r.type === 'outbound-rtp' && r.kind === 'audio') sent += r.packetsSent;
+    });
+    return sent;
+  });
+}
+
+/** Audio packets the page sends in three seconds. */
+async function audioPacketsIn3s(page) {
+  const before = await audioPacketsSent(page);
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  return (await audioPacketsSent(page)) - before;
+}
+
+suite.test(
+  'a guest who turns their microphone off sends almost no audio packets (Opus DTX), and a full stream again once it is on',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Physik 9a');
+    await openMeeting(teacher, room);
+    const anna = await joinAsGuest(s, room.inviteUrl, 'Anna');
+    await expectAudioFlowing(teacher.page, anna.pid);
+
+    // Opus sends a packet every 20 ms while the microphone is on: about 150 in 3 s.
+    const on = await audioPacketsIn3s(anna.page);
+    assert.ok(on >= 100, `with the microphone on, ${on} audio packets in 3 s`);
+
+    await anna.page.locator('#toggle-mic').click();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Silence with DTX: a comfort-noise update every 400 ms or so instead of 50 packets/s.
+    const off = await audioPacketsIn3s(anna.page);
+    assert.ok(off <= 30, `with the microphone off, ${off} audio packets in 3 s (without DTX about 150)`);
+
+    await anna.page.locator('#toggle-mic').click();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const again = await audioPacketsIn3s(anna.page);
+    assert.ok(again >= 100, `with the microphone on again, ${again} audio packets in 3 s`);
+    await expectAudioFlowing(teacher.page, anna.pid);
+  },
+);

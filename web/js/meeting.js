@@ -304,7 +304,7 @@ class Meeting {
         this.renderPeople();
         break;
       case 'publish_answer':
-        await this.publishPc?.setRemoteDescription({ type: 'answer', sdp: f.sdp });
+        await this.publishPc?.setRemoteDescription({ type: 'answer', sdp: withOpusDtx(f.sdp) });
         break;
       case 'subscribe_offer':
         await this.subscribe(f.sdp, f.tracks);
@@ -729,4 +729,18 @@ function initials(name) {
     .slice(0, 2)
     .map((w) => w[0].toUpperCase())
     .join('');
+}
+
+/**
+ * Asks our Opus encoder for discontinuous transmission: a silent or switched-off microphone
+ * then sends a packet every 400 ms or so instead of 50 a second, each of which the node
+ * would forward to everyone in the room. The browser reads `usedtx` from the answer it is
+ * given; the node answers with our own Opus parameters, so it is added here.
+ */
+export function withOpusDtx(sdp) {
+  const opus = new Set();
+  for (const m of sdp.matchAll(/^a=rtpmap:(\d+) opus\/48000/gim)) opus.add(m[1]);
+  return sdp.replace(/^a=fmtp:(\d+) (.*?)(\r?)$/gm, (line, pt, params, cr) =>
+    opus.has(pt) && !/(^|;)\s*usedtx=/.test(params) ? `a=fmtp:${pt} ${params};usedtx=1${cr}` : line,
+  );
 }
