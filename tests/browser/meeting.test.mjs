@@ -86,12 +86,16 @@ suite.test(
     await openMeeting(teacher, room);
     const anna = await joinAsGuest(s, room.inviteUrl, 'Anna');
     await expectVideoPlaying(teacher.page, anna.pid, 'camera');
+    await expectSimulcast(anna.page);
 
+    // Sharing replaces the publish connection (simulcast streams cannot be renegotiated):
+    // the camera keeps reaching the teacher, still in layers.
     await anna.page.locator('#toggle-screen').click();
     const shared = await expectVideoPlaying(teacher.page, anna.pid, 'screen');
     assert.ok(shared.video.width > 0, 'the shared screen has a size');
     // (The camera keeps coming; whether it is shown beside the screen is the page's choice.)
     await expectVideoPlaying(teacher.page, anna.pid, 'camera', { shown: false });
+    await expectSimulcast(anna.page);
     await screenshot(teacher.page, 'meeting-screen-share');
 
     // (The screen video may stay in the tile, hidden, or go.)
@@ -128,6 +132,25 @@ suite.test(
     await expectVideoPlaying(teacher.page, anna.pid);
   },
 );
+
+/** Waits until the page sends its camera in at least two simulcast layers. */
+async function expectSimulcast(page) {
+  const layers = () =>
+    page.evaluate(async () => {
+      const sent = {};
+      (await window.__aula.publish.getStats()).forEach((r) => {
+        if (r.type === 'outbound-rtp' && r.kind === 'video' && r.rid) sent[r.rid] = r.bytesSent;
+      });
+      return sent;
+    });
+  return eventually('the camera goes out in two or more simulcast layers', async () => {
+    const a = await layers();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const b = await layers();
+    const growing = Object.keys(b).filter((rid) => b[rid] > (a[rid] ?? 0));
+    return growing.length >= 2 && growing;
+  });
+}
 
 /** Audio packets the page's publish connection has sent so far. */
 function audioPacketsSent(page) {

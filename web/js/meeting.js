@@ -340,27 +340,34 @@ class Meeting {
 
   // ---- media -------------------------------------------------------------------------
 
+  /**
+   * Publishes what is on (microphone, camera, screen) on a new connection; a second call
+   * replaces the first (`restart`) instead of renegotiating it: the camera is sent as
+   * simulcast, and after a renegotiation the node's WebRTC stack no longer knows which stream
+   * is which layer (the browser has stopped naming them in its packets).
+   */
   async publish() {
+    const old = this.publishPc;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     this.publishPc = pc;
     window.__aula.publish = pc;
     this.sources = new Map(); // transceiver -> source
     if (this.local.audio) this.sources.set(pc.addTransceiver(this.local.audio, { direction: 'sendonly' }), 'microphone');
-    // One camera layer. The node can forward simulcast (small layer in the grid, large for the
-    // active speaker), but with it on, the browser test saw the camera stop reaching others
-    // after the publish connection was renegotiated (a screen share started). Likely cause:
-    // rtc 0.21 re-binds incoming streams after a renegotiation, by the RID header extension,
-    // which browsers stop sending once acknowledged. Until that is solved: one layer.
-    if (this.local.video) this.sources.set(pc.addTransceiver(this.local.video, { direction: 'sendonly' }), 'camera');
+    // Simulcast: the node forwards the small layer to the grid and the large one for the
+    // active speaker, so a class of 30 does not download 20 full-size cameras each.
+    if (this.local.video) {
+      this.sources.set(pc.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: CAMERA_LAYERS }), 'camera');
+    }
     if (this.local.screen) this.sources.set(pc.addTransceiver(this.local.screen, { direction: 'sendonly' }), 'screen');
     if (this.local.audio && !this.micOn) this.send({ type: 'set_muted', muted: true });
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed' && this.publishPc === pc) this.ws?.close();
     };
-    await this.offer();
+    await this.offer(Boolean(old));
+    old?.close();
   }
 
-  async offer() {
+  async offer(restart = false) {
     const pc = this.publishPc;
     if (!pc || this.sources.size === 0) return;
     await pc.setLocalDescription(await pc.createOffer());
@@ -368,7 +375,7 @@ class Meeting {
     for (const [tr, source] of this.sources) {
       if (tr.mid !== null && tr.currentDirection !== 'stopped') tracks.push({ mid: tr.mid, source });
     }
-    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, tracks });
+    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, tracks, ...(restart && { restart: true }) });
   }
 
   async subscribe(sdp, tracks) {
@@ -458,10 +465,7 @@ class Meeting {
     const track = stream.getVideoTracks()[0];
     this.local.screen = track;
     track.addEventListener('ended', () => this.stopScreen());
-    if (this.publishPc) {
-      this.sources.set(this.publishPc.addTransceiver(track, { direction: 'sendonly' }), 'screen');
-      await this.offer();
-    }
+    if (this.publishPc) await this.publish();
     this.renderOwnControls();
   }
 
@@ -470,13 +474,7 @@ class Meeting {
     if (!track) return;
     this.local.screen = null;
     track.stop();
-    for (const [tr, source] of this.sources || []) {
-      if (source === 'screen') {
-        tr.stop();
-        this.sources.delete(tr);
-      }
-    }
-    await this.offer();
+    if (this.publishPc) await this.publish();
     this.renderOwnControls();
   }
 
@@ -730,6 +728,17 @@ function initials(name) {
     .map((w) => w[0].toUpperCase())
     .join('');
 }
+
+/**
+ * The camera's simulcast layers (640×360 captured): a thumbnail for the grid, a middle one,
+ * and the full picture for the active speaker. The browser drops layers its bandwidth
+ * estimate cannot carry, smallest last.
+ */
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 400_000 },
+  { rid: 'f', maxBitrate: 1_200_000 },
+];
 
 /**
  * Asks our Opus encoder for discontinuous transmission: a silent or switched-off microphone

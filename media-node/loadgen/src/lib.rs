@@ -112,6 +112,8 @@ pub struct Client {
     publish_pc: Option<Arc<dyn PeerConnection>>,
     sending: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The tasks sending on the current publish connection.
+    media_tasks: Vec<tokio::task::JoinHandle<()>>,
     closed: Arc<AtomicBool>,
 }
 
@@ -204,6 +206,7 @@ impl Client {
             publish_pc: None,
             sending: Arc::new(AtomicBool::new(true)),
             tasks: vec![writer, reader],
+            media_tasks: Vec::new(),
             closed,
         };
         match first {
@@ -261,8 +264,16 @@ impl Client {
         std::mem::take(&mut self.backlog)
     }
 
-    /// Offers our media on the publish connection and starts sending once connected.
+    /// Offers our media on a new publish connection and starts sending once connected. A
+    /// second call replaces the first connection (`restart`), as browsers do.
     pub async fn publish(&mut self, what: Publish) -> anyhow::Result<()> {
+        let restart = self.publish_pc.is_some();
+        if let Some(old) = self.publish_pc.take() {
+            for t in self.media_tasks.drain(..) {
+                t.abort();
+            }
+            let _ = old.close().await;
+        }
         let (gathered_tx, mut gathered) = mpsc::unbounded_channel();
         let (connected_tx, mut connected) = mpsc::unbounded_channel();
         let pc = peer_connection(Arc::new(Events {
@@ -271,7 +282,8 @@ impl Client {
             tracks: None,
         }))
         .await?;
-        let ssrc_base = 0x1000_0000 + self.index * 16;
+        // New SSRCs for a new connection, as a browser picks.
+        let ssrc_base = 0x1000_0000 + self.index * 16 + if restart { 4 } else { 0 };
         let mut tracks = Vec::new();
         let audio = what.audio.then(|| {
             local_track(
@@ -314,7 +326,11 @@ impl Client {
                 },
             });
         }
-        self.send(&ClientMessage::PublishOffer { sdp, tracks })?;
+        self.send(&ClientMessage::PublishOffer {
+            sdp,
+            tracks,
+            restart,
+        })?;
         let answer = self
             .wait_for(Duration::from_secs(10), |f| match f {
                 ServerMessage::PublishAnswer { sdp } => Some(Ok(sdp.clone())),
@@ -330,7 +346,7 @@ impl Client {
             .await
             .context("the publish connection did not connect within 10 s")?;
         if let Some(a) = audio {
-            self.tasks.push(tokio::spawn(send_audio(
+            self.media_tasks.push(tokio::spawn(send_audio(
                 a,
                 self.index,
                 what.loudness,
@@ -340,12 +356,12 @@ impl Client {
         }
         if let Some(v) = video {
             let keyframes = Arc::new(AtomicBool::new(true));
-            self.tasks.push(tokio::spawn(watch_keyframe_requests(
+            self.media_tasks.push(tokio::spawn(watch_keyframe_requests(
                 v.clone(),
                 keyframes.clone(),
                 self.stats.clone(),
             )));
-            self.tasks.push(tokio::spawn(send_video(
+            self.media_tasks.push(tokio::spawn(send_video(
                 v,
                 self.index,
                 what.video_bitrate,
@@ -375,7 +391,7 @@ impl Client {
             let _ = pc.close().await;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for t in self.tasks.drain(..) {
+        for t in self.tasks.drain(..).chain(self.media_tasks.drain(..)) {
             t.abort();
         }
     }
@@ -383,7 +399,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.media_tasks) {
             t.abort();
         }
     }

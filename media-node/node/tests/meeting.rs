@@ -211,6 +211,35 @@ async fn in_a_group_of_six_everyone_receives_everyone_intact_when_the_fan_out_ru
     everyone_receives_everyone(&n, room(20), 6).await;
 }
 
+/// Browsers that send simulcast replace their publish connection instead of renegotiating it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_participant_who_replaces_their_publish_connection_keeps_reaching_the_others() {
+    let n = node().await;
+    let r = room(21);
+    let mut a = n.join(r, teacher(), 0).await;
+    let b = n.join(r, guest(1), 1).await;
+    publishing(&mut a, 200_000).await;
+    eventually(Duration::from_secs(15), "b receives a", || {
+        enough(&b, &a, Source::Microphone, 20) && enough(&b, &a, Source::Camera, 20)
+    })
+    .await;
+    publishing(&mut a, 200_000).await;
+    let before =
+        [Source::Microphone, Source::Camera].map(|s| b.stats.received_from(&a.me, s).packets);
+    eventually(
+        Duration::from_secs(15),
+        "b keeps receiving a's audio and video from the new connection",
+        || {
+            enough(&b, &a, Source::Microphone, before[0] + 50)
+                && enough(&b, &a, Source::Camera, before[1] + 50)
+        },
+    )
+    .await;
+    for s in [Source::Microphone, Source::Camera] {
+        assert_eq!(b.stats.received_from(&a.me, s).damaged, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_makes_the_node_ask_the_publisher_for_a_keyframe() {
     let n = node().await;
@@ -353,6 +382,7 @@ async fn the_lobby_holds_a_knocking_guest_until_the_moderator_admits_them() {
     g.send(&ClientMessage::PublishOffer {
         sdp: String::new(),
         tracks: vec![],
+        restart: false,
     })
     .expect("send");
     let refused = error_code(&mut g).await;

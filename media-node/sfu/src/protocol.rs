@@ -60,6 +60,12 @@ pub enum ClientMessage {
     PublishOffer {
         sdp: String,
         tracks: Vec<PublishedTrack>,
+        /// The offer is from a new publish connection that replaces the old one (the old one
+        /// is closed). Browsers sending simulcast do this instead of renegotiating: after a
+        /// renegotiation `rtc` forgets which stream is which layer, and browsers no longer
+        /// name the layers in their packets.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restart: bool,
     },
     SubscribeAnswer {
         sdp: String,

@@ -726,7 +726,11 @@ impl Sfu {
                 ErrorCode::NotAllowed,
                 "wait until a moderator admits you",
             )),
-            ClientMessage::PublishOffer { sdp, tracks } => self.publish(now, conn, sdp, tracks),
+            ClientMessage::PublishOffer {
+                sdp,
+                tracks,
+                restart,
+            } => self.publish(now, conn, sdp, tracks, restart),
             ClientMessage::SubscribeAnswer { sdp } => self.subscribe_answer(now, conn, sdp),
             ClientMessage::Candidate {
                 connection,
@@ -936,6 +940,7 @@ impl Sfu {
         conn: ConnId,
         sdp: String,
         tracks: Vec<PublishedTrack>,
+        restart: bool,
     ) -> Result<(), SfuError> {
         let m = &self.members[&conn];
         if m.role == GrantRole::Guest {
@@ -957,8 +962,17 @@ impl Sfu {
             }
         }
         let peer = match m.publish {
-            Some(p) => p,
-            None => {
+            Some(p) if !restart => p,
+            old => {
+                if let Some(old) = old {
+                    // Its streams end here; the new connection's arrive under new SSRCs and
+                    // reach the same subscribers' tracks (spliced at their first keyframe).
+                    self.close_peer(old);
+                    if let Some(m) = self.members.get_mut(&conn) {
+                        m.incoming.clear();
+                        m.loss.clear();
+                    }
+                }
                 let p = self.new_peer(now, conn)?;
                 if let Some(m) = self.members.get_mut(&conn) {
                     m.publish = Some(p);

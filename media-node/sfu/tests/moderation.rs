@@ -329,6 +329,7 @@ fn guests_join_muted_where_the_room_says_so_and_may_not_share_where_it_forbids()
                 mid: "0".into(),
                 source: Source::Screen,
             }],
+            restart: false,
         },
     );
     let out = outputs(&mut s);
@@ -354,6 +355,7 @@ fn a_bad_offer_is_an_error_frame_not_a_crash() {
             ClientMessage::PublishOffer {
                 sdp: sdp.into(),
                 tracks: vec![],
+                restart: false,
             },
         );
         let out = outputs(&mut s);
