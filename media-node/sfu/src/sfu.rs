@@ -266,6 +266,17 @@ impl Member {
     }
 }
 
+/// The simulcast layer (0 = smallest) a grid tile gets: few people get big tiles and a
+/// sharp picture; a class gets thumbnails, so 20 cameras fit anyone's downlink.
+fn grid_layer(layers: usize, participants: usize) -> usize {
+    let top = layers.saturating_sub(1);
+    match participants {
+        0..=4 => top,
+        5..=9 => top.min(1),
+        _ => 0,
+    }
+}
+
 fn rid_rank(rid: Option<&str>) -> u8 {
     match rid {
         None => 0,
@@ -1607,7 +1618,7 @@ impl Sfu {
         } else if room.speakers.active() == Some(publisher) || incoming.source == Source::Screen {
             layers[layers.len() - 1]
         } else {
-            layers[0]
+            layers[grid_layer(layers.len(), room.members.len())]
         };
         let keyframe = audio || vp8_is_keyframe(&packet.payload);
         let mut need_keyframe = false;
@@ -1762,5 +1773,19 @@ fn source_name(s: Source) -> &'static str {
         Source::Microphone => "microphone",
         Source::Camera => "camera",
         Source::Screen => "screen",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid_layer;
+
+    #[test]
+    fn an_oral_exam_sees_everyone_sharp_and_a_class_gets_thumbnails() {
+        assert_eq!(grid_layer(3, 3), 2, "three people: the full picture");
+        assert_eq!(grid_layer(3, 8), 1, "a small group: the middle layer");
+        assert_eq!(grid_layer(3, 30), 0, "a class: thumbnails");
+        assert_eq!(grid_layer(2, 8), 1);
+        assert_eq!(grid_layer(1, 30), 0);
     }
 }
