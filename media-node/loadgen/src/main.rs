@@ -47,6 +47,10 @@ struct Args {
     /// connect to a loaded node (default: everyone connects first, then all start sending).
     #[arg(long)]
     media_while_joining: bool,
+    /// Participants per room whose microphone sends speech (50 packets/s); the others are
+    /// silent and send Opus DTX (a packet per 400 ms), as the web client does. Default: all.
+    #[arg(long)]
+    talkers: Option<u32>,
 }
 
 struct NodeProcess(Child);
@@ -180,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
                 video_bitrate: args.video_bitrate,
                 // One clear speaker per room; the others murmur below speech level.
                 loudness: if p == 1 { 30 } else { 90 },
+                talking: args.talkers.is_none_or(|t| p < t),
                 ..Publish::default()
             })
             .await;
