@@ -231,9 +231,10 @@ impl Conn {
                     self.rtc
                         .handle_input(Input::Receive(now, r))
                         .context("str0m refused a datagram")?;
-                    // In RTP mode str0m holds one received packet until polled: poll
-                    // before the next datagram, or it is overwritten.
-                    self.poll(now)?;
+                    // In RTP mode str0m holds one received packet until polled: drain
+                    // before the next datagram, or it is overwritten. Timeouts wait for
+                    // the end of the batch (handling them per datagram cost ~10 %).
+                    self.drain(now, false)?;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e).context("receiving"),
@@ -247,8 +248,13 @@ impl Conn {
         if self.deadline <= now {
             self.rtc.handle_input(Input::Timeout(now))?;
         }
-        // A timeout already due (the pacer asks for one after writes) is handled at once,
-        // a few times at most, rather than through another wake-up.
+        self.drain(now, true)
+    }
+
+    /// Takes the `Rtc`'s output up to its next timeout; with `timeouts`, a timeout already
+    /// due (the pacer asks for one after writes) is handled at once, a few times at most,
+    /// rather than through another wake-up.
+    fn drain(&mut self, now: Instant, timeouts: bool) -> anyhow::Result<()> {
         let mut due = 0;
         loop {
             match self.rtc.poll_output()? {
@@ -259,7 +265,7 @@ impl Conn {
                 }
                 Output::Event(e) => self.events.push(e),
                 Output::Timeout(t) => {
-                    if t <= now && due < 16 {
+                    if timeouts && t <= now && due < 16 {
                         due += 1;
                         self.rtc.handle_input(Input::Timeout(now))?;
                         continue;
