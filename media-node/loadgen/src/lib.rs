@@ -25,6 +25,10 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+pub mod light;
+
+pub use light::LightClient;
+
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
@@ -32,10 +36,10 @@ use webrtc::peer_connection::{
 
 const MAGIC: &[u8; 4] = b"AULA";
 /// VP8 descriptor, frame header byte, magic, sender, sequence, send time.
-const HEADER_LEN: usize = 2 + 4 + 4 + 4 + 8;
+pub(crate) const HEADER_LEN: usize = 2 + 4 + 4 + 4 + 8;
 
 /// The instant all clients of this process measure send times from.
-fn epoch() -> Instant {
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }
@@ -409,7 +413,7 @@ impl Drop for Client {
     }
 }
 
-fn to_json(m: &ClientMessage) -> anyhow::Result<String> {
+pub(crate) fn to_json(m: &ClientMessage) -> anyhow::Result<String> {
     Ok(serde_json::to_string(m)?)
 }
 
@@ -496,32 +500,51 @@ async fn receive(
         let TrackRemoteEvent::OnRtpPacket(p) = ev else {
             continue;
         };
-        let now = epoch().elapsed();
-        let check = check_payload(&p.payload);
-        let Ok(mut all) = sink.stats.received.lock() else {
+        if !record_received(&sink.stats, &participant, source, &p.payload) {
             return;
-        };
-        let r = all.entry((participant.clone(), source)).or_default();
-        r.packets += 1;
-        r.bytes += p.payload.len() as u64;
-        match check {
-            Some((sender, sent_at)) => {
-                if !r.senders.contains(&sender) {
-                    r.senders.push(sender);
-                }
-                // Keep a bounded sample: every packet at first, then every tenth.
-                if r.latency_us.len() < 10_000 || r.packets % 10 == 0 {
-                    let us = now.as_micros().saturating_sub(u128::from(sent_at)) as u64;
-                    r.latency_us.push(us);
-                }
-            }
-            None => r.damaged += 1,
         }
     }
 }
 
+/// Counts one received payload from `participant`'s `source` and checks it; false once the
+/// stats are unusable (a poisoned lock).
+pub(crate) fn record_received(
+    stats: &ClientStats,
+    participant: &str,
+    source: Source,
+    payload: &[u8],
+) -> bool {
+    let now = epoch().elapsed();
+    let check = check_payload(payload);
+    let Ok(mut all) = stats.received.lock() else {
+        return false;
+    };
+    // Look up before inserting: no key allocation per packet.
+    let key = (participant.to_owned(), source);
+    let r = match all.get_mut(&key) {
+        Some(r) => r,
+        None => all.entry(key).or_default(),
+    };
+    r.packets += 1;
+    r.bytes += payload.len() as u64;
+    match check {
+        Some((sender, sent_at)) => {
+            if !r.senders.contains(&sender) {
+                r.senders.push(sender);
+            }
+            // Keep a bounded sample: every packet at first, then every tenth.
+            if r.latency_us.len() < 10_000 || r.packets % 10 == 0 {
+                let us = now.as_micros().saturating_sub(u128::from(sent_at)) as u64;
+                r.latency_us.push(us);
+            }
+        }
+        None => r.damaged += 1,
+    }
+    true
+}
+
 /// Sender index and send time (µs since the epoch) of an intact synthetic payload.
-fn check_payload(p: &[u8]) -> Option<(u32, u64)> {
+pub(crate) fn check_payload(p: &[u8]) -> Option<(u32, u64)> {
     if p.len() < HEADER_LEN || &p[2..6] != MAGIC {
         return None;
     }
@@ -540,6 +563,18 @@ fn filler(sender: u32, seq: u32, i: usize) -> u8 {
 }
 
 fn payload(descriptor: u8, frame_header: u8, sender: u32, seq: u32, len: usize) -> Bytes {
+    Bytes::from(payload_vec(descriptor, frame_header, sender, seq, len))
+}
+
+/// A synthetic payload: `descriptor` and `frame_header` are its first two bytes (VP8
+/// payload descriptor and frame header for video, zero for audio).
+pub(crate) fn payload_vec(
+    descriptor: u8,
+    frame_header: u8,
+    sender: u32,
+    seq: u32,
+    len: usize,
+) -> Vec<u8> {
     let mut p = Vec::with_capacity(len.max(HEADER_LEN));
     p.push(descriptor);
     p.push(frame_header);
@@ -551,7 +586,7 @@ fn payload(descriptor: u8, frame_header: u8, sender: u32, seq: u32, len: usize) 
     for i in 0..len.saturating_sub(HEADER_LEN) {
         p.push(filler(sender, seq, i));
     }
-    Bytes::from(p)
+    p
 }
 
 fn local_track(kind: RtpCodecKind, ssrc: u32, id: &str) -> Arc<TrackLocalStaticRTP> {

@@ -12,12 +12,13 @@ use aula_api::crypto::generate_ed25519_pkcs8;
 use aula_api::tokens::{TokenLifetimes, Tokens};
 use aula_domain::services::{GrantRole, JoinGrant};
 use aula_domain::{Clock, GuestId, ModeratorId, Participant, RoomId, RoomSettings};
-use aula_loadgen::{Client, Joined, Publish, percentile};
+use aula_loadgen::{Client, ClientStats, Joined, LightClient, Publish, percentile};
 use aula_sfu::protocol::Source;
 use aula_store::SystemClock;
 use base64::Engine as _;
 use clap::Parser;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,86 @@ struct Args {
     /// silent and send Opus DTX (a packet per 400 ms), as the web client does. Default: all.
     #[arg(long)]
     talkers: Option<u32>,
+    /// The clients: `webrtc` (webrtc-rs, two peer connections and tasks per track each) or
+    /// `str0m` (a sans-IO `Rtc` per connection, one task per participant: much cheaper).
+    #[arg(long, value_enum, default_value_t = ClientKind::Webrtc)]
+    client: ClientKind,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    Webrtc,
+    Str0m,
+}
+
+/// Either client kind, as the load generator uses them.
+enum AnyClient {
+    Webrtc(Client),
+    Str0m(LightClient),
+}
+
+impl AnyClient {
+    async fn join(
+        kind: ClientKind,
+        url: &str,
+        room: RoomId,
+        grant: &str,
+        index: u32,
+    ) -> anyhow::Result<AnyClient> {
+        Ok(match kind {
+            ClientKind::Webrtc => {
+                let Joined::Welcome(c) = Client::join(url, room, grant, index).await? else {
+                    bail!("sent to the lobby");
+                };
+                AnyClient::Webrtc(c)
+            }
+            ClientKind::Str0m => {
+                AnyClient::Str0m(LightClient::join(url, room, grant, index).await?)
+            }
+        })
+    }
+
+    fn me(&self) -> &Participant {
+        match self {
+            AnyClient::Webrtc(c) => &c.me,
+            AnyClient::Str0m(c) => &c.me,
+        }
+    }
+
+    fn stats(&self) -> &Arc<ClientStats> {
+        match self {
+            AnyClient::Webrtc(c) => &c.stats,
+            AnyClient::Str0m(c) => &c.stats,
+        }
+    }
+
+    async fn publish(&mut self, what: Publish) -> anyhow::Result<()> {
+        match self {
+            AnyClient::Webrtc(c) => c.publish(what).await,
+            AnyClient::Str0m(c) => c.publish(what).await,
+        }
+    }
+
+    fn start_sending(&self) {
+        match self {
+            AnyClient::Webrtc(c) => c.start_sending(),
+            AnyClient::Str0m(c) => c.start_sending(),
+        }
+    }
+
+    fn stop_sending(&self) {
+        match self {
+            AnyClient::Webrtc(c) => c.stop_sending(),
+            AnyClient::Str0m(c) => c.stop_sending(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AnyClient::Webrtc(c) => c.close().await,
+            AnyClient::Str0m(c) => c.close().await,
+        }
+    }
 }
 
 struct NodeProcess(Child);
@@ -166,10 +247,7 @@ async fn main() -> anyhow::Result<()> {
                 lobby: false,
             };
             let (token, _) = tokens.join(&grant, SystemClock.now())?;
-            let Joined::Welcome(c) = Client::join(&url, room, &token, index).await? else {
-                bail!("sent to the lobby");
-            };
-            clients.push(c);
+            clients.push(AnyClient::join(args.client, &url, room, &token, index).await?);
         }
     }
     // Then everyone publishes; a node too loaded to connect someone is a result, not a stop.
@@ -209,14 +287,14 @@ async fn main() -> anyhow::Result<()> {
         // everyone hears everyone in their room, so the window measures forwarding, not
         // that wave of renegotiations.
         let started = Instant::now();
-        let pairs = |clients: &[Client]| {
+        let pairs = |clients: &[AnyClient]| {
             let mut hearing = 0;
             for room in clients.chunks(args.participants as usize) {
                 for c in room {
                     hearing += room
                         .iter()
-                        .filter(|o| o.me != c.me)
-                        .filter(|o| c.stats.received_from(&o.me, Source::Microphone).packets > 0)
+                        .filter(|o| o.me() != c.me())
+                        .filter(|o| c.stats().received_from(o.me(), Source::Microphone).packets > 0)
                         .count();
                 }
             }
@@ -235,21 +313,21 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The measured window. Per client: (sent audio, sent video) packets.
-    let sent_by = |clients: &[Client]| -> Vec<(u64, u64)> {
+    let sent_by = |clients: &[AnyClient]| -> Vec<(u64, u64)> {
         clients
             .iter()
             .map(|c| {
-                let all = c.stats.sent_packets.load(Ordering::Relaxed);
-                let video = c.stats.sent_video_packets.load(Ordering::Relaxed);
+                let all = c.stats().sent_packets.load(Ordering::Relaxed);
+                let video = c.stats().sent_video_packets.load(Ordering::Relaxed);
                 (all - video, video)
             })
             .collect()
     };
-    let received_of = |clients: &[Client]| -> (u64, u64) {
+    let received_of = |clients: &[AnyClient]| -> (u64, u64) {
         let mut received = 0;
         let mut damaged = 0;
         for c in clients {
-            if let Ok(r) = c.stats.received.lock() {
+            if let Ok(r) = c.stats().received.lock() {
                 for v in r.values() {
                     received += v.packets;
                     damaged += v.damaged;
@@ -259,13 +337,14 @@ async fn main() -> anyhow::Result<()> {
         (received, damaged)
     };
     for c in &clients {
-        if let Ok(mut r) = c.stats.received.lock() {
+        if let Ok(mut r) = c.stats().received.lock() {
             for v in r.values_mut() {
                 v.latency_us.clear();
             }
         }
     }
     let cpu0 = cpu_seconds(pid)?;
+    let own0 = cpu_seconds(std::process::id())?;
     let fwd0 = metric(&metrics, "aula_media_forwarded_packets_total").await?;
     let bytes0 = metric(&metrics, "aula_media_forwarded_bytes_total").await?;
     let sent0 = sent_by(&clients);
@@ -274,6 +353,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds(pid)?;
+    let own1 = cpu_seconds(std::process::id())?;
     let fwd1 = metric(&metrics, "aula_media_forwarded_packets_total").await?;
     let bytes1 = metric(&metrics, "aula_media_forwarded_bytes_total").await?;
     let sent1 = sent_by(&clients);
@@ -288,7 +368,7 @@ async fn main() -> anyhow::Result<()> {
     let mut expected = 0.0;
     for (room, members) in clients.chunks(args.participants as usize).enumerate() {
         let forwarded_video = members[0]
-            .stats
+            .stats()
             .forwarded_video
             .lock()
             .map(|v| v.clone())
@@ -299,14 +379,14 @@ async fn main() -> anyhow::Result<()> {
             let video = (sent1[k].1 - sent0[k].1) as f64;
             sent += audio + video;
             expected += audio * fanout;
-            if forwarded_video.contains(&c.me) {
+            if forwarded_video.contains(c.me()) {
                 expected += video * fanout;
             }
         }
     }
     let mut latencies: Vec<u64> = Vec::new();
     for c in &clients {
-        if let Ok(r) = c.stats.received.lock() {
+        if let Ok(r) = c.stats().received.lock() {
             for v in r.values() {
                 latencies.extend(&v.latency_us);
             }
@@ -356,9 +436,20 @@ async fn main() -> anyhow::Result<()> {
             f64::NAN
         }
     );
+    let own = own1 - own0;
+    println!(
+        "load generator CPU:     {:.2} s in {elapsed:.1} s ({:.0}% of one core); {:.2} CPU s per million packets sent + received",
+        own,
+        own / elapsed * 100.0,
+        if sent + received > 0.0 {
+            own / ((sent + received) / 1e6)
+        } else {
+            f64::NAN
+        }
+    );
     println!(
         "measured: node = target/{} aula-media-node in its own process with {} fan-out thread(s) \
-         (CPU from /proc/<pid>/stat, all its threads), clients = webrtc-rs 0.21 in this process; both on this machine's {} cores over loopback",
+         (CPU from /proc/<pid>/stat, all its threads), clients = {} in this process; both on this machine's {} cores over loopback",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -366,6 +457,10 @@ async fn main() -> anyhow::Result<()> {
         },
         args.node_threads
             .map_or_else(|| "one per core".to_owned(), |n| n.to_string()),
+        match args.client {
+            ClientKind::Webrtc => "webrtc-rs 0.21 (--client webrtc)",
+            ClientKind::Str0m => "str0m 0.25 sans-IO, one task per participant (--client str0m)",
+        },
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0)

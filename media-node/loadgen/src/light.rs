@@ -1,0 +1,742 @@
+//! A light client of the media node on str0m's sans-IO `Rtc` (RTP mode): the load
+//! generator's cheap alternative to [`crate::Client`]. Each participant is one tokio task
+//! that owns its signalling WebSocket, two UDP sockets on 127.0.0.1 (publish and subscribe
+//! connections: the node has one port, so a socket per connection keeps demultiplexing
+//! trivial) and their two `Rtc`s, and writes its synthetic media itself: no task per track,
+//! no interceptor chain, no locks on the media path besides the stats.
+//!
+//! Media, payloads and stats are those of [`crate::Client`]: Opus 111 at 50 packets/s with
+//! the audio level extension, VP8 96 at 30 fps with a keyframe every 3 s and on PLI/FIR,
+//! payloads from [`crate::payload_vec`], received packets attributed by the node's
+//! `subscribe_offer` track list (mid → participant and source).
+
+use crate::{ClientStats, HEADER_LEN, Publish, payload_vec, record_received, to_json};
+use anyhow::{Context as _, anyhow, bail};
+use aula_domain::{Participant, RoomId};
+use aula_sfu::protocol::{ClientMessage, ForwardedTrack, PublishedTrack, ServerMessage, Source};
+use futures_util::{SinkExt as _, StreamExt as _};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionValues, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const AUDIO_EVERY: Duration = Duration::from_millis(20);
+const FPS: u32 = 30;
+const VIDEO_EVERY: Duration = Duration::from_nanos(1_000_000_000 / FPS as u64);
+/// Video payload per packet, as the webrtc client.
+const MTU_PAYLOAD: usize = 1100;
+
+/// A participant on str0m, driven by its own task.
+pub struct LightClient {
+    /// Who the node says we are (from `welcome`).
+    pub me: Participant,
+    /// Our index in payloads.
+    pub index: u32,
+    pub stats: Arc<ClientStats>,
+    sending: Arc<AtomicBool>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+enum Command {
+    Publish(Publish, oneshot::Sender<anyhow::Result<()>>),
+    Close,
+}
+
+impl LightClient {
+    /// Opens the signalling connection, sends `join` and returns after `welcome` (the lobby
+    /// and refusals are errors: the load generator admits everyone directly).
+    pub async fn join(url: &str, room: RoomId, grant: &str, index: u32) -> anyhow::Result<Self> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .with_context(|| format!("connecting to {url}"))?;
+        let join = ClientMessage::Join {
+            v: aula_sfu::protocol::PROTOCOL_VERSION,
+            room,
+            grant: grant.to_owned(),
+        };
+        ws.send(WsMessage::Text(to_json(&join)?.into()))
+            .await
+            .context("sending join")?;
+        let first = tokio::time::timeout(Duration::from_secs(10), next_frame(&mut ws))
+            .await
+            .context("no answer to join within 10 s")??;
+        let me = match first {
+            ServerMessage::Welcome { you, .. } => you,
+            other => bail!("join refused: {}", serde_json::to_string(&other)?),
+        };
+        let stats = Arc::new(ClientStats::default());
+        let sending = Arc::new(AtomicBool::new(true));
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            index,
+            stats: stats.clone(),
+            sending: sending.clone(),
+            ws,
+            commands: commands_rx,
+            publisher: None,
+            subscriber: None,
+            tracks: HashMap::new(),
+            by_ssrc: HashMap::new(),
+        };
+        let task = tokio::spawn(driver.run());
+        Ok(LightClient {
+            me,
+            index,
+            stats,
+            sending,
+            commands,
+            task,
+        })
+    }
+
+    /// Offers our media on the publish connection; returns once it is connected (media
+    /// flows from then on unless [`LightClient::stop_sending`] holds it).
+    pub async fn publish(&mut self, what: Publish) -> anyhow::Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.commands
+            .send(Command::Publish(what, reply))
+            .map_err(|_| anyhow!("the client stopped"))?;
+        tokio::time::timeout(Duration::from_secs(20), done)
+            .await
+            .context("the publish connection did not connect within 20 s")?
+            .map_err(|_| anyhow!("the client stopped"))?
+    }
+
+    pub fn stop_sending(&self) {
+        self.sending.store(false, Ordering::SeqCst);
+    }
+
+    pub fn start_sending(&self) {
+        self.sending.store(true, Ordering::SeqCst);
+    }
+
+    /// Sends `leave` and ends the task.
+    pub async fn close(mut self) {
+        let _ = self.commands.send(Command::Close);
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.task).await;
+    }
+}
+
+impl Drop for LightClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The next signalling frame the node sent (non-text and unparsable frames skipped).
+async fn next_frame(ws: &mut Ws) -> anyhow::Result<ServerMessage> {
+    loop {
+        match ws.next().await {
+            Some(Ok(WsMessage::Text(text))) => {
+                if let Ok(frame) = serde_json::from_str::<ServerMessage>(&text) {
+                    return Ok(frame);
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(anyhow!(e).context("reading the signalling connection")),
+            None => bail!("the node closed the connection"),
+        }
+    }
+}
+
+/// Codecs and header extensions the node negotiates (`aula_sfu::media`): Opus and VP8,
+/// audio level, transport-wide sequence numbers (browsers send them, so the node does that
+/// work here too), mid.
+fn client_rtc(now: Instant, local: SocketAddr) -> anyhow::Result<Rtc> {
+    let mut cfg = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(3, Extension::TransportSequenceNumber)
+        .set_extension(4, Extension::RtpMid);
+    cfg.codec_config().add_config(
+        aula_sfu::media::OPUS_PT.into(),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            ..Default::default()
+        },
+    );
+    cfg.codec_config().add_config(
+        aula_sfu::media::VP8_PT.into(),
+        None,
+        Codec::Vp8,
+        Frequency::NINETY_KHZ,
+        None,
+        FormatParams::default(),
+    );
+    // A full (controlling, against the ICE-lite node) agent with one host candidate.
+    let mut rtc = cfg.build(now);
+    rtc.add_local_candidate(Candidate::host(local, "udp")?)
+        .ok_or_else(|| anyhow!("str0m refused the host candidate {local}"))?;
+    Ok(rtc)
+}
+
+/// One peer connection: its `Rtc` and its socket.
+struct Conn {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    /// When the `Rtc` wants a timeout next.
+    deadline: Instant,
+    /// Events taken from the `Rtc`, not yet handled.
+    events: Vec<Event>,
+}
+
+impl Conn {
+    fn new(now: Instant) -> anyhow::Result<Conn> {
+        let std_socket =
+            std::net::UdpSocket::bind("127.0.0.1:0").context("binding a UDP socket")?;
+        std_socket.set_nonblocking(true)?;
+        let local = std_socket.local_addr()?;
+        let socket = UdpSocket::from_std(std_socket).context("registering a UDP socket")?;
+        Ok(Conn {
+            rtc: client_rtc(now, local)?,
+            socket,
+            local,
+            deadline: now,
+            events: Vec::new(),
+        })
+    }
+
+    /// Hands every waiting datagram to the `Rtc`.
+    fn receive(&mut self, now: Instant, buf: &mut [u8]) -> anyhow::Result<()> {
+        loop {
+            match self.socket.try_recv_from(buf) {
+                Ok((n, from)) => {
+                    let Some(data) = buf.get(..n) else { continue };
+                    // Anything str0m cannot parse (not STUN, DTLS or SRTP) is dropped.
+                    let Ok(r) = Receive::new(Protocol::Udp, from, self.local, data) else {
+                        continue;
+                    };
+                    self.rtc
+                        .handle_input(Input::Receive(now, r))
+                        .context("str0m refused a datagram")?;
+                    // In RTP mode str0m holds one received packet until polled: drain
+                    // before the next datagram, or it is overwritten. Timeouts wait for
+                    // the end of the batch (handling them per datagram cost ~10 %).
+                    self.drain(now, false)?;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e).context("receiving"),
+            }
+        }
+    }
+
+    /// Drains the `Rtc` to its next timeout (str0m's contract after every input): sends
+    /// its datagrams, collects its events.
+    fn poll(&mut self, now: Instant) -> anyhow::Result<()> {
+        if self.deadline <= now {
+            self.rtc.handle_input(Input::Timeout(now))?;
+        }
+        self.drain(now, true)
+    }
+
+    /// Takes the `Rtc`'s output up to its next timeout; with `timeouts`, a timeout already
+    /// due (the pacer asks for one after writes) is handled at once, a few times at most,
+    /// rather than through another wake-up.
+    fn drain(&mut self, now: Instant, timeouts: bool) -> anyhow::Result<()> {
+        let mut due = 0;
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Transmit(t) => {
+                    // Loopback rarely pushes back; a full socket buffer is loss, as on a
+                    // network.
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(e) => self.events.push(e),
+                Output::Timeout(t) => {
+                    if timeouts && t <= now && due < 16 {
+                        due += 1;
+                        self.rtc.handle_input(Input::Timeout(now))?;
+                        continue;
+                    }
+                    self.deadline = t;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// The publish connection and the media it writes.
+struct Publisher {
+    conn: Conn,
+    what: Publish,
+    audio: Option<Mid>,
+    video: Option<Mid>,
+    pending: Option<SdpPendingOffer>,
+    /// Told once the connection is up (or publishing failed).
+    reply: Option<oneshot::Sender<anyhow::Result<()>>>,
+    connected: bool,
+    /// Audio sequence numbers count packets sent (a pause is not loss); the tick drives
+    /// timestamps and keeps running.
+    audio_seq: u32,
+    audio_tick: u32,
+    next_audio: Instant,
+    video_seq: u32,
+    video_frame: u32,
+    next_video: Instant,
+    keyframe: bool,
+}
+
+struct Driver {
+    index: u32,
+    stats: Arc<ClientStats>,
+    sending: Arc<AtomicBool>,
+    ws: Ws,
+    commands: mpsc::UnboundedReceiver<Command>,
+    publisher: Option<Publisher>,
+    subscriber: Option<Conn>,
+    /// The node's latest subscribe offer: mid → (participant, source).
+    tracks: HashMap<String, (String, Source)>,
+    /// Cache of SSRC → track (`None`: a stream of no listed track), reset on every offer.
+    by_ssrc: HashMap<Ssrc, Option<(String, Source)>>,
+}
+
+enum Wake {
+    Frame(Option<anyhow::Result<ServerMessage>>),
+    Command(Option<Command>),
+    Publish,
+    Subscribe,
+    Timer,
+}
+
+/// Resolves when `socket` has something to read; never without a socket.
+async fn readable(socket: Option<&UdpSocket>) {
+    match socket {
+        Some(s) => {
+            let _ = s.readable().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let now = Instant::now();
+            if let Err(e) = self.step(now) {
+                tracing::warn!(index = self.index, error = %format!("{e:#}"), "str0m client");
+            }
+            let wake = self.next_wake(now);
+            let woke = {
+                let publish = self.publisher.as_ref().map(|p| &p.conn.socket);
+                let subscribe = self.subscriber.as_ref().map(|c| &c.socket);
+                tokio::select! {
+                    f = next_frame(&mut self.ws) => Wake::Frame(Some(f)),
+                    c = self.commands.recv() => Wake::Command(c),
+                    () = readable(publish) => Wake::Publish,
+                    () = readable(subscribe) => Wake::Subscribe,
+                    () = tokio::time::sleep_until(wake.into()) => Wake::Timer,
+                }
+            };
+            let now = Instant::now();
+            let handled = match woke {
+                Wake::Frame(Some(Ok(frame))) => self.frame(now, frame).await,
+                Wake::Frame(_) => return,
+                Wake::Command(Some(Command::Publish(what, reply))) => {
+                    self.publish(now, what, reply).await;
+                    Ok(())
+                }
+                Wake::Command(Some(Command::Close) | None) => {
+                    let leave = to_json(&ClientMessage::Leave).unwrap_or_default();
+                    let _ = self.ws.send(WsMessage::Text(leave.into())).await;
+                    let _ = self.ws.close(None).await;
+                    return;
+                }
+                Wake::Publish => match &mut self.publisher {
+                    Some(p) => p.conn.receive(now, &mut buf),
+                    None => Ok(()),
+                },
+                Wake::Subscribe => match &mut self.subscriber {
+                    Some(c) => c.receive(now, &mut buf),
+                    None => Ok(()),
+                },
+                Wake::Timer => Ok(()),
+            };
+            if let Err(e) = handled {
+                tracing::warn!(index = self.index, error = %format!("{e:#}"), "str0m client");
+            }
+        }
+    }
+
+    /// The earliest of the connections' timeouts and the next media packet.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = now + Duration::from_secs(1);
+        if let Some(p) = &self.publisher {
+            wake = wake.min(p.conn.deadline);
+            if p.connected {
+                wake = wake.min(p.next_audio).min(p.next_video);
+            }
+        }
+        if let Some(c) = &self.subscriber {
+            wake = wake.min(c.deadline);
+        }
+        wake
+    }
+
+    /// Writes media that is due, then drains both connections and handles their events.
+    fn step(&mut self, now: Instant) -> anyhow::Result<()> {
+        let sending = self.sending.load(Ordering::Relaxed);
+        if let Some(p) = &mut self.publisher {
+            if p.connected {
+                p.media(now, self.index, sending, &self.stats);
+            }
+            p.conn.poll(now)?;
+            for e in p.conn.events.drain(..) {
+                match e {
+                    Event::Connected => {
+                        p.connected = true;
+                        if let Some(reply) = p.reply.take() {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                    Event::KeyframeRequest(_) => {
+                        self.stats.keyframe_requests.fetch_add(1, Ordering::SeqCst);
+                        p.keyframe = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(c) = &mut self.subscriber {
+            c.poll(now)?;
+            for e in c.events.drain(..) {
+                let Event::RtpPacket(packet) = e else {
+                    continue;
+                };
+                let ssrc = packet.header.ssrc;
+                if !self.by_ssrc.contains_key(&ssrc) {
+                    let mid = c.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+                    let t = mid.and_then(|m| self.tracks.get(&m.to_string()).cloned());
+                    self.by_ssrc.insert(ssrc, t);
+                }
+                let track = self.by_ssrc.get(&ssrc).and_then(|t| t.as_ref());
+                // Packets of no listed track are counted under "unknown" (not dropped
+                // silently: they would show as missing in the report).
+                let (who, source) = match track {
+                    Some((who, source)) => (who.as_str(), *source),
+                    None => ("unknown", source_of(*packet.header.payload_type)),
+                };
+                if !record_received(&self.stats, who, source, &packet.payload) {
+                    bail!("the stats lock is poisoned");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn frame(&mut self, now: Instant, frame: ServerMessage) -> anyhow::Result<()> {
+        match frame {
+            ServerMessage::PublishAnswer { sdp } => {
+                let Some(p) = &mut self.publisher else {
+                    return Ok(());
+                };
+                let Some(pending) = p.pending.take() else {
+                    return Ok(());
+                };
+                let applied = SdpAnswer::from_sdp_string(&sdp)
+                    .context("parsing the publish answer")
+                    .and_then(|a| {
+                        p.conn
+                            .rtc
+                            .sdp_api()
+                            .accept_answer(pending, a)
+                            .context("applying the publish answer")
+                    });
+                if let Err(e) = applied {
+                    if let Some(reply) = p.reply.take() {
+                        let _ = reply.send(Err(e));
+                    }
+                    self.publisher = None;
+                }
+            }
+            ServerMessage::Error { message, .. } => {
+                // While publishing, an error frame is the node refusing it.
+                if let Some(p) = &mut self.publisher
+                    && !p.connected
+                    && let Some(reply) = p.reply.take()
+                {
+                    let _ = reply.send(Err(anyhow!("publishing refused: {message}")));
+                    self.publisher = None;
+                }
+            }
+            ServerMessage::SubscribeOffer { sdp, tracks } => {
+                self.subscribe_offer(now, &sdp, &tracks).await?;
+            }
+            ServerMessage::Speakers { video, .. } => {
+                if let Ok(mut v) = self.stats.forwarded_video.lock() {
+                    *v = video;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Answers the node's offer on the subscribe connection (made on the first offer).
+    async fn subscribe_offer(
+        &mut self,
+        now: Instant,
+        sdp: &str,
+        tracks: &[ForwardedTrack],
+    ) -> anyhow::Result<()> {
+        let conn = match &mut self.subscriber {
+            Some(c) => c,
+            None => self.subscriber.insert(Conn::new(now)?),
+        };
+        let offer = SdpOffer::from_sdp_string(sdp).context("parsing the subscribe offer")?;
+        let answer = conn
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .context("accepting the subscribe offer")?;
+        // The offer lists every track it carries; a mid may now carry someone else.
+        self.tracks = tracks
+            .iter()
+            .map(|t| (t.mid.clone(), (t.participant.to_string(), t.source)))
+            .collect();
+        self.by_ssrc.clear();
+        let frame = to_json(&ClientMessage::SubscribeAnswer {
+            sdp: answer.to_sdp_string(),
+        })?;
+        self.ws
+            .send(WsMessage::Text(frame.into()))
+            .await
+            .context("sending the subscribe answer")
+    }
+
+    /// Makes the publish connection and sends its offer; `reply` hears how it went.
+    async fn publish(
+        &mut self,
+        now: Instant,
+        what: Publish,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    ) {
+        if self.publisher.is_some() {
+            let _ = reply.send(Err(anyhow!("already publishing")));
+            return;
+        }
+        let mut conn = match Conn::new(now) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let mut change = conn.rtc.sdp_api();
+        let stream = format!("stream-{}", self.index);
+        let mut add = |kind, name: &str| {
+            change.add_media(
+                kind,
+                Direction::SendOnly,
+                Some(stream.clone()),
+                Some(format!("{}-{name}", self.index)),
+                None,
+            )
+        };
+        let audio = what.audio.then(|| add(MediaKind::Audio, "audio"));
+        let video = what.video.then(|| add(MediaKind::Video, "video"));
+        let Some((offer, pending)) = change.apply() else {
+            let _ = reply.send(Err(anyhow!("nothing to publish")));
+            return;
+        };
+        let mut tracks = Vec::new();
+        for (mid, source) in [(audio, Source::Microphone), (video, Source::Camera)] {
+            if let Some(mid) = mid {
+                tracks.push(PublishedTrack {
+                    mid: mid.to_string(),
+                    source,
+                });
+            }
+        }
+        let sent = match to_json(&ClientMessage::PublishOffer {
+            sdp: offer.to_sdp_string(),
+            tracks,
+            // The load generator publishes once per participant.
+            restart: false,
+        }) {
+            Ok(frame) => self
+                .ws
+                .send(WsMessage::Text(frame.into()))
+                .await
+                .context("sending the publish offer"),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        self.publisher = Some(Publisher {
+            conn,
+            what,
+            audio,
+            video,
+            pending: Some(pending),
+            reply: Some(reply),
+            connected: false,
+            audio_seq: 0,
+            audio_tick: 0,
+            next_audio: now,
+            video_seq: 0,
+            video_frame: 0,
+            next_video: now,
+            keyframe: true,
+        });
+    }
+}
+
+/// The source a payload type stands for when the node's track list does not say.
+fn source_of(pt: u8) -> Source {
+    if pt == aula_sfu::media::OPUS_PT {
+        Source::Microphone
+    } else {
+        Source::Camera
+    }
+}
+
+impl Publisher {
+    /// Writes the audio packet and video frame that are due. Ticks run while media is on
+    /// hold (timestamps keep time); behind by more than a tick, the missed ones are
+    /// skipped, as a real encoder would.
+    fn media(&mut self, now: Instant, sender: u32, sending: bool, stats: &ClientStats) {
+        if now >= self.next_audio {
+            // DTX: a silent encoder sends one comfort-noise update per 400 ms.
+            let due = self.what.talking || self.audio_tick.is_multiple_of(20);
+            if sending
+                && due
+                && let Some(mid) = self.audio
+            {
+                self.write_audio(now, mid, sender, stats);
+            }
+            self.audio_tick = self.audio_tick.wrapping_add(1);
+            self.next_audio += AUDIO_EVERY;
+            if self.next_audio <= now {
+                self.next_audio = now + AUDIO_EVERY;
+            }
+        }
+        if now >= self.next_video {
+            if sending && let Some(mid) = self.video {
+                self.write_video(now, mid, sender, stats);
+            }
+            self.video_frame = self.video_frame.wrapping_add(1);
+            self.next_video += VIDEO_EVERY;
+            if self.next_video <= now {
+                self.next_video = now + VIDEO_EVERY;
+            }
+        }
+    }
+
+    fn write_audio(&mut self, now: Instant, mid: Mid, sender: u32, stats: &ClientStats) {
+        let mut api = self.conn.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        self.audio_seq = self.audio_seq.wrapping_add(1);
+        let p = payload_vec(0, 0, sender, self.audio_seq, 120);
+        let len = p.len() as u64;
+        let loudness = if self.what.talking {
+            self.what.loudness.min(127)
+        } else {
+            127
+        };
+        let ext = ExtensionValues {
+            // str0m takes the level as negative dBov (RFC 6464's 0 … -127).
+            audio_level: Some(-(loudness as i8)),
+            voice_activity: Some(loudness < 127),
+            ..Default::default()
+        };
+        tx.write_rtp(
+            RtpWrite::new(
+                aula_sfu::media::OPUS_PT.into(),
+                u64::from(self.audio_seq).into(),
+                self.audio_tick.wrapping_mul(960),
+                now,
+                p,
+            )
+            .ext_vals(ext),
+        );
+        stats.sent_packets.fetch_add(1, Ordering::Relaxed);
+        stats.sent_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+
+    fn write_video(&mut self, now: Instant, mid: Mid, sender: u32, stats: &ClientStats) {
+        let frame_bytes = (self.what.video_bitrate as usize / 8 / FPS as usize).max(HEADER_LEN);
+        // A keyframe every 3 s, and whenever a receiver asked for one.
+        let key = std::mem::take(&mut self.keyframe) || self.video_frame.is_multiple_of(90);
+        let packets = frame_bytes.div_ceil(MTU_PAYLOAD);
+        let mut api = self.conn.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
+        for i in 0..packets {
+            let len = if i + 1 == packets {
+                frame_bytes - MTU_PAYLOAD * (packets - 1)
+            } else {
+                MTU_PAYLOAD
+            }
+            .max(HEADER_LEN);
+            // VP8 descriptor: S=1 on the first packet of the frame; frame header P bit.
+            let descriptor = if i == 0 { 0x10 } else { 0x00 };
+            let header = if key { 0x00 } else { 0x01 };
+            let p = payload_vec(descriptor, header, sender, self.video_seq, len);
+            let n = p.len() as u64;
+            // Sequence numbers from 1: str0m's extended numbers start below 65,536 and a
+            // receiver needs no rollover counter signalled.
+            self.video_seq = self.video_seq.wrapping_add(1);
+            tx.write_rtp(
+                RtpWrite::new(
+                    aula_sfu::media::VP8_PT.into(),
+                    u64::from(self.video_seq).into(),
+                    self.video_frame.wrapping_mul(3000),
+                    now,
+                    p,
+                )
+                .marker(i + 1 == packets)
+                .nackable(true),
+            );
+            stats.sent_packets.fetch_add(1, Ordering::Relaxed);
+            stats.sent_video_packets.fetch_add(1, Ordering::Relaxed);
+            stats.sent_bytes.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unlisted_payload_types_count_as_their_kind() {
+        assert_eq!(source_of(aula_sfu::media::OPUS_PT), Source::Microphone);
+        assert_eq!(source_of(aula_sfu::media::VP8_PT), Source::Camera);
+    }
+
+    #[test]
+    fn video_frames_split_like_the_webrtc_client() {
+        // 1.5 Mbit/s at 30 fps: 6,250 bytes a frame, six packets of up to 1,100 bytes.
+        let frame_bytes = 1_500_000 / 8 / FPS as usize;
+        assert_eq!(frame_bytes.div_ceil(MTU_PAYLOAD), 6);
+    }
+}
