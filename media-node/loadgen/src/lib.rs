@@ -37,6 +37,8 @@ use webrtc::peer_connection::{
 const MAGIC: &[u8; 4] = b"AULA";
 /// VP8 descriptor, frame header byte, magic, sender, sequence, send time.
 pub(crate) const HEADER_LEN: usize = 2 + 4 + 4 + 4 + 8;
+/// Video payload bytes per packet (a frame is cut into packets of at most this).
+pub(crate) const MTU_PAYLOAD: usize = 1100;
 
 /// The instant all clients of this process measure send times from.
 pub(crate) fn epoch() -> Instant {
@@ -722,7 +724,6 @@ async fn send_video(
     sending: Arc<AtomicBool>,
 ) {
     const FPS: u64 = 30;
-    const MTU_PAYLOAD: usize = 1100;
     let mut every = tokio::time::interval(Duration::from_micros(1_000_000 / FPS));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let ssrc = track_ssrc(&track).await;
@@ -736,16 +737,7 @@ async fn send_video(
         // A keyframe every 3 s, and whenever a receiver asked for one.
         let key = keyframe.swap(false, Ordering::SeqCst) || frame % 90 == 0;
         let packets = frame_bytes.div_ceil(MTU_PAYLOAD);
-        for i in 0..packets {
-            let len = if i + 1 == packets {
-                frame_bytes - MTU_PAYLOAD * (packets - 1)
-            } else {
-                MTU_PAYLOAD
-            }
-            .max(HEADER_LEN);
-            // VP8 descriptor: S=1 on the first packet of the frame; frame header P bit.
-            let descriptor = if i == 0 { 0x10 } else { 0x00 };
-            let header = if key { 0x00 } else { 0x01 };
+        for (i, (len, descriptor, header)) in frame_packets(frame_bytes, key).enumerate() {
             let p = rtc::rtp::packet::Packet {
                 header: rtc::rtp::header::Header {
                     version: 2,
@@ -798,4 +790,23 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The packets of one VP8-shaped frame of `frame_bytes`: per packet its payload length, VP8
+/// descriptor (S=1 on the first) and frame-header byte (P bit unless a keyframe).
+pub(crate) fn frame_packets(
+    frame_bytes: usize,
+    key: bool,
+) -> impl Iterator<Item = (usize, u8, u8)> {
+    let packets = frame_bytes.div_ceil(MTU_PAYLOAD);
+    (0..packets).map(move |i| {
+        let len = if i + 1 == packets {
+            frame_bytes - MTU_PAYLOAD * (packets - 1)
+        } else {
+            MTU_PAYLOAD
+        }
+        .max(HEADER_LEN);
+        let descriptor = if i == 0 { 0x10 } else { 0x00 };
+        (len, descriptor, if key { 0x00 } else { 0x01 })
+    })
 }

@@ -37,7 +37,7 @@ const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const FPS: u32 = 30;
 const VIDEO_EVERY: Duration = Duration::from_nanos(1_000_000_000 / FPS as u64);
 /// Video payload per packet, as the webrtc client.
-const MTU_PAYLOAD: usize = 1100;
+use crate::MTU_PAYLOAD;
 
 /// A participant on str0m, driven by its own task.
 pub struct LightClient {
@@ -690,16 +690,7 @@ impl Publisher {
         let Some(tx) = api.stream_tx_by_mid(mid, None) else {
             return;
         };
-        for i in 0..packets {
-            let len = if i + 1 == packets {
-                frame_bytes - MTU_PAYLOAD * (packets - 1)
-            } else {
-                MTU_PAYLOAD
-            }
-            .max(HEADER_LEN);
-            // VP8 descriptor: S=1 on the first packet of the frame; frame header P bit.
-            let descriptor = if i == 0 { 0x10 } else { 0x00 };
-            let header = if key { 0x00 } else { 0x01 };
+        for (i, (len, descriptor, header)) in crate::frame_packets(frame_bytes, key).enumerate() {
             let p = payload_vec(descriptor, header, sender, self.video_seq, len);
             let n = p.len() as u64;
             // Sequence numbers from 1: str0m's extended numbers start below 65,536 and a

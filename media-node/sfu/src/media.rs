@@ -154,11 +154,18 @@ pub fn peer_connection(
         .with_media_engine(engine)
         .with_interceptor_registry(registry)
         .build(now)?;
+    add_host_candidate(&mut pc, candidate)?;
+    Ok(pc)
+}
+
+/// Gives a peer connection its one host candidate (a UDP address) and ends gathering: there
+/// is nothing else to gather.
+pub fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Result<(), MediaError> {
     let host = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),
-            address: candidate.ip().to_string(),
-            port: candidate.port(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
             component: 1,
             ..Default::default()
         },
@@ -166,9 +173,8 @@ pub fn peer_connection(
     }
     .new_candidate_host()?;
     pc.add_local_candidate(RTCIceCandidate::from(&host).to_json()?)?;
-    // An empty candidate: gathering is complete (there is nothing else to gather).
     pc.add_local_candidate(RTCIceCandidateInit::default())?;
-    Ok(pc)
+    Ok(())
 }
 
 /// Lets PLI and FIR through to the application; other feedback (receiver reports, NACKs,
