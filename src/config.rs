@@ -65,6 +65,10 @@ pub struct ServeArgs {
         default_value = "not configured (set AULA_DATA_PROTECTION_OFFICER)"
     )]
     data_protection_officer: String,
+    /// Where this portal processes data, as the privacy page says it (default: this server,
+    /// or the AWS region of the DynamoDB store).
+    #[arg(long, env = "AULA_PROCESSING_LOCATION")]
+    processing_location: Option<String>,
     /// This host's id in the access log (default: the host name).
     #[arg(long, env = "AULA_HOST_ID")]
     host_id: Option<String>,
@@ -85,6 +89,7 @@ pub struct Config {
     pub media_public_ip: Option<std::net::IpAddr>,
     pub host_id: String,
     pub contacts: aula_api::PrivacyContacts,
+    pub processing_location: Option<String>,
 }
 
 impl ServeArgs {
@@ -114,6 +119,7 @@ impl ServeArgs {
             media_udp: self.media_udp,
             media_public_ip: self.media_public_ip,
             host_id,
+            processing_location: self.processing_location,
             contacts: aula_api::PrivacyContacts {
                 supervisory_authority: self.supervisory_authority,
                 data_protection_officer: self.data_protection_officer,

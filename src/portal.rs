@@ -199,6 +199,18 @@ pub async fn run(config: Config) -> Result<()> {
             public_url: public_url.clone(),
             host_id: config.host_id.clone(),
             contacts: config.contacts.clone(),
+            processing: aula_api::Processing {
+                location: config.processing_location.clone().unwrap_or_else(|| {
+                    match config.store {
+                        StoreKind::Embedded => "this server (the portal's embedded store)".into(),
+                        StoreKind::Dynamodb => format!(
+                            "AWS DynamoDB and S3, region {}",
+                            std::env::var("AWS_REGION").unwrap_or_else(|_| "unknown".into())
+                        ),
+                    }
+                }),
+                backup_days: None,
+            },
         },
         policy: LoginPolicy {
             self_registration: config.self_registration,

@@ -169,6 +169,10 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
             public_url: base.clone(),
             host_id: "test-host-1".into(),
             media_node_url,
+            processing: aula_api::Processing {
+                location: "Testrechner".into(),
+                backup_days: Some(7),
+            },
             contacts: aula_api::PrivacyContacts {
                 supervisory_authority: "Landesbeauftragte für Datenschutz (Test)".into(),
                 data_protection_officer: "dsb@ministerium.example".into(),

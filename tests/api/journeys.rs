@@ -558,10 +558,13 @@ pub async fn the_privacy_page_names_every_stored_record_its_retention_and_the_co
             .as_str()
             .is_some_and(|a| a.contains("Datenschutz"))
     );
-    assert!(
-        page.body["location"]
-            .as_str()
-            .is_some_and(|l| l.contains("eu-central-1"))
+    assert_eq!(
+        page.body["location"], "Testrechner",
+        "the page says where this deployment processes data"
+    );
+    assert_eq!(
+        page.body["backup_days"], 7,
+        "and how long deleted data can still be restored from backups"
     );
     let records = page.body["records"].as_array().expect("records");
     let kinds: Vec<_> = records.iter().filter_map(|r| r["kind"].as_str()).collect();

@@ -44,6 +44,7 @@ on_both_stores!(
     security::tampered_expired_wrong_audience_and_unsigned_tokens_are_refused,
     security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
     security::every_request_is_access_logged_without_cookie_values,
+    security::a_request_with_thousands_of_cookies_writes_a_small_log_entry,
     security::every_endpoint_allows_exactly_the_callers_it_should,
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
     journeys::a_teacher_registers_where_the_deployment_allows_it,

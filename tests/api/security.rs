@@ -266,6 +266,50 @@ pub async fn every_request_is_access_logged_without_cookie_values(app: &TestApp)
     let _ = RecordKind::AccessLog;
 }
 
+pub async fn a_request_with_thousands_of_cookies_writes_a_small_log_entry(app: &TestApp) {
+    // 4,000 cookies (~48 KB) and a 40 KB user agent, as a flood of such requests would send.
+    let cookies: Vec<String> = (0..4000).map(|i| format!("c{i}=v{i}")).collect();
+    let probe = unique();
+    let agent = format!("{probe}{}", "A".repeat(40_000));
+    let before = app.clock_now();
+    let r = app
+        .call_with(
+            "GET",
+            &format!("/api/privacy?probe={probe}"),
+            None,
+            &Auth::Cookie(cookies.join("; ")),
+            &[("user-agent", agent.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let entries = app
+        .store
+        .access_log_between(
+            before.minus(Span::seconds(1)),
+            before.plus(Span::seconds(60)),
+            app.clock_now(),
+        )
+        .await
+        .expect("access log");
+    let e = entries
+        .iter()
+        .find(|e| e.url.contains(&probe))
+        .expect("the request was logged, even on DynamoDB with its 400 KB item limit");
+    let size = serde_json::to_vec(e).expect("json").len();
+    assert!(size <= 16 * 1024, "one entry holds {size} bytes");
+    let agent_logged = e.user_agent.as_deref().expect("the user agent");
+    assert!(agent_logged.starts_with(&probe));
+    assert!(
+        agent_logged.ends_with(&format!("…[+{} bytes]", agent.len())),
+        "a cut field says so: …{}",
+        &agent_logged[agent_logged.len().saturating_sub(30)..]
+    );
+    let last = e.cookies.last().expect("cookies");
+    assert_eq!(e.cookies.len(), 33, "32 cookies and a marker");
+    assert_eq!(last.name, "…[+3968 cookies not logged]");
+    assert_eq!(last.keyed_hash, None);
+}
+
 /// Expected statuses for [anonymous, guest of A, guest of B, moderator A, moderator B, admin];
 /// 0 means the call is not made for that caller (it would change what later rows see).
 type Row = (&'static str, String, Option<Value>, [u16; 6]);

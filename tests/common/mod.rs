@@ -22,6 +22,10 @@ pub fn embedded_aula(clock: Arc<dyn Clock>, policy: LoginPolicy) -> Aula {
             public_url: "http://127.0.0.1".into(),
             host_id: "test".into(),
             media_node_url: None,
+            processing: aula_api::Processing {
+                location: "Testrechner".into(),
+                backup_days: Some(7),
+            },
             contacts: aula_api::PrivacyContacts {
                 supervisory_authority: "Landesbeauftragte für Datenschutz (Test)".into(),
                 data_protection_officer: "dsb@ministerium.example".into(),

@@ -90,7 +90,8 @@ def test_function_exists_with_runtime_role_and_environment(stack, fn):
     assert props["Architectures"] == ["arm64"]
     assert cfg["Handler"] == "bootstrap"
     assert cfg["Role"].endswith(f":role/{p}-{fn}-{REGION}")
-    env = cfg["Environment"]["Variables"]
+    # Lambda environment values are strings; moto keeps a mapped number as a number.
+    env = {k: str(v) for k, v in cfg["Environment"]["Variables"].items()}
     assert env == {
         "AULA_PUBLIC_URL": "https://aula.example.org",
         "AULA_SELF_REGISTRATION": "false",
@@ -99,6 +100,8 @@ def test_function_exists_with_runtime_role_and_environment(stack, fn):
         "AULA_TABLE": p,
         "AULA_EXPORT_BUCKET": f"{p}-exports-123456789012-{REGION}",
         "AULA_LOG_BUCKET": f"{p}-log-archive-123456789012-{REGION}",
+        "AULA_PROCESSING_LOCATION": "AWS eu-central-1 (Frankfurt am Main, Germany)",
+        "AULA_BACKUP_DAYS": "7",
         "RUST_LOG": "info",
         # AULA_SECRETS_ARN: {"Ref": "KeysSecret"} is dropped by moto (no Secrets Manager in its
         # CloudFormation); checked in the translated template below.

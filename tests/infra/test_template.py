@@ -15,7 +15,8 @@ from conftest import FUNCTIONS
 BUCKETS = {"ExportBucket": 1, "LogArchiveBucket": 30, "WebBucket": None}
 ENV = {"AULA_SECRETS_ARN", "AULA_PUBLIC_URL", "AULA_SELF_REGISTRATION",
        "AULA_SUPERVISORY_AUTHORITY", "AULA_DATA_PROTECTION_OFFICER",
-       "AULA_TABLE", "AULA_EXPORT_BUCKET", "AULA_LOG_BUCKET", "RUST_LOG"}
+       "AULA_TABLE", "AULA_EXPORT_BUCKET", "AULA_LOG_BUCKET", "RUST_LOG",
+       "AULA_PROCESSING_LOCATION", "AULA_BACKUP_DAYS"}
 
 
 def res(t, name):
@@ -42,7 +43,14 @@ def test_table_has_the_key_design_pitr_and_encryption(app):
     for n, i in idx.items():
         assert [k["AttributeName"] for k in i["KeySchema"]] == [f"{n}pk", f"{n}sk"]
         assert i["Projection"] == {"ProjectionType": "ALL"}
-    assert t["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # Backups hold deleted data for RecoveryPeriodInDays; the privacy page states the same
+    # number, which the functions get from the same mapping.
+    days = app["Mappings"]["Backups"]["Table"]["RecoveryPeriodInDays"]
+    assert 1 <= days <= 7, "backups must not keep erased data for weeks"
+    pitr_days = {"Fn::FindInMap": ["Backups", "Table", "RecoveryPeriodInDays"]}
+    assert t["PointInTimeRecoverySpecification"] == {
+        "PointInTimeRecoveryEnabled": True, "RecoveryPeriodInDays": pitr_days}
+    assert app["Globals"]["Function"]["Environment"]["Variables"]["AULA_BACKUP_DAYS"] == pitr_days
     assert t["SSESpecification"] == {"SSEEnabled": True}
     assert t["DeletionProtectionEnabled"] == {"Ref": "TableDeletionProtection"}
     assert app["Parameters"]["TableDeletionProtection"]["Default"] == "true"

@@ -122,6 +122,8 @@ const de = {
   // privacy
   privacy_title: 'Datenschutzhinweis',
   privacy_location: 'Verarbeitungsort: {0}',
+  privacy_deletion: 'Gelöschte und abgelaufene Daten werden sofort unlesbar gemacht und nie mehr angezeigt.',
+  privacy_backups: 'In den Datensicherungen des Betreibers bleiben sie höchstens {0} Tage wiederherstellbar, danach sind sie auch dort gelöscht.',
   privacy_authority: 'Aufsichtsbehörde',
   privacy_dpo: 'Datenschutzbeauftragte Person',
   privacy_records: 'Welche Daten wir speichern',
@@ -256,6 +258,8 @@ const en = {
   delete_account_done: 'Your account has been deleted.',
   privacy_title: 'Privacy notice',
   privacy_location: 'Processed in: {0}',
+  privacy_deletion: 'Deleted and expired data is made unreadable at once and never shown again.',
+  privacy_backups: "The operator's backups can restore it for at most {0} days; after that it is gone from them too.",
   privacy_authority: 'Supervisory authority',
   privacy_dpo: 'Data protection officer',
   privacy_records: 'What we store',

@@ -22,6 +22,12 @@ export async function render(main) {
     h('h1', {}, t('privacy_title')),
     h('p', {}, t('privacy_location', notice.location)),
     h(
+      'p',
+      { 'data-testid': 'privacy-deletion' },
+      t('privacy_deletion'),
+      notice.backup_days ? ` ${t('privacy_backups', notice.backup_days)}` : '',
+    ),
+    h(
       'dl',
       { class: 'contacts' },
       h('dt', {}, t('privacy_authority')),

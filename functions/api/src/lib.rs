@@ -36,6 +36,34 @@ pub struct ApiConfig {
     pub media_node_url: Option<String>,
     /// Who the privacy page names (promise 12), per deployment.
     pub contacts: PrivacyContacts,
+    /// Where this deployment keeps its data, and for how long its backups hold deleted data.
+    pub processing: Processing,
+}
+
+/// What the privacy page says about where data is processed and how deletion reaches backups.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Processing {
+    /// Where the data is processed, e.g. "AWS eu-central-1 (Frankfurt am Main, Germany)".
+    pub location: String,
+    /// Days a deleted or expired record can still be restored from backups (DynamoDB's
+    /// point-in-time recovery); none where no backups are made (the embedded store).
+    pub backup_days: Option<u32>,
+}
+
+impl Processing {
+    /// The ministry's deployment (template.yaml): DynamoDB in Frankfurt with point-in-time
+    /// recovery; `AULA_PROCESSING_LOCATION` and `AULA_BACKUP_DAYS` come from the template.
+    pub fn from_env() -> Self {
+        Processing {
+            location: std::env::var("AULA_PROCESSING_LOCATION")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "AWS eu-central-1 (Frankfurt am Main, Germany)".to_owned()),
+            backup_days: std::env::var("AULA_BACKUP_DAYS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+        }
+    }
 }
 
 /// The supervisory authority and the data protection officer of a deployment.

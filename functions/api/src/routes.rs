@@ -149,7 +149,11 @@ struct RecordOut {
 struct PrivacyOut {
     contacts: crate::PrivacyContacts,
     /// Where the data is processed.
-    location: &'static str,
+    location: String,
+    /// Deleted and expired records are physically removed from the live store at once
+    /// (the embedded store overwrites them; DynamoDB removes expired items within about two
+    /// days and never serves them); backups hold them for at most this many days.
+    backup_days: Option<u32>,
     /// Every kind of record the portal stores, from its data inventory.
     records: Vec<RecordOut>,
 }
@@ -204,7 +208,8 @@ async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
         .collect();
     Json(PrivacyOut {
         contacts: st.config.contacts.clone(),
-        location: "AWS eu-central-1 (Frankfurt am Main, Germany)",
+        location: st.config.processing.location.clone(),
+        backup_days: st.config.processing.backup_days,
         records,
     })
 }

@@ -58,6 +58,8 @@ pub enum ParseError {
     TooShort { field: &'static str, min: usize },
     #[error("{field} must not contain control characters")]
     ControlCharacter { field: &'static str },
+    #[error("{field} contains characters that are invisible or change the text's direction")]
+    Invisible { field: &'static str },
     #[error("{field} is not valid: {reason}")]
     Invalid {
         field: &'static str,

@@ -6,23 +6,106 @@ use crate::ParseError;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// Characters that may never appear in a one-line name: control characters and the
-/// bidirectional overrides that let a nickname display as something else.
-fn is_forbidden_in_line(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCategory};
+
+/// Characters that reorder the text around them (bidirectional embeddings, overrides and
+/// isolates): "\u{202E}txt.exe" displays as "exe.txt". Never allowed, not even in chat.
+fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Characters that render as nothing in a name: letters and symbols that are blank by
+/// design (Hangul fillers, the blank Braille pattern), the combining grapheme joiner and
+/// invisible Khmer vowels, line and paragraph separators.
+fn renders_blank(c: char) -> bool {
+    matches!(
+        c,
+        '\u{115F}'
+            | '\u{1160}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+            | '\u{2800}'
+            | '\u{034F}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
+}
+
+fn is_mark(c: char) -> bool {
+    c.general_category_group() == GeneralCategoryGroup::Mark
+}
+
+/// A joiner (ZWJ, ZWNJ) has a visible effect only between the characters it joins: ZWJ
+/// inside emoji sequences (👩‍🚀: after a pictograph, a skin tone or a variation selector,
+/// before a pictograph), ZWNJ between letters of scripts that use it (Persian, Indic). Anywhere
+/// else it only makes a look-alike of another name.
+fn joiner_is_visible(c: char, before: Option<char>, after: Option<char>) -> bool {
+    let (Some(b), Some(a)) = (before, after) else {
+        return false;
+    };
+    match c {
+        '\u{200D}' => {
+            let symbol = |x: char| x.general_category() == GeneralCategory::OtherSymbol;
+            (symbol(b) || b == '\u{FE0F}' || ('\u{1F3FB}'..='\u{1F3FF}').contains(&b)) && symbol(a)
+        }
+        '\u{200C}' => {
+            let joining_letter = |x: char| x.is_alphabetic() && x >= '\u{0600}';
+            (joining_letter(b) || is_mark(b)) && joining_letter(a)
+        }
+        _ => false,
+    }
+}
+
+/// The most combining marks one character may carry ("Zalgo" text stacks dozens to spill
+/// over the lines around it); Vietnamese needs two after NFC.
+const MAX_MARKS_IN_A_ROW: usize = 4;
+
+/// Normalises a one-line name (NFC, every kind of space becomes one plain space, trimmed)
+/// and refuses what would display as something else or as nothing: control and format
+/// characters (zero-width spaces, byte-order marks, tag characters, direction marks) except
+/// joiners that join, blank letters, combining marks with nothing to combine with.
 fn parse_line(field: &'static str, raw: &str, max: usize) -> Result<String, ParseError> {
-    let s = raw.trim();
+    let mut s = String::with_capacity(raw.len());
+    for c in raw.trim().nfc() {
+        if c.general_category() == GeneralCategory::SpaceSeparator {
+            if !s.is_empty() && !s.ends_with(' ') {
+                s.push(' ');
+            }
+        } else {
+            s.push(c);
+        }
+    }
+    let s = s.trim_end();
     if s.is_empty() {
         return Err(ParseError::Empty { field });
     }
     if s.chars().count() > max {
         return Err(ParseError::TooLong { field, max });
     }
-    if s.chars().any(is_forbidden_in_line) {
-        return Err(ParseError::ControlCharacter { field });
+    let chars: Vec<char> = s.chars().collect();
+    let mut marks_in_a_row = 0;
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1).map(|j| chars[j]);
+        let after = chars.get(i + 1).copied();
+        if c.is_control() {
+            return Err(ParseError::ControlCharacter { field });
+        }
+        let format = c.general_category() == GeneralCategory::Format;
+        if reorders_text(c) || renders_blank(c) || format && !joiner_is_visible(c, before, after) {
+            return Err(ParseError::Invisible { field });
+        }
+        if is_mark(c) {
+            marks_in_a_row += 1;
+            let base = before.filter(|b| *b != ' ');
+            if base.is_none() || marks_in_a_row > MAX_MARKS_IN_A_ROW {
+                return Err(ParseError::Invisible { field });
+            }
+        } else {
+            marks_in_a_row = 0;
+        }
     }
     Ok(s.to_owned())
 }
@@ -106,24 +189,36 @@ pub struct ChatBody(String);
 
 impl ChatBody {
     pub const MAX_CHARS: usize = 4000;
+    /// Normalised to NFC; line breaks and tabs are kept, other control characters and
+    /// characters that reorder the text are refused, and so is a message that would show
+    /// nothing.
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         const FIELD: &str = "message";
-        if raw.trim().is_empty() {
+        let text: String = raw.nfc().collect();
+        let shows_something = text.chars().any(|c| {
+            !c.is_whitespace()
+                && c.general_category() != GeneralCategory::Format
+                && !renders_blank(c)
+        });
+        if !shows_something {
             return Err(ParseError::Empty { field: FIELD });
         }
-        if raw.chars().count() > Self::MAX_CHARS {
+        if text.chars().count() > Self::MAX_CHARS {
             return Err(ParseError::TooLong {
                 field: FIELD,
                 max: Self::MAX_CHARS,
             });
         }
-        if raw
+        if text
             .chars()
             .any(|c| c.is_control() && c != '\n' && c != '\t')
         {
             return Err(ParseError::ControlCharacter { field: FIELD });
         }
-        Ok(ChatBody(raw.to_owned()))
+        if text.chars().any(reorders_text) {
+            return Err(ParseError::Invisible { field: FIELD });
+        }
+        Ok(ChatBody(text))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -151,7 +246,8 @@ pub struct Email(String);
 impl Email {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         const FIELD: &str = "email";
-        let s = raw.trim();
+        let normalised: String = raw.nfc().collect();
+        let s = normalised.trim();
         if s.is_empty() {
             return Err(ParseError::Empty { field: FIELD });
         }
@@ -356,7 +452,7 @@ mod tests {
             Err(ParseError::TooLong { .. })
         ));
         assert!(Nickname::parse(&"ä".repeat(32)).is_ok());
-        for bad in ["Lena\u{0}", "Le\nna", "Lena\u{7}", "abc\u{202E}fdp.exe"] {
+        for bad in ["Lena\u{0}", "Le\nna", "Lena\u{7}"] {
             assert!(
                 matches!(
                     Nickname::parse(bad),
@@ -364,6 +460,84 @@ mod tests {
                 ),
                 "{bad:?} was accepted"
             );
+        }
+    }
+
+    #[test]
+    fn names_that_would_show_blank_look_alike_or_reversed_are_refused() {
+        let invisible = [
+            "abc\u{202E}fdp.exe", // right-to-left override
+            "\u{061C}Lena",       // Arabic letter mark
+            "Le\u{200B}na",       // zero-width space
+            "Le\u{200D}na",       // zero-width joiner between letters
+            "\u{FEFF}Lena",       // byte-order mark
+            "Lena\u{2028}Marie",  // line separator inside
+            "Le\u{2029}na",       // paragraph separator
+            "Lena\u{E0041}",      // tag character
+            "\u{3164}",           // Hangul filler: blank
+            "\u{3164}\u{3164}",
+            "\u{2800}",     // blank Braille pattern
+            "\u{0301}Lena", // a combining mark with nothing to combine with
+            "Lena \u{0301}",
+            "Z\u{0300}\u{0301}\u{0302}\u{0303}\u{0304}", // five stacked marks
+            "Le\u{00AD}na",                              // soft hyphen
+        ];
+        for bad in invisible {
+            assert_eq!(
+                Nickname::parse(bad),
+                Err(ParseError::Invisible { field: "nickname" }),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            ChatBody::parse("Siehe datei \u{202E}fdp.exe"),
+            Err(ParseError::Invisible { .. })
+        ));
+        assert!(matches!(
+            ChatBody::parse("\u{200B}\u{FEFF} \u{3164}"),
+            Err(ParseError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn names_are_normalised_so_one_name_has_one_spelling() {
+        // "é" typed as e + combining acute is stored as the one character é (NFC).
+        assert_eq!(
+            Nickname::parse("Rene\u{0301}").map(String::from),
+            Ok("René".into())
+        );
+        // Every kind of space is one plain space; runs collapse.
+        assert_eq!(
+            PersonName::parse("Anna\u{00A0}\u{2003} Lena").map(String::from),
+            Ok("Anna Lena".into())
+        );
+        assert_eq!(
+            Email::parse("Rene\u{0301}@schule.example").map(String::from),
+            Ok("rené@schule.example".into())
+        );
+    }
+
+    #[test]
+    fn names_in_every_script_and_with_emoji_are_welcome() {
+        for good in [
+            "Zoë",
+            "Łukasz",
+            "Ayşe",
+            "Nguyễn Thị Minh Khai",
+            "Мария",
+            "محمد",
+            "שרה",
+            "می\u{200C}خواهم", // Persian with a zero-width non-joiner between letters
+            "李小龍",
+            "अनुष्का",
+            "🦊 Fuchs",
+            "👩\u{200D}🚀 Astronautin",
+            "🏃\u{200D}♀\u{FE0F}",
+            "❤\u{FE0F} Mia",
+            "O'Brien-Smith",
+        ] {
+            let parsed = Nickname::parse(good);
+            assert!(parsed.is_ok(), "{good:?}: {parsed:?}");
         }
     }
 

@@ -13,6 +13,89 @@ fn any_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Bidirectional embeddings, overrides and isolates.
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// At least one letter, digit, punctuation mark or symbol that is not blank by design.
+fn shows_something(s: &str) -> bool {
+    s.chars().any(|c| {
+        (c.is_alphanumeric() || c.is_ascii_punctuation() || c > '\u{2000}' && !c.is_whitespace())
+            && !matches!(
+                c,
+                '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+            )
+            && !('\u{2000}'..='\u{206F}').contains(&c)
+            && !('\u{E0000}'..='\u{E007F}').contains(&c)
+            && c != '\u{FEFF}'
+    })
+}
+
+/// Characters that hide or reorder text, as an attacker would mix them into a name.
+fn hiding_char() -> impl Strategy<Value = char> {
+    prop::sample::select(vec![
+        '\u{061C}',
+        '\u{200B}',
+        '\u{200D}',
+        '\u{200E}',
+        '\u{200F}',
+        '\u{202A}',
+        '\u{202E}',
+        '\u{2066}',
+        '\u{2069}',
+        '\u{FEFF}',
+        '\u{2028}',
+        '\u{2029}',
+        '\u{E0041}',
+        '\u{E007F}',
+        '\u{3164}',
+        '\u{2800}',
+        '\u{115F}',
+        '\u{00AD}',
+        '\u{2060}',
+        '\u{180E}',
+    ])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_name_with_a_hidden_or_reordering_character_is_refused(
+        name in "[A-Za-zäöüß]{1,12}( [A-Za-zäöüß]{1,12})?",
+        hidden in hiding_char(),
+        at in 0usize..30,
+    ) {
+        let chars: Vec<char> = name.chars().collect();
+        let at = at % (chars.len() + 1);
+        let mut with: String = chars[..at].iter().collect();
+        with.push(hidden);
+        with.extend(&chars[at..]);
+        // Refused — or, for a separator at either end, trimmed away like any space.
+        for parsed in [
+            Nickname::parse(&with).map(String::from),
+            PersonName::parse(&with).map(String::from),
+            RoomName::parse(&with).map(String::from),
+        ] {
+            if let Ok(v) = parsed {
+                prop_assert_eq!(&v, &name, "{:?} was accepted", with);
+            }
+        }
+        prop_assert!(Nickname::parse(&name).is_ok());
+    }
+
+    #[test]
+    fn a_name_is_stored_in_one_normal_form_whatever_way_it_was_typed(s in "\\PC{1,40}") {
+        if let Ok(v) = PersonName::parse(&s) {
+            let nfc: String = unicode_normalization::UnicodeNormalization::nfc(v.as_str()).collect();
+            prop_assert_eq!(v.as_str(), nfc.as_str());
+            prop_assert!(!v.as_str().contains("  "));
+            prop_assert_eq!(v.as_str().trim(), v.as_str());
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -22,6 +105,8 @@ proptest! {
             prop_assert_eq!(Nickname::parse(v.as_str()), Ok(v.clone()));
             prop_assert!(v.as_str().chars().count() <= Nickname::MAX_CHARS);
             prop_assert!(!v.as_str().chars().any(char::is_control));
+            prop_assert!(shows_something(v.as_str()), "{:?} shows nothing", v.as_str());
+            prop_assert!(!v.as_str().chars().any(reorders), "{:?} reorders text", v.as_str());
         }
         if let Ok(v) = RoomName::parse(&s) {
             prop_assert_eq!(RoomName::parse(v.as_str()), Ok(v.clone()));

@@ -130,6 +130,7 @@ async fn state() -> Result<ApiState> {
                 data_protection_officer: required("AULA_DATA_PROTECTION_OFFICER")?,
             },
             public_url: required("AULA_PUBLIC_URL")?,
+            processing: aula_api::Processing::from_env(),
             host_id,
             media_node_url: std::env::var("AULA_MEDIA_NODE_URL")
                 .ok()

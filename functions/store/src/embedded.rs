@@ -185,7 +185,10 @@ impl SqliteStore {
 
     fn init(conn: Connection) -> StoreResult<Self> {
         // WAL lets the sweeper and requests interleave; NORMAL sync is safe with WAL.
+        // secure_delete: a deleted row's bytes are overwritten with zeros in its page (and
+        // freed pages are zeroed), so erased data cannot be read back from the file.
         conn.pragma_update(None, "journal_mode", "WAL")
+            .and_then(|_| conn.pragma_update(None, "secure_delete", "ON"))
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(5)))
@@ -212,6 +215,23 @@ impl SqliteStore {
         .map_err(backend(doing))?
     }
 
+    /// Like `run`, for a change that removes or overwrites personal data: afterwards the
+    /// write-ahead log is checkpointed and truncated to zero bytes. The WAL holds the old
+    /// versions of every page it has seen, so without this an erased name stays readable
+    /// in `aula.sqlite3-wal` until SQLite happens to overwrite that part of the file.
+    async fn run_forgetting<T, F>(&self, doing: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.run(doing, move |c| {
+            let out = f(c)?;
+            forget_old_page_versions(c)?;
+            Ok(out)
+        })
+        .await
+    }
+
     /// Physically deletes every record whose expiry is at or before `now`.
     #[tracing::instrument(skip_all, fields(now = %now))]
     pub async fn sweep(&self, now: Timestamp) -> StoreResult<SweepReport> {
@@ -232,10 +252,26 @@ impl SqliteStore {
                 }
             }
             tx.commit().map_err(backend("sweeping expired records"))?;
+            if report.total() > 0 {
+                forget_old_page_versions(c)?;
+            }
             Ok(report)
         })
         .await
     }
+}
+
+/// Copies every page of the write-ahead log into the database file and truncates the log.
+/// One connection behind a mutex means no reader holds an old snapshot, so the checkpoint
+/// completes; if it ever reports busy, the next erasure or sweep truncates the log.
+fn forget_old_page_versions(c: &Connection) -> StoreResult<()> {
+    let busy: i64 = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .map_err(backend("truncating the write-ahead log"))?;
+    if busy != 0 {
+        tracing::warn!("the write-ahead log could not be truncated now (busy)");
+    }
+    Ok(())
 }
 
 fn db(doing: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
@@ -463,7 +499,7 @@ impl ModeratorStore for SqliteStore {
 
     async fn update_moderator(&self, m: &Moderator) -> StoreResult<()> {
         let m = m.clone();
-        self.run("updating a moderator", move |c| {
+        self.run_forgetting("updating a moderator", move |c| {
             let n = c
                 .execute(
                     "UPDATE moderator SET last_name = ?2, first_name = ?3, email = ?4, federal_state = ?5,
@@ -496,7 +532,7 @@ impl ModeratorStore for SqliteStore {
     }
 
     async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()> {
-        self.run("deleting a moderator", move |c| {
+        self.run_forgetting("deleting a moderator", move |c| {
             let tx = c.transaction().map_err(db("deleting a moderator"))?;
             for sql in [
                 "DELETE FROM session WHERE moderator_id = ?1",
@@ -602,7 +638,7 @@ impl RoomStore for SqliteStore {
 
     async fn update_room(&self, r: &Room, now: Timestamp) -> StoreResult<()> {
         let r = r.clone();
-        self.run("updating a room", move |c| {
+        self.run_forgetting("updating a room", move |c| {
             let n = c
                 .execute(
                     "UPDATE room SET name = ?2, lobby = ?3, guests_may_share_screen = ?4, guests_may_send_video = ?5,
@@ -631,7 +667,7 @@ impl RoomStore for SqliteStore {
     }
 
     async fn delete_room(&self, id: RoomId) -> StoreResult<()> {
-        self.run("deleting a room", move |c| {
+        self.run_forgetting("deleting a room", move |c| {
             let tx = c.transaction().map_err(db("deleting a room"))?;
             let id = id.to_string();
             for sql in [
@@ -702,7 +738,7 @@ impl GuestStore for SqliteStore {
     }
 
     async fn delete_guest(&self, room: RoomId, id: GuestId) -> StoreResult<()> {
-        self.run("deleting a guest", move |c| {
+        self.run_forgetting("deleting a guest", move |c| {
             c.execute(
                 "DELETE FROM guest WHERE id = ?1 AND room_id = ?2",
                 params![id.to_string(), room.to_string()],
@@ -875,7 +911,7 @@ impl ChatStore for SqliteStore {
         id: MessageId,
     ) -> StoreResult<()> {
         let conversation = conversation.to_string();
-        self.run("deleting a message", move |c| {
+        self.run_forgetting("deleting a message", move |c| {
             c.execute(
                 "DELETE FROM chat_message WHERE room_id = ?1 AND conversation = ?2 AND id = ?3",
                 params![room.to_string(), conversation, id.to_string()],
@@ -1077,7 +1113,7 @@ impl ObjectStore for SqliteStore {
 
     async fn delete_object(&self, class: ObjectClass, key: &ObjectKey) -> StoreResult<()> {
         let key = key.clone();
-        self.run("deleting an object", move |c| {
+        self.run_forgetting("deleting an object", move |c| {
             c.execute(
                 "DELETE FROM object WHERE class = ?1 AND key = ?2",
                 params![class.as_str(), key.as_str()],
