@@ -12,6 +12,7 @@ import {
   sendChat,
   chatMessages,
   WAIT,
+  eventually,
 } from './harness.mjs';
 
 const suite = aulaSuite('chat');
@@ -104,5 +105,85 @@ suite.test(
       assert.ok(options.includes(to), `Ben can write to ${to} (recipients: ${options})`);
     }
     assert.ok(!options.includes(ben.pid), 'nobody writes privately to themselves');
+  },
+);
+
+/** The chat messages one browser keeps for `me` (all rooms), from its localStorage. */
+async function keptChat(page) {
+  return page.evaluate(() => {
+    const kept = {};
+    for (let i = 0; i < localStorage.length; i++) {
+      const key = localStorage.key(i);
+      if (key.startsWith('aula.chat.')) kept[key] = JSON.parse(localStorage.getItem(key));
+    }
+    return kept;
+  });
+}
+
+const bodies = (kept) => Object.values(kept).flat().map((m) => m.body);
+
+suite.test(
+  'the chat a browser keeps never outlives the server: deleted and expired messages leave it, and logging out empties it',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Chemie 10a');
+    await openMeeting(teacher, room);
+    const anna = await joinAsGuest(s, room.inviteUrl, 'Anna');
+
+    const stays = 'Protokoll bis Freitag abgeben.';
+    const deleted = 'Falscher Link, bitte ignorieren.';
+    await sendChat(teacher.page, 'room', stays);
+    await sendChat(teacher.page, 'room', deleted);
+    for (const p of [teacher, anna]) await expectMessage(p.page, deleted, { conversation: 'room', author: teacher.pid });
+    await eventually('both messages are kept in Anna\'s browser', async () => {
+      const kept = bodies(await keptChat(anna.page));
+      return [stays, deleted].every((b) => kept.includes(b));
+    });
+
+    // The teacher deletes one message on the server; Anna's copy goes when she comes back.
+    const id = await chatMessages(teacher.page, deleted).first().getAttribute('data-id');
+    const status = await teacher.page.evaluate(
+      async ({ room, id }) => (await fetch(`/api/rooms/${room}/chat/${id}`, { method: 'DELETE' })).status,
+      { room: room.id, id },
+    );
+    assert.equal(status, 204, 'the teacher deleted the message');
+    await anna.page.reload();
+    await connected(anna.page);
+    await expectMessage(anna.page, stays, { conversation: 'room', author: teacher.pid });
+    await eventually('the deleted message left the page and the browser', async () =>
+      (await chatMessages(anna.page, deleted).count()) === 0 && !bodies(await keptChat(anna.page)).includes(deleted),
+    );
+
+    // A message older than the server's retention (6 months) is never shown from the
+    // cache, not even while the server cannot be reached.
+    const ancient = 'Nachricht aus dem letzten Schuljahr';
+    await anna.page.evaluate(
+      ({ ancient }) => {
+        const key = Object.keys(localStorage).find((k) => k.startsWith('aula.chat.'));
+        const kept = JSON.parse(localStorage.getItem(key));
+        const old = { ...kept[0], id: `0${kept[0].id.slice(1)}`, body: ancient, posted_at: Date.now() - 184 * 86_400_000 };
+        localStorage.setItem(key, JSON.stringify([old, ...kept]));
+      },
+      { ancient },
+    );
+    s.allowConsoleErrors(/Failed to load resource: net::ERR_FAILED/);
+    await anna.page.route('**/api/rooms/*/chat*', (r) => r.abort());
+    await anna.page.reload();
+    await connected(anna.page);
+    await expectMessage(anna.page, stays, { conversation: 'room', author: teacher.pid });
+    await expectNoMessage(anna.page, ancient);
+    assert.ok(!bodies(await keptChat(anna.page)).includes(ancient), 'the expired message left the browser');
+    await anna.page.unroute('**/api/rooms/*/chat*');
+
+    // Logging out empties what the teacher's browser kept; the language choice stays.
+    assert.ok(bodies(await keptChat(teacher.page)).includes(stays), 'the teacher\'s browser kept the chat');
+    await teacher.page.goto('/rooms');
+    await teacher.page.locator('#logout').click();
+    await teacher.page.waitForURL((u) => u.pathname === '/login', { timeout: WAIT });
+    assert.deepEqual(await keptChat(teacher.page), {}, 'no chat is left in the browser after logout');
+    const left = await teacher.page.evaluate(() => Object.keys(localStorage));
+    assert.ok(left.every((k) => k === 'aula.lang'), `only the language choice is left: ${left}`);
   },
 );

@@ -2,6 +2,7 @@
 
 import { get, post } from './api.js';
 import { language, setLanguage, t, translateStatic } from './i18n.js';
+import { forgetEverything, forgetTeacherData } from './storage.js';
 import { h, toast } from './ui.js';
 
 const routes = [
@@ -22,15 +23,22 @@ export async function me(refresh = false) {
   if (account === undefined || refresh) {
     try {
       account = (await get('/api/me')) ?? null;
-    } catch {
+    } catch (e) {
       account = null;
+      // The server says there is no session (logged out elsewhere, expired): what a teacher
+      // left in this browser goes. A network error says nothing about the session.
+      if (e.status === 401) forgetTeacherData();
     }
   }
   return account;
 }
 
-export function forget() {
+/** Forgets the logged-in teacher and the caches they left in this browser; `erased`: also
+ *  everything else personal (nickname, guests' chat caches). */
+export function forget({ erased = false } = {}) {
   account = null;
+  if (erased) forgetEverything();
+  else forgetTeacherData();
 }
 
 export function navigate(path, replace = false) {

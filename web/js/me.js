@@ -66,7 +66,7 @@ export async function render(main) {
     if (!(await confirmDialog(t('delete_account'), t('delete')))) return;
     try {
       await del('/api/me', { password: password.value });
-      forget();
+      forget({ erased: true });
       toast(t('delete_account_done'));
       navigate('/login');
     } catch (err) {

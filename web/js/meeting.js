@@ -4,6 +4,7 @@
 import { ApiError, get, idempotencyKey, post } from './api.js';
 import { formatTime, t } from './i18n.js';
 import { me as account, navigate } from './main.js';
+import { cachedChat, saveChat } from './storage.js';
 import { confirmDialog, errorText, h, toast } from './ui.js';
 
 const PROTOCOL_VERSION = 1;
@@ -645,28 +646,36 @@ class Meeting {
   }
 
   async loadHistory() {
-    const cacheKey = `aula.chat.${this.me}.${this.room}`;
-    try {
-      for (const m of JSON.parse(localStorage.getItem(cacheKey) || '[]')) this.addMessage(m, false);
-    } catch {
-      /* a broken cache is ignored */
-    }
+    // The browser's copy shows at once; the server's answer then decides what stays.
+    const cached = cachedChat(this.me, this.room);
+    for (const m of cached) this.addMessage(m, false);
     const pages = [get(`/api/rooms/${this.room}/chat?limit=100`)];
     for (const p of this.peers.keys()) pages.push(get(`/api/rooms/${this.room}/chat?limit=100&with=${encodeURIComponent(p)}`));
     const results = await Promise.allSettled(pages);
+    const confirmed = new Set();
     for (const r of results) {
-      if (r.status === 'fulfilled') for (const m of r.value.messages) this.addMessage(m, false);
+      if (r.status === 'fulfilled') {
+        for (const m of r.value.messages) {
+          confirmed.add(m.id);
+          this.addMessage(m, false);
+        }
+      }
+    }
+    // A cached message the server no longer has (deleted, expired, erased) goes too, once
+    // every conversation has answered: the cache never outlives the server's copy.
+    if (results.every((r) => r.status === 'fulfilled')) {
+      for (const m of cached) if (!confirmed.has(m.id)) this.removeMessage(m.id);
     }
     this.saveCache();
   }
 
   saveCache() {
-    const recent = [...this.messages.values()].sort((a, b) => a.posted_at - b.posted_at).slice(-200);
-    try {
-      localStorage.setItem(`aula.chat.${this.me}.${this.room}`, JSON.stringify(recent));
-    } catch {
-      /* storage full: the cache is only a cache */
-    }
+    saveChat(this.me, this.room, [...this.messages.values()]);
+  }
+
+  removeMessage(id) {
+    this.messages.delete(id);
+    this.chatList.querySelector(`li[data-id="${CSS.escape(id)}"]`)?.remove();
   }
 
   addMessage(m, live) {

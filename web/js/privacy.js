@@ -59,6 +59,6 @@ export async function render(main) {
         ),
       ),
     ),
-    h('p', { class: 'muted' }, t('privacy_browser')),
+    h('p', { class: 'muted', 'data-testid': 'privacy-browser' }, t('privacy_browser'), ' ', t('privacy_browser_cache')),
   );
 }

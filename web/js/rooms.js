@@ -3,6 +3,7 @@
 import { del, get, patch, post } from './api.js';
 import { formatTime, t } from './i18n.js';
 import { me, navigate } from './main.js';
+import { cachedMeetings, forgetRoom, saveMeetings } from './storage.js';
 import { confirmDialog, errorText, field, h, toast } from './ui.js';
 
 const SETTINGS = [
@@ -161,6 +162,7 @@ function roomItem(room) {
             if (!(await confirmDialog(t('delete_room_confirm', room.name), t('delete')))) return;
             try {
               await del(`/api/rooms/${room.id}`);
+              forgetRoom(room.id);
               item.remove();
               toast(t('room_deleted'));
             } catch (err) {
@@ -176,27 +178,33 @@ function roomItem(room) {
 }
 
 async function loadMeetings(roomId, list) {
+  // The list kept in the browser shows at once; the server's answer replaces it.
+  const cached = cachedMeetings(roomId);
+  if (cached.length) showMeetings(list, cached);
   try {
     const { meetings } = await get(`/api/rooms/${roomId}/meetings`);
-    list.replaceChildren(
-      ...(meetings.length
-        ? meetings.map((m) =>
-            h(
-              'li',
-              {},
-              t(
-                'meeting_line',
-                formatTime(m.started_at),
-                m.ended_at ? formatTime(m.ended_at) : t('running'),
-                m.peak_participants,
-              ),
-            ),
-          )
-        : [h('li', { class: 'muted' }, t('no_meetings'))]),
-    );
-    // The list of past meetings may be kept in the browser (the brief allows it).
-    localStorage.setItem(`aula.meetings.${roomId}`, JSON.stringify(meetings));
+    showMeetings(list, meetings);
+    saveMeetings(roomId, meetings);
   } catch (err) {
     toast(errorText(err), 'error');
   }
+}
+
+function showMeetings(list, meetings) {
+  list.replaceChildren(
+    ...(meetings.length
+      ? meetings.map((m) =>
+          h(
+            'li',
+            {},
+            t(
+              'meeting_line',
+              formatTime(m.started_at),
+              m.ended_at ? formatTime(m.ended_at) : t('running'),
+              m.peak_participants,
+            ),
+          ),
+        )
+      : [h('li', { class: 'muted' }, t('no_meetings'))]),
+  );
 }
