@@ -153,6 +153,26 @@ mod tests {
     }
 
     #[test]
+    fn the_forms_limits_are_the_servers() {
+        use aula_domain::services::Password;
+        use aula_domain::{ChatBody, Nickname, Organisation, PersonName, RoomName};
+        let file = Assets::get("js/limits.js").expect("limits.js is embedded");
+        let text = String::from_utf8_lossy(&file.data);
+        let limit = |name: &str| -> usize {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(&format!("{name}: ")))
+                .and_then(|v| v.trim_end_matches(',').parse().ok())
+                .unwrap_or_else(|| panic!("limits.js names {name}"))
+        };
+        assert_eq!(limit("nickname"), Nickname::MAX_CHARS);
+        assert_eq!(limit("room_name"), RoomName::MAX_CHARS);
+        assert_eq!(limit("person_name"), PersonName::MAX_CHARS);
+        assert_eq!(limit("organisation"), Organisation::MAX_CHARS);
+        assert_eq!(limit("chat_message"), ChatBody::MAX_CHARS);
+        assert_eq!(limit("password"), Password::MAX_CHARS);
+    }
+
+    #[test]
     fn the_frontend_is_embedded_with_its_pages() {
         for f in ["index.html", "app.css", "js/main.js", "js/meeting.js"] {
             assert!(Assets::get(f).is_some(), "{f} is embedded");

@@ -2,6 +2,7 @@
 
 import { post } from './api.js';
 import { t } from './i18n.js';
+import { LIMITS } from './limits.js';
 import { navigate } from './main.js';
 import { errorText, field, h } from './ui.js';
 
@@ -9,7 +10,7 @@ export async function render(main, token) {
   const nickname = h('input', {
     id: 'nickname',
     required: true,
-    maxlength: 40,
+    maxlength: LIMITS.nickname,
     autocomplete: 'nickname',
     value: localStorage.getItem('aula.nickname') || '',
   });

@@ -2,16 +2,18 @@
 
 import { del, get, patch, post } from './api.js';
 import { t } from './i18n.js';
+import { LIMITS } from './limits.js';
 import { forget, me, navigate } from './main.js';
 import { confirmDialog, errorText, field, h, toast } from './ui.js';
 
 const FIELDS = ['first_name', 'last_name', 'email', 'organisation', 'federal_state'];
+const MAX = { first_name: LIMITS.person_name, last_name: LIMITS.person_name, organisation: LIMITS.organisation };
 
 export async function render(main) {
   const who = await me(true);
   if (!who) return navigate('/login', true);
   const inputs = Object.fromEntries(
-    FIELDS.map((f) => [f, h('input', { id: `correct-${f.replace('_', '-')}`, value: who[f] ?? '', required: true })]),
+    FIELDS.map((f) => [f, h('input', { id: `correct-${f.replace('_', '-')}`, value: who[f] ?? '', required: true, maxlength: MAX[f] ?? null })]),
   );
   const correction = h(
     'form',

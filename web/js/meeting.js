@@ -3,6 +3,7 @@
 
 import { ApiError, get, idempotencyKey, post } from './api.js';
 import { formatTime, t } from './i18n.js';
+import { LIMITS } from './limits.js';
 import { me as account, navigate } from './main.js';
 import { cachedChat, saveChat } from './storage.js';
 import { confirmDialog, errorText, h, toast } from './ui.js';
@@ -75,7 +76,7 @@ class Meeting {
     const people = h('section', { class: 'panel', 'data-testid': 'participants' }, h('h2', {}, t('participants')), this.peopleList);
     this.chatList = h('ol', { class: 'chat-log', 'aria-live': 'polite' });
     this.chatTo = h('select', { id: 'chat-to', 'aria-label': t('chat_to'), onchange: () => this.viewConversation() });
-    this.chatInput = h('input', { id: 'chat-input', 'aria-label': t('chat_input'), maxlength: 4000, autocomplete: 'off' });
+    this.chatInput = h('input', { id: 'chat-input', 'aria-label': t('chat_input'), maxlength: LIMITS.chat_message, autocomplete: 'off' });
     const chatForm = h('form', { class: 'row chat-form' }, this.chatTo, this.chatInput, h('button', { id: 'chat-send', type: 'submit' }, t('chat_send')));
     chatForm.addEventListener('submit', (e) => {
       e.preventDefault();

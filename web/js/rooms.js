@@ -2,6 +2,7 @@
 
 import { del, get, patch, post } from './api.js';
 import { formatTime, t } from './i18n.js';
+import { LIMITS } from './limits.js';
 import { me, navigate } from './main.js';
 import { cachedMeetings, forgetRoom, saveMeetings } from './storage.js';
 import { confirmDialog, errorText, field, h, toast } from './ui.js';
@@ -16,7 +17,7 @@ const SETTINGS = [
 export async function render(main) {
   if (!(await me())) return navigate('/login', true);
   const list = h('ul', { class: 'rooms', 'aria-live': 'polite' });
-  const name = h('input', { id: 'room-name', required: true, maxlength: 100 });
+  const name = h('input', { id: 'room-name', required: true, maxlength: LIMITS.room_name });
   const form = h(
     'form',
     { class: 'row create' },
