@@ -290,7 +290,10 @@ async fn sweep_forever(store: SqliteStore, clock: Arc<dyn Clock>, every: std::ti
                     tracing::info!(kind = kind.name(), deleted = n, "swept expired records");
                 }
             }
-            Err(e) => tracing::error!(error = %e, "sweeping expired records failed"),
+            Err(e) => tracing::error!(
+                error = %aula_domain::ErrorChain(&e),
+                "sweeping expired records failed"
+            ),
         }
     }
 }
@@ -305,7 +308,10 @@ async fn health(
             axum::Json(json!({ "status": "ok", "store": store_kind })),
         ),
         Err(e) => {
-            tracing::error!(error = %e, "health check: the store does not answer");
+            tracing::error!(
+                error = %aula_domain::ErrorChain(&e),
+                "health check: the store does not answer"
+            );
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({ "status": "unavailable", "store": store_kind })),

@@ -112,7 +112,7 @@ pub async fn record(State(st): State<ApiState>, req: Request, next: Next) -> Res
     };
     // Written before the response leaves: a Lambda may be frozen right after it.
     if let Err(e) = st.aula.store.append_access_log(&entry).await {
-        tracing::error!(error = %e, "writing the access log failed");
+        tracing::error!(error = %aula_domain::ErrorChain(&e), "writing the access log failed");
     }
     response
 }

@@ -66,7 +66,7 @@ impl From<ServiceError> for ApiError {
             E::Denied => (StatusCode::FORBIDDEN, "denied"),
             E::NoCapacity { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
             E::Store(source) => {
-                tracing::error!(error = %source, "store failure");
+                tracing::error!(error = %aula_domain::ErrorChain(source), "store failure");
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
             E::Internal(what) => {

@@ -17,7 +17,6 @@ use tokens::Tokens;
 
 pub use error::{ApiError, ApiResult};
 
-/// Deployment settings the HTTP layer needs.
 /// The caller's network address as the runtime in front of the router saw it (API
 /// Gateway's source address in Lambda, the TCP peer in the local portal), put into the
 /// request's extensions by that runtime. A client cannot set an extension, unlike
@@ -25,6 +24,7 @@ pub use error::{ApiError, ApiResult};
 #[derive(Debug, Clone)]
 pub struct PeerAddress(pub String);
 
+/// Deployment settings the HTTP layer needs.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The portal's public origin, e.g. `https://aula.schule.example` (invite links).

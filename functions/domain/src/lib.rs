@@ -66,3 +66,39 @@ pub enum ParseError {
         reason: &'static str,
     },
 }
+
+/// Shows an error with every cause below it ("the store failed while reading a room:
+/// dispatch failure: connection refused"), for logs: the outer message alone hides the
+/// root cause an operator needs.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod error_chain_tests {
+    use super::*;
+    use crate::ports::StoreError;
+
+    #[test]
+    fn a_store_failure_shows_its_root_cause() {
+        let root = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = StoreError::Backend {
+            doing: "reading a room",
+            source: Box::new(root),
+        };
+        assert_eq!(
+            ErrorChain(&e).to_string(),
+            "the store failed while reading a room: connection refused"
+        );
+    }
+}

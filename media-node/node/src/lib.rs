@@ -385,7 +385,7 @@ impl MediaLoop {
         let store = self.deps.store.clone();
         tokio::spawn(async move {
             if let Err(e) = store.put_meeting(&meeting).await {
-                tracing::warn!(error = %e, room = %meeting.room_id, "recording the meeting failed");
+                tracing::warn!(error = %aula_domain::ErrorChain(&e), room = %meeting.room_id, "recording the meeting failed");
             }
         });
     }
@@ -440,7 +440,7 @@ async fn heartbeat(
             _ = every.tick() => {}
             _ = async { draining.wait_for(|d| *d).await.is_ok() } => {
                 if let Err(e) = deps.store.remove_node(config.id).await {
-                    tracing::warn!(error = %e, "deregistering the node failed");
+                    tracing::warn!(error = %aula_domain::ErrorChain(&e), "deregistering the node failed");
                 }
                 return;
             }
@@ -455,7 +455,7 @@ async fn heartbeat(
             expires_at: retention::heartbeat_expiry(now),
         };
         if let Err(e) = deps.store.put_node(&record).await {
-            tracing::warn!(error = %e, "renewing the heartbeat failed");
+            tracing::warn!(error = %aula_domain::ErrorChain(&e), "renewing the heartbeat failed");
         }
     }
 }

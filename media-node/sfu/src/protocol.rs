@@ -151,7 +151,7 @@ pub enum ServerMessage {
         /// Video of at most this many recent speakers is forwarded.
         last_n: usize,
     },
-    /// You knocked; a moderator has been told. Wait for `admitted` or a farewell.
+    /// You knocked; a moderator has been told. Wait for `welcome` (admitted) or a farewell.
     Lobby,
     /// To moderators: someone is knocking.
     Knock {
