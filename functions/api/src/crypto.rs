@@ -11,22 +11,40 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Argon2Passwords;
 
+/// Runs deliberately slow work (Argon2id: ~19 MiB and tens of milliseconds a check) off the
+/// async executor: on a multi-threaded runtime this worker becomes a blocking thread and its
+/// other tasks move to a fresh worker, so a burst of logins cannot stall joins and chat. (A
+/// single-threaded runtime, as in unit tests, has nowhere to move them.)
+fn off_the_executor<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 impl PasswordHasher for Argon2Passwords {
     fn hash(&self, password: &Password) -> Result<PasswordHash, ServiceError> {
         use argon2::PasswordHasher as _;
-        let phc = argon2::Argon2::default()
-            .hash_password(password.expose().as_bytes())
-            .map_err(|_| ServiceError::Internal("hashing the password failed"))?
-            .to_string();
+        let phc = off_the_executor(|| {
+            argon2::Argon2::default()
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+        })
+        .map_err(|_| ServiceError::Internal("hashing the password failed"))?;
         Ok(PasswordHash::parse(&phc)?)
     }
 
     fn verify(&self, password: &Password, hash: &PasswordHash) -> bool {
         use argon2::PasswordVerifier as _;
         match argon2::PasswordHash::new(hash.as_str()) {
-            Ok(parsed) => argon2::Argon2::default()
-                .verify_password(password.expose().as_bytes(), &parsed)
-                .is_ok(),
+            Ok(parsed) => off_the_executor(|| {
+                argon2::Argon2::default()
+                    .verify_password(password.expose().as_bytes(), &parsed)
+                    .is_ok()
+            }),
             Err(_) => false,
         }
     }
@@ -85,6 +103,34 @@ mod tests {
         assert!(h.as_str().starts_with("$argon2id$"));
         assert!(Argon2Passwords.verify(&p, &h));
         assert!(!Argon2Passwords.verify(&Password::offered("correct horse battery!"), &h));
+    }
+
+    /// With one async worker, a login's password check must not hold up the other requests:
+    /// a cheap task spawned while three checks run finishes before them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn password_checks_do_not_stall_the_async_workers() {
+        let p = Password::new_password("correct horse battery").expect("long enough");
+        let h = Argon2Passwords.hash(&p).expect("hashed");
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (p, h, order) = (p.clone(), h.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                assert!(Argon2Passwords.verify(&p, &h));
+                order.lock().expect("lock").push(format!("login {i}"));
+            }));
+        }
+        tokio::task::yield_now().await;
+        let o = order.clone();
+        tasks.push(tokio::spawn(async move {
+            o.lock().expect("lock").push("ping".to_owned());
+        }));
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let order = order.lock().expect("lock").clone();
+        assert_eq!(order.len(), 4);
+        assert_ne!(order.last().map(String::as_str), Some("ping"), "{order:?}");
     }
 
     #[test]
