@@ -237,7 +237,7 @@ pub async fn run(config: Config) -> Result<()> {
             .local_addr()
             .context("reading the metrics address")?;
         println!("Media node metrics (this machine only): http://{metrics_addr}/metrics");
-        tokio::spawn(web_serve(metrics, node.metrics_router(), config.http));
+        tokio::spawn(serve_metrics(metrics, node.metrics_router(), config.http));
     }
 
     // The one line a newcomer needs; tests read it to find the port.
@@ -253,8 +253,8 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// Serves a side listener (metrics) until the process ends.
-async fn web_serve(
+/// Serves the metrics listener until the process ends.
+async fn serve_metrics(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: aula_media_node::http::HttpLimits,
