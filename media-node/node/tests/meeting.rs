@@ -838,6 +838,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_keep_their_meetin
     let r = room(22);
     let mut t = n.join(r, teacher(), 0).await;
     let mut g = n.join(r, guest(1), 1).await;
+    let talkers = [n.join(r, guest(2), 2).await, n.join(r, guest(3), 3).await];
     // The slow client: a small receive buffer, so the kernel holds little for it.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("buffer size");
@@ -866,12 +867,15 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_keep_their_meetin
     .expect("join");
     let welcome = slow.next().await.expect("a frame").expect("welcome");
     assert!(welcome.to_text().expect("text").contains("welcome"));
-    // From here on it reads nothing, while the others chat with long messages.
-    let long = "x".repeat(3000);
+    // From here on it reads nothing, while the others chat with the longest messages.
+    // Before its queue fills, the node's socket buffer fills: here about 2.7 MB went
+    // into it (900 messages); the cap allows four times the default maximum (4 MiB).
+    let long = "x".repeat(ChatBody::MAX_CHARS);
     let mut sent = 0u128;
     let dropped = loop {
-        assert!(sent < 2000, "the slow client was never dropped");
-        for (c, who) in [(&t, t.me), (&g, g.me)] {
+        assert!(sent < 4000, "the slow client was never dropped");
+        for c in [&t, &g, &talkers[0], &talkers[1]] {
+            let who = c.me;
             sent += 1;
             c.send(&ClientMessage::Chat {
                 relay: chat(&n, r, who, 1000 + sent, &long),
