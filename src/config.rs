@@ -1,6 +1,7 @@
 //! Configuration, read once at start from flags and `AULA_*` environment variables.
 
 use anyhow::{Result, bail};
+use aula_media_node::http::HttpLimits;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,17 @@ pub struct ServeArgs {
     /// This host's id in the access log (default: the host name).
     #[arg(long, env = "AULA_HOST_ID")]
     host_id: Option<String>,
+    /// Seconds a connection has to send a request's headers, counted from when it opens
+    /// or from its previous response (so also the keep-alive idle timeout).
+    #[arg(long, env = "AULA_HTTP_HEADER_SECONDS", default_value_t = HttpLimits::DEFAULT_HEADER_SECONDS)]
+    http_header_seconds: u64,
+    /// Open connections at most, WebSockets included; more wait until one closes.
+    #[arg(long, env = "AULA_HTTP_MAX_CONNECTIONS", default_value_t = HttpLimits::DEFAULT_MAX_CONNECTIONS)]
+    http_max_connections: usize,
+    /// Where the in-process media node's Prometheus metrics are served (`/metrics`), apart
+    /// from the portal's port; `off` serves none.
+    #[arg(long, env = "AULA_METRICS_LISTEN", default_value = "off")]
+    metrics_listen: String,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +102,8 @@ pub struct Config {
     pub host_id: String,
     pub contacts: aula_api::PrivacyContacts,
     pub processing_location: Option<String>,
+    pub http: HttpLimits,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -97,6 +111,11 @@ impl ServeArgs {
         if self.sweep_seconds == 0 {
             bail!("--sweep-seconds must be at least 1");
         }
+        if self.http_header_seconds == 0 || self.http_max_connections == 0 {
+            bail!("--http-header-seconds and --http-max-connections must be at least 1");
+        }
+        let metrics_listen = aula_media_node::http::parse_listen(&self.metrics_listen)
+            .map_err(|e| anyhow::anyhow!("--metrics-listen: {e} (an address, or off)"))?;
         let admin_email = aula_domain::Email::parse(&self.admin_email)
             .map_err(|e| anyhow::anyhow!("--admin-email: {e}"))?;
         let host_id = self.host_id.unwrap_or_else(|| {
@@ -124,6 +143,11 @@ impl ServeArgs {
                 supervisory_authority: self.supervisory_authority,
                 data_protection_officer: self.data_protection_officer,
             },
+            http: HttpLimits {
+                header_timeout: std::time::Duration::from_secs(self.http_header_seconds),
+                max_connections: self.http_max_connections,
+            },
+            metrics_listen,
         })
     }
 }

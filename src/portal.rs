@@ -100,6 +100,12 @@ pub fn state(parts: &Parts) -> Result<ApiState> {
 /// The whole portal: the API of every function, the health check and the frontend, with
 /// the security headers (the CSP allows the portal's origin and its media nodes).
 pub fn app(state: ApiState, store_kind: &'static str) -> Router {
+    app_with_media(state, store_kind, None)
+}
+
+/// The portal with an in-process media node's signalling (`/media`) under the same
+/// security headers.
+pub fn app_with_media(state: ApiState, store_kind: &'static str, media: Option<Router>) -> Router {
     let mut media_origins: Vec<String> = [
         Some(state.config.public_url.as_str()),
         state.config.media_node_url.as_deref(),
@@ -112,8 +118,14 @@ pub fn app(state: ApiState, store_kind: &'static str) -> Router {
     let health = Router::new()
         .route("/healthz", get(health))
         .with_state((state.clone(), store_kind));
-    let app = aula_api::router(state)
-        .merge(health)
+    // The node's metrics are served on a private listener only (`--metrics-listen`); here
+    // a scraper or a prober gets a plain 404, not the app's page.
+    let health = health.route("/metrics", get(|| async { StatusCode::NOT_FOUND }));
+    let mut app = aula_api::router(state).merge(health);
+    if let Some(media) = media {
+        app = app.merge(media);
+    }
+    let app = app
         .fallback(web::serve)
         .layer(axum::middleware::from_fn(peer_from_connection));
     web::security_headers(app, &media_origins)
@@ -220,31 +232,46 @@ pub async fn run(config: Config) -> Result<()> {
     let state = state(&parts)?;
     bootstrap_admin(&state, config.admin_email.clone()).await?;
 
-    let mut app = app(state.clone(), store_kind);
     let node = match config.media_node_url {
         Some(_) => None,
-        None => {
-            let node = start_media_node(&config, &state, node_store, &public_url).await?;
-            app = app.merge(node.router());
-            Some(node)
-        }
+        None => Some(start_media_node(&config, &state, node_store, &public_url).await?),
     };
+    let app = app_with_media(
+        state.clone(),
+        store_kind,
+        node.as_ref().map(MediaNode::router),
+    );
+    if let (Some(node), Some(metrics_addr)) = (&node, config.metrics_listen) {
+        let metrics = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .with_context(|| format!("listening for metrics on {metrics_addr}"))?;
+        let metrics_addr = metrics
+            .local_addr()
+            .context("reading the metrics address")?;
+        println!("Media node metrics (this machine only): http://{metrics_addr}/metrics");
+        tokio::spawn(serve_metrics(metrics, node.metrics_router(), config.http));
+    }
 
     // The one line a newcomer needs; tests read it to find the port.
     println!("Aula is running at http://{addr}/ (health: http://{addr}/healthz)");
     tracing::info!(%addr, store = store_kind, "portal listening");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    aula_media_node::http::serve(listener, app, config.http, async move {
         shutdown_signal().await;
         if let Some(node) = node {
             node.drain().await;
         }
     })
-    .await
-    .context("serving HTTP")
+    .await;
+    Ok(())
+}
+
+/// Serves the metrics listener until the process ends.
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: aula_media_node::http::HttpLimits,
+) {
+    aula_media_node::http::serve(listener, router, limits, std::future::pending()).await;
 }
 
 /// The media node of a one-machine portal: in this process, registered in the same

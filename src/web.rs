@@ -4,9 +4,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 #[derive(rust_embed::Embed)]
@@ -68,37 +66,11 @@ fn file_response(path: &str, file: rust_embed::EmbeddedFile) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-/// The headers every response carries. `media_origins`: where media nodes' signalling
-/// lives (`ws://…`/`wss://…` origins) besides the portal itself.
+/// The headers every response carries (one set, shared with the media node).
+/// `media_origins`: where media nodes' signalling lives (`ws://…`/`wss://…` origins)
+/// besides the portal itself.
 pub fn security_headers(router: Router, media_origins: &[String]) -> Router {
-    let csp = content_security_policy(media_origins);
-    router.layer(middleware::from_fn(move |req: Request, next: Next| {
-        let csp = csp.clone();
-        async move {
-            let mut res = next.run(req).await;
-            let h = res.headers_mut();
-            let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &str| {
-                if let Ok(v) = HeaderValue::from_str(value) {
-                    h.insert(name, v);
-                }
-            };
-            set(h, header::CONTENT_SECURITY_POLICY, &csp);
-            set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-            set(h, header::REFERRER_POLICY, "no-referrer");
-            set(h, header::X_FRAME_OPTIONS, "DENY");
-            set(
-                h,
-                HeaderName::from_static("permissions-policy"),
-                "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
-            );
-            set(
-                h,
-                HeaderName::from_static("cross-origin-opener-policy"),
-                "same-origin",
-            );
-            res
-        }
-    }))
+    aula_media_node::http::security_headers(router, content_security_policy(media_origins))
 }
 
 pub fn content_security_policy(media_origins: &[String]) -> String {

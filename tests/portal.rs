@@ -370,3 +370,215 @@ async fn a_client_cannot_escape_the_address_limit_by_writing_x_forwarded_for() {
     }
     assert_eq!(last, 429, "the 31st failure from one address is refused");
 }
+
+/// The portal's address (`127.0.0.1:port`) from its base URL.
+fn address(p: &Portal) -> std::net::SocketAddr {
+    p.base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the portal's address")
+}
+
+/// Reads until the server closes the connection (a reset counts as closed); `None` if it
+/// is still open after `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    match tokio::time::timeout(within, s.read_to_end(&mut got)).await {
+        Ok(_) => Some(got),
+        Err(_) => None,
+    }
+}
+
+async fn write(s: &mut tokio::net::TcpStream, text: &str) {
+    use tokio::io::AsyncWriteExt as _;
+    s.write_all(text.as_bytes()).await.expect("write");
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_and_an_idle_one_are_closed() {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&[
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "--http-header-seconds",
+        "1",
+    ]);
+    let addr = address(&portal);
+    let mut unfinished = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    write(&mut unfinished, "GET /healthz HTTP/1.1\r\nHost: aula\r\n").await;
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    write(&mut idle, "GET /healthz HTTP/1.1\r\nHost: aula\r\n\r\n").await;
+    // The whole response (a small JSON body), then nothing more on a kept-alive connection.
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&response).contains("\"store\"") {
+        let n = idle.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the first request is answered");
+        response.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
+    // Generous bounds: the timeout is one second.
+    assert!(
+        closed_within(&mut unfinished, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "a connection that never finishes its headers is closed"
+    );
+    assert!(
+        closed_within(&mut idle, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "an idle keep-alive connection is closed"
+    );
+    // And the portal still serves.
+    assert_eq!(health(&portal).await.0, 200);
+}
+
+#[tokio::test]
+async fn beyond_the_connection_limit_a_request_waits_until_a_connection_closes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&[
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "--http-max-connections",
+        "3",
+        "--http-header-seconds",
+        "60",
+    ]);
+    let addr = address(&portal);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Each holder's request is answered, so all three have surely been accepted.
+    for s in &mut held {
+        write(s, "GET /healthz HTTP/1.1\r\nHost: aula\r\n\r\n").await;
+        let mut buf = [0u8; 1024];
+        let n = tokio::io::AsyncReadExt::read(s, &mut buf)
+            .await
+            .expect("read");
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    }
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    write(
+        &mut fourth,
+        "GET /healthz HTTP/1.1\r\nHost: aula\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a fourth connection waits while three are open"
+    );
+    drop(held.pop());
+    let answer = closed_within(&mut fourth, Duration::from_secs(15))
+        .await
+        .expect("served once a connection closed");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_on_the_private_listener_and_every_response_carries_the_security_headers()
+ {
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&[
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let metrics_url = portal
+        .preamble
+        .iter()
+        .find_map(|l| l.strip_prefix("Media node metrics (this machine only): "))
+        .expect("the portal names its metrics listener")
+        .to_owned();
+    let has_headers = |h: &reqwest::header::HeaderMap| {
+        h.get("x-content-type-options")
+            .is_some_and(|v| v == "nosniff")
+            && h.get("content-security-policy")
+                .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("default-src 'none'")))
+            && h.get("x-frame-options").is_some_and(|v| v == "DENY")
+    };
+    let public = reqwest::get(format!("{}/metrics", portal.base))
+        .await
+        .expect("portal");
+    assert_eq!(public.status(), 404, "no metrics on the portal's port");
+    assert!(has_headers(public.headers()));
+    let private = reqwest::get(&metrics_url).await.expect("metrics listener");
+    assert_eq!(private.status(), 200);
+    assert!(has_headers(private.headers()), "{:?}", private.headers());
+    let text = private.text().await.expect("text");
+    assert!(text.contains("aula_media_participants"), "{text}");
+    let plain_get = reqwest::get(format!("{}/media", portal.base))
+        .await
+        .expect("portal");
+    assert!(plain_get.status().is_client_error());
+    assert!(
+        has_headers(plain_get.headers()),
+        "{:?}",
+        plain_get.headers()
+    );
+    // The WebSocket handshake's answer too.
+    let mut s = tokio::net::TcpStream::connect(address(&portal))
+        .await
+        .expect("connect");
+    write(
+        &mut s,
+        "GET /media HTTP/1.1\r\nHost: aula\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the handshake is answered");
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    assert!(head.contains("content-security-policy: "), "{head}");
+}
+
+#[tokio::test]
+async fn a_request_with_oversized_headers_is_refused_and_never_reaches_the_log() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
+    let addr = address(&portal);
+    // 20,000 cookies in one header, ~170 KB: what once wrote 1.1 MB into the access log.
+    let cookies: Vec<String> = (0..20_000).map(|i| format!("c{i}=v")).collect();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    write(
+        &mut s,
+        &format!(
+            "GET /api/privacy HTTP/1.1\r\nHost: aula\r\nCookie: {}\r\n\r\n",
+            cookies.join("; ")
+        ),
+    )
+    .await;
+    let answer = closed_within(&mut s, Duration::from_secs(15))
+        .await
+        .expect("the server answers and closes");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 431"),
+        "Request Header Fields Too Large: {}",
+        text.lines().next().unwrap_or("")
+    );
+    // A browser's ordinary request is still served.
+    assert_eq!(health(&portal).await.0, 200);
+}

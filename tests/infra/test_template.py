@@ -167,7 +167,7 @@ def user_data(infra) -> str:
 
 
 # The media node's configuration (media-node/node/src/main.rs: clap flags with env vars).
-NODE_ENV = {"AULA_NODE_ID", "AULA_NODE_LISTEN", "AULA_NODE_UDP", "AULA_NODE_PUBLIC_IP", "AULA_NODE_URL",
+NODE_ENV = {"AULA_NODE_ID", "AULA_NODE_LISTEN", "AULA_METRICS_LISTEN", "AULA_NODE_UDP", "AULA_NODE_PUBLIC_IP", "AULA_NODE_URL",
             "AULA_JOIN_PUBLIC_KEY", "AULA_NODE_CAPACITY", "AULA_LAST_N", "AULA_DRAIN_SECONDS",
             "AULA_NODE_STORE", "AULA_TABLE", "AWS_REGION"}
 
@@ -202,6 +202,8 @@ def test_media_node_environment_is_the_binarys_configuration(infra):
     assert 'NODE_ID="arn:${AWS::Partition}:ec2:${AWS::Region}:$ACCOUNT:instance/$INSTANCE_ID"' in ud
     # plain HTTP on loopback only: nginx terminates TLS, /metrics is not reachable from outside
     assert env["AULA_NODE_LISTEN"] == "127.0.0.1:8080"
+    # metrics on a loopback listener of their own, where the agent scrapes them
+    assert env["AULA_METRICS_LISTEN"] == "127.0.0.1:9464"
     assert env["AULA_NODE_UDP"] == "0.0.0.0:${MediaUdpPort}"
     assert env["AULA_NODE_PUBLIC_IP"] == "$PUBLIC_IP" and "PUBLIC_IP=$(imds meta-data/public-ipv4)" in ud
     assert env["AULA_NODE_URL"] == "wss://$NODE_HOST/media"
@@ -267,6 +269,6 @@ def test_scaling_metric_is_what_the_agent_publishes(infra):
 
     scrape = heredoc(ud, "/opt/aws/amazon-cloudwatch-agent/etc/prometheus.yaml")
     assert "job_name: aula-media-node" in scrape and "metrics_path: /metrics" in scrape
-    assert 'targets: ["127.0.0.1:8080"]' in scrape
+    assert 'targets: ["127.0.0.1:9464"]' in scrape
     assert re.search(r"^ +AutoScalingGroupName: \$\{Prefix\}-media-nodes$", scrape, re.M)
     assert res(infra, "MetricsLogGroup")["RetentionInDays"] == 1

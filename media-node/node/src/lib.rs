@@ -4,6 +4,7 @@
 //!
 //! The same node runs as its own binary on a media host and in-process in `aula serve`.
 
+pub mod http;
 pub mod metrics;
 mod signalling;
 
@@ -19,7 +20,8 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -47,7 +49,18 @@ pub struct NodeConfig {
     /// How long a draining node waits for its meetings to move before it exits.
     pub drain_timeout: Duration,
     pub heartbeat_every: Duration,
+    /// Frames waiting for one client's WebSocket: a client that lets more pile up (it
+    /// stopped reading) is dropped from its meeting instead of growing the node's memory.
+    pub outbound_frames: usize,
 }
+
+/// Frames one WebSocket may have waiting by default: a full room's worth of joins,
+/// chat and moderation frames several times over (a client reading normally has a few).
+pub const OUTBOUND_FRAMES: usize = 512;
+
+/// Commands from all WebSockets waiting for the media loop: when it is full, sessions wait
+/// and stop reading their sockets, so clients feel TCP back-pressure and memory stays put.
+const COMMAND_QUEUE: usize = 1024;
 
 impl NodeConfig {
     pub fn local(id: NodeId, signalling_url: String) -> Self {
@@ -61,6 +74,7 @@ impl NodeConfig {
             fanout_threads: 2,
             drain_timeout: Duration::from_secs(30),
             heartbeat_every: Duration::from_secs(5),
+            outbound_frames: OUTBOUND_FRAMES,
         }
     }
 }
@@ -77,7 +91,9 @@ pub struct NodeDeps {
 pub(crate) enum Command {
     Open {
         conn: ConnId,
-        frames: mpsc::UnboundedSender<Outbound>,
+        frames: mpsc::Sender<Outbound>,
+        /// Set when the media loop drops the client for not reading its frames.
+        dropped: Arc<AtomicBool>,
     },
     Join {
         conn: ConnId,
@@ -107,7 +123,8 @@ pub(crate) enum Outbound {
 /// A running media node.
 #[derive(Clone)]
 pub struct MediaNode {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
+    delivered: Arc<Mutex<Delivered>>,
     deps: NodeDeps,
     metrics: Metrics,
     udp: SocketAddr,
@@ -158,7 +175,7 @@ impl MediaNode {
         );
         let sender = spawn_sender(&socket)?;
         let metrics = Metrics::new(config.capacity);
-        let (commands, rx) = mpsc::unbounded_channel();
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
         let (empty_tx, empty) = watch::channel(true);
         let (load_tx, load_rx) = watch::channel(0u32);
         let (drain_tx, drain_rx) = watch::channel(false);
@@ -180,6 +197,7 @@ impl MediaNode {
         tracing::info!(node = %config.id, udp = %candidate, signalling = %config.signalling_url, "media node started");
         Ok(MediaNode {
             commands,
+            delivered: Arc::new(Mutex::new(Delivered::default())),
             deps,
             metrics,
             udp: candidate,
@@ -198,25 +216,32 @@ impl MediaNode {
         &self.config
     }
 
-    /// `/media` (the signalling WebSocket) and `/metrics` (Prometheus).
+    /// `/media`, the signalling WebSocket (the caller adds the security headers with the
+    /// rest of its routes).
     pub fn router(&self) -> Router {
-        let metrics = self.metrics.clone();
         Router::new()
             .route("/media", get(signalling::upgrade))
             .with_state(self.clone())
-            .route(
-                "/metrics",
-                get(move || {
-                    let m = metrics.clone();
-                    async move { m.encode() }
-                }),
-            )
+    }
+
+    /// `/metrics` (Prometheus), for a private listener only: it tells anyone who can read
+    /// it how many meetings run here.
+    pub fn metrics_router(&self) -> Router {
+        let metrics = self.metrics.clone();
+        let router = Router::new().route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move { m.encode() }
+            }),
+        );
+        http::security_headers(router, http::API_CONTENT_SECURITY_POLICY.to_owned())
     }
 
     /// Stops taking rooms, asks every client to move, and returns once the node is empty
     /// or the drain timeout passed.
     pub async fn drain(&self) {
-        let _ = self.commands.send(Command::Drain);
+        let _ = self.commands.send(Command::Drain).await;
         let mut empty = self.empty.clone();
         let wait = empty.wait_for(|e| *e);
         let _ = tokio::time::timeout(self.config.drain_timeout, wait).await;
@@ -226,8 +251,25 @@ impl MediaNode {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn send(&self, c: Command) {
-        let _ = self.commands.send(c);
+    /// Waits while the media loop's queue is full (see [`COMMAND_QUEUE`]).
+    pub(crate) async fn send(&self, c: Command) {
+        let _ = self.commands.send(c).await;
+    }
+
+    /// Whether the message `id`, whose relay token expires at `expires` (epoch seconds),
+    /// is delivered now: false when it already was (a replayed token).
+    pub(crate) fn first_delivery(
+        &self,
+        id: aula_domain::MessageId,
+        expires: i64,
+        now: i64,
+    ) -> bool {
+        // A poisoned lock only means another session panicked mid-insert; the map is whole.
+        let mut d = self
+            .delivered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        d.first(id, expires, now)
     }
 
     pub(crate) fn deps(&self) -> &NodeDeps {
@@ -243,8 +285,9 @@ struct MediaLoop {
     sfu: Sfu,
     socket: UdpSocket,
     sender: std::sync::mpsc::SyncSender<(aula_sfu::Datagram, SocketAddr)>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    commands: mpsc::Receiver<Command>,
+    /// Each connection's frames, and its flag for being dropped as a slow reader.
+    conns: HashMap<ConnId, (mpsc::Sender<Outbound>, Arc<AtomicBool>)>,
     meetings: HashMap<RoomId, Meeting>,
     deps: NodeDeps,
     metrics: Metrics,
@@ -302,8 +345,12 @@ impl MediaLoop {
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Open { conn, frames } => {
-                self.conns.insert(conn, frames);
+            Command::Open {
+                conn,
+                frames,
+                dropped,
+            } => {
+                self.conns.insert(conn, (frames, dropped));
             }
             Command::Join { conn, joining } => self.sfu.join(now, conn, joining),
             Command::Message { conn, message } => self.sfu.handle_message(now, conn, message),
@@ -337,13 +384,25 @@ impl MediaLoop {
                     let _ = self.sender.try_send((data, to));
                 }
                 Output::Signal { conn, message } => {
-                    if let Some(c) = self.conns.get(&conn) {
-                        let _ = c.send(Outbound::Frame(message.to_json()));
+                    let Some((c, dropped)) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    if let Err(mpsc::error::TrySendError::Full(_)) =
+                        c.try_send(Outbound::Frame(message.to_json()))
+                    {
+                        // The client stopped reading: it leaves the meeting (the others
+                        // are told), and its session ends at its next frame.
+                        tracing::info!(conn, "a client's frames piled up; dropping it");
+                        dropped.store(true, Ordering::Relaxed);
+                        self.conns.remove(&conn);
+                        self.metrics.slow_client_dropped();
+                        self.sfu.leave(Instant::now(), conn);
                     }
                 }
                 Output::Close { conn } => {
-                    if let Some(c) = self.conns.remove(&conn) {
-                        let _ = c.send(Outbound::Close);
+                    // A full queue closes too: the session ends when the sender is gone.
+                    if let Some((c, _)) = self.conns.remove(&conn) {
+                        let _ = c.try_send(Outbound::Close);
                     }
                 }
                 Output::MeetingStarted { room } => self.meeting_started(room),
@@ -463,4 +522,61 @@ async fn heartbeat(
 /// Sends one frame to a connection that is about to be closed (before it joined).
 pub(crate) fn error_frame(code: aula_sfu::protocol::ErrorCode, message: &str) -> String {
     ServerMessage::error(code, message).to_json()
+}
+
+/// Ids of chat messages already delivered, each kept until its relay token expires (a
+/// minute): after that the token itself is refused, so memory holds at most a minute of
+/// the node's chat.
+#[derive(Default)]
+struct Delivered {
+    ids: HashMap<aula_domain::MessageId, i64>,
+    /// Expired ids are swept when the map reaches this size, which then doubles the live
+    /// count: a sweep per insertion would cost O(n) each.
+    sweep_at: usize,
+}
+
+impl Delivered {
+    const MIN_SWEEP: usize = 1024;
+
+    fn first(&mut self, id: aula_domain::MessageId, expires: i64, now: i64) -> bool {
+        if self.ids.len() >= self.sweep_at {
+            self.ids.retain(|_, exp| *exp >= now);
+            self.sweep_at = (self.ids.len() * 2).max(Self::MIN_SWEEP);
+        }
+        match self.ids.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(expires);
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aula_domain::{MessageId, Timestamp};
+
+    fn id(n: u128) -> MessageId {
+        MessageId::new(Timestamp::from_secs(0), uuid::Uuid::from_u128(n))
+    }
+
+    #[test]
+    fn a_message_is_delivered_once_and_expired_ids_are_forgotten() {
+        let mut d = Delivered::default();
+        assert!(d.first(id(1), 60, 0));
+        assert!(
+            !d.first(id(1), 60, 30),
+            "a replay within the minute is refused"
+        );
+        for n in 2..5000 {
+            assert!(d.first(id(n), 60 + n as i64, n as i64));
+        }
+        assert!(
+            d.ids.len() < 3000,
+            "ids whose tokens expired are swept: {} kept",
+            d.ids.len()
+        );
+    }
 }

@@ -4,7 +4,8 @@ use anyhow::Context as _;
 use aula_api::tokens::JoinVerifier;
 use aula_domain::NodeId;
 use aula_domain::ids::IdGenerator as _;
-use aula_media_node::{MediaNode, NodeConfig, NodeDeps};
+use aula_media_node::http::{self, HttpLimits};
+use aula_media_node::{MediaNode, NodeConfig, NodeDeps, OUTBOUND_FRAMES};
 use aula_store::{AwsStore, RandomIds, SqliteStore, SystemClock};
 use base64::Engine as _;
 use clap::Parser;
@@ -21,9 +22,20 @@ struct Args {
     /// (default: a fresh one per start).
     #[arg(long, env = "AULA_NODE_ID", value_parser = |s: &str| NodeId::parse(s).map_err(|e| e.to_string()))]
     id: Option<NodeId>,
-    /// Signalling and metrics (`/media`, `/metrics`, `/healthz`).
+    /// Signalling and the health check (`/media`, `/healthz`).
     #[arg(long, env = "AULA_NODE_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// Prometheus metrics (`/metrics`), on a listener of their own that only the host
+    /// should reach; `off` serves none.
+    #[arg(long, env = "AULA_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    metrics_listen: String,
+    /// Seconds a connection has to send a request's headers, counted from when it opens
+    /// or from its previous response (so also the keep-alive idle timeout).
+    #[arg(long, env = "AULA_HTTP_HEADER_SECONDS", default_value_t = HttpLimits::DEFAULT_HEADER_SECONDS)]
+    http_header_seconds: u64,
+    /// Open connections at most, WebSockets included; more wait until one closes.
+    #[arg(long, env = "AULA_HTTP_MAX_CONNECTIONS", default_value_t = HttpLimits::DEFAULT_MAX_CONNECTIONS)]
+    http_max_connections: usize,
     /// The media port.
     #[arg(long, env = "AULA_NODE_UDP", default_value = "0.0.0.0:7882")]
     udp: SocketAddr,
@@ -71,6 +83,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.http_header_seconds == 0 || args.http_max_connections == 0 {
+        anyhow::bail!("--http-header-seconds and --http-max-connections must be at least 1");
+    }
+    let limits = HttpLimits {
+        header_timeout: Duration::from_secs(args.http_header_seconds),
+        max_connections: args.http_max_connections,
+    };
+    let metrics_listen = http::parse_listen(&args.metrics_listen)
+        .context("--metrics-listen: an address such as 127.0.0.1:9464, or off")?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(args.public_key.trim())
         .context("AULA_JOIN_PUBLIC_KEY is not base64")?;
@@ -96,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         drain_timeout: Duration::from_secs(args.drain_seconds),
         heartbeat_every: Duration::from_secs(5),
+        outbound_frames: OUTBOUND_FRAMES,
     };
     let node = MediaNode::start(
         config,
@@ -110,19 +132,33 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    let app = node
-        .router()
-        .route("/healthz", axum::routing::get(|| async { "ok" }));
-    let server = axum::serve(listener, app);
-    tokio::select! {
-        served = server => served.context("serving signalling"),
-        () = async {
-            shutdown_signal().await;
-            tracing::info!("draining: no new rooms, asking clients to move");
-            node.drain().await;
-            tracing::info!("drained; exiting");
-        } => Ok(()),
+    if let Some(addr) = metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener {addr}"))?;
+        tracing::info!(%addr, "metrics listening");
+        tokio::spawn(http::serve(
+            metrics,
+            node.metrics_router(),
+            limits,
+            std::future::pending(),
+        ));
     }
+    let app = http::security_headers(
+        node.router()
+            .route("/healthz", axum::routing::get(|| async { "ok" })),
+        http::API_CONTENT_SECURITY_POLICY.to_owned(),
+    );
+    // Serving ends when the drain does: the signal first stops new rooms and asks clients
+    // to move, then the listener closes.
+    http::serve(listener, app, limits, async {
+        shutdown_signal().await;
+        tracing::info!("draining: no new rooms, asking clients to move");
+        node.drain().await;
+        tracing::info!("drained; exiting");
+    })
+    .await;
+    Ok(())
 }
 
 /// The raw key, from either the raw 32 bytes or a SubjectPublicKeyInfo (what the

@@ -29,6 +29,7 @@ pub struct Metrics {
     received_packets: Family<KindLabel, Counter>,
     lost_packets: Family<KindLabel, Counter>,
     keyframe_requests: Counter,
+    slow_clients_dropped: Counter,
     loss_ratio: Gauge<f64, AtomicU64>,
     last: Arc<std::sync::Mutex<Stats>>,
 }
@@ -103,6 +104,12 @@ impl Metrics {
             "Keyframe requests (PLI) sent to publishers",
             Counter::default(),
         );
+        let slow_clients_dropped = register(
+            &mut r,
+            "slow_clients_dropped",
+            "Clients dropped because they stopped reading their signalling frames",
+            Counter::default(),
+        );
         let loss_ratio = register(
             &mut r,
             "loss_ratio",
@@ -121,6 +128,7 @@ impl Metrics {
             received_packets,
             lost_packets,
             keyframe_requests,
+            slow_clients_dropped,
             loss_ratio,
             last: Arc::default(),
         }
@@ -162,6 +170,10 @@ impl Metrics {
             self.loss_ratio.set(lost as f64 / (received + lost) as f64);
         }
         *last = now.clone();
+    }
+
+    pub fn slow_client_dropped(&self) {
+        self.slow_clients_dropped.inc();
     }
 
     /// The text exposition format.

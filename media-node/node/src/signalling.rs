@@ -12,6 +12,8 @@ use aula_sfu::protocol::{
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -19,6 +21,18 @@ use tokio::sync::mpsc;
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client sending more frames than this per second gets error frames instead.
 const FRAMES_PER_SECOND: u32 = 50;
+/// A frame the client's TCP connection takes no room for within this long ends the
+/// session: the client stopped reading (the media loop drops it from the meeting sooner,
+/// when its queue fills).
+const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Sends one frame; false when the connection is gone or does not take it in time.
+async fn send(socket: &mut WebSocket, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await,
+        Ok(Ok(()))
+    )
+}
 
 pub(crate) async fn upgrade(State(node): State<MediaNode>, ws: WebSocketUpgrade) -> Response {
     // Oversized frames are read (up to 4×) so the client gets an error frame, not a reset.
@@ -34,8 +48,14 @@ struct Joined {
 
 async fn session(node: MediaNode, mut socket: WebSocket) {
     let conn = node.connection_id();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    node.send(Command::Open { conn, frames: tx });
+    let (tx, mut rx) = mpsc::channel(node.config().outbound_frames.max(1));
+    let dropped = Arc::new(AtomicBool::new(false));
+    node.send(Command::Open {
+        conn,
+        frames: tx,
+        dropped: dropped.clone(),
+    })
+    .await;
     let mut joined: Option<Joined> = None;
     let join_deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     let mut window = tokio::time::Instant::now();
@@ -43,20 +63,22 @@ async fn session(node: MediaNode, mut socket: WebSocket) {
     loop {
         tokio::select! {
             out = rx.recv() => match out {
+                // The media loop dropped this client for not reading its frames: the
+                // rest are not worth sending.
+                Some(Outbound::Frame(_)) if dropped.load(Ordering::Relaxed) => break,
                 Some(Outbound::Frame(text)) => {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !send(&mut socket, Message::Text(text.into())).await {
                         break;
                     }
                 }
                 Some(Outbound::Close) | None => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    let _ = send(&mut socket, Message::Close(None)).await;
                     break;
                 }
             },
             _ = tokio::time::sleep_until(join_deadline), if joined.is_none() => {
-                let _ = socket
-                    .send(Message::Text(error_frame(ErrorCode::NotJoined, "join within 10 seconds").into()))
-                    .await;
+                let e = error_frame(ErrorCode::NotJoined, "join within 10 seconds");
+                let _ = send(&mut socket, Message::Text(e.into())).await;
                 break;
             }
             frame = socket.recv() => {
@@ -64,7 +86,7 @@ async fn session(node: MediaNode, mut socket: WebSocket) {
                     Some(Ok(Message::Text(t))) => t,
                     Some(Ok(Message::Binary(_))) => {
                         let e = error_frame(ErrorCode::BadFrame, "frames are JSON text");
-                        if socket.send(Message::Text(e.into())).await.is_err() {
+                        if !send(&mut socket, Message::Text(e.into())).await {
                             break;
                         }
                         continue;
@@ -81,17 +103,17 @@ async fn session(node: MediaNode, mut socket: WebSocket) {
                 if frames_in_window > FRAMES_PER_SECOND {
                     if frames_in_window == FRAMES_PER_SECOND + 1 {
                         let e = error_frame(ErrorCode::BadFrame, "too many frames; slow down");
-                        if socket.send(Message::Text(e.into())).await.is_err() {
+                        if !send(&mut socket, Message::Text(e.into())).await {
                             break;
                         }
                     }
                     continue;
                 }
                 match frame_in(&node, conn, &mut joined, text.as_str()) {
-                    Ok(()) => {}
+                    Ok(command) => node.send(command).await,
                     Err((code, message, fatal)) => {
                         let e = error_frame(code, &message);
-                        if socket.send(Message::Text(e.into())).await.is_err() || fatal {
+                        if !send(&mut socket, Message::Text(e.into())).await || fatal {
                             break;
                         }
                     }
@@ -99,7 +121,7 @@ async fn session(node: MediaNode, mut socket: WebSocket) {
             }
         }
     }
-    node.send(Command::Closed { conn });
+    node.send(Command::Closed { conn }).await;
 }
 
 type Refusal = (ErrorCode, String, bool);
@@ -109,7 +131,7 @@ fn frame_in(
     conn: u64,
     joined: &mut Option<Joined>,
     text: &str,
-) -> Result<(), Refusal> {
+) -> Result<Command, Refusal> {
     let message = parse_client_frame(text).map_err(|(code, m)| (code, m, false))?;
     match (message, joined.as_ref()) {
         (ClientMessage::Join { v, room, grant }, None) => {
@@ -137,7 +159,7 @@ fn frame_in(
                 room,
                 participant: claims.sub,
             });
-            node.send(Command::Join {
+            Ok(Command::Join {
                 conn,
                 joining: Joining {
                     room,
@@ -147,8 +169,7 @@ fn frame_in(
                     settings: claims.settings,
                     lobby: claims.lobby && claims.role == GrantRole::Guest,
                 },
-            });
-            Ok(())
+            })
         }
         (ClientMessage::Join { .. }, Some(_)) => Err((
             ErrorCode::NotJoined,
@@ -176,15 +197,19 @@ fn frame_in(
                     false,
                 ));
             }
-            node.send(Command::Chat {
+            // A token is good for a minute; its message is delivered once in it.
+            if !node.first_delivery(claims.message.id, claims.exp, now.epoch_secs()) {
+                return Err((
+                    ErrorCode::AlreadyDelivered,
+                    "this message was already delivered".to_owned(),
+                    false,
+                ));
+            }
+            Ok(Command::Chat {
                 conn,
                 message: claims.message,
-            });
-            Ok(())
+            })
         }
-        (message, Some(_)) => {
-            node.send(Command::Message { conn, message });
-            Ok(())
-        }
+        (message, Some(_)) => Ok(Command::Message { conn, message }),
     }
 }

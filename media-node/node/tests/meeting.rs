@@ -10,6 +10,7 @@ use aula_domain::{
     RoomId, RoomSettings, Span,
 };
 use aula_loadgen::{Client, Joined, Publish};
+use aula_media_node::http::{self, HttpLimits};
 use aula_media_node::{MediaNode, NodeConfig, NodeDeps};
 use aula_sfu::protocol::{ClientMessage, ErrorCode, Farewell, ServerMessage, Source};
 use aula_store::{RandomIds, SqliteStore, SystemClock};
@@ -24,7 +25,15 @@ struct TestNode {
     node: MediaNode,
 }
 
+/// How long the test nodes' HTTP server waits for a request's headers (and keeps an idle
+/// connection): short, so every meeting in these tests outlives it many times.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
+
 async fn node() -> TestNode {
+    node_with(|_| {}).await
+}
+
+async fn node_with(configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
     let tokens = Tokens::from_pkcs8(
         &generate_ed25519_pkcs8().expect("key"),
         TokenLifetimes::default(),
@@ -39,6 +48,7 @@ async fn node() -> TestNode {
     let mut config = NodeConfig::local(aula_domain::NodeId::from_uuid(uuid(99)), url.clone());
     config.heartbeat_every = Duration::from_millis(200);
     config.drain_timeout = Duration::from_secs(5);
+    configure(&mut config);
     let node = MediaNode::start(
         config,
         NodeDeps {
@@ -50,13 +60,25 @@ async fn node() -> TestNode {
     )
     .await
     .expect("node");
-    let router = node.router();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
+    let limits = HttpLimits {
+        header_timeout: HEADER_TIMEOUT,
+        max_connections: 64,
+    };
+    let app = http::security_headers(node.router(), http::API_CONTENT_SECURITY_POLICY.into());
+    tokio::spawn(http::serve(listener, app, limits, std::future::pending()));
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listen");
+    let metrics_addr = metrics.local_addr().expect("address");
+    tokio::spawn(http::serve(
+        metrics,
+        node.metrics_router(),
+        limits,
+        std::future::pending(),
+    ));
     TestNode {
         url,
-        metrics_url: format!("http://{http}/metrics"),
+        metrics_url: format!("http://{metrics_addr}/metrics"),
         tokens,
         store,
         node,
@@ -575,8 +597,15 @@ async fn chat_is_relayed_only_as_the_functions_signed_it_and_private_messages_on
     let mut g1 = n.join(r, guest(1), 1).await;
     let mut g2 = n.join(r, guest(2), 2).await;
     let now = SystemClock.now();
+    // Each message its own id, as the chat function makes them (the node delivers an id once).
+    let next_id = std::sync::atomic::AtomicU64::new(7);
     let message = |conversation, body: &str, author| RelayedMessage {
-        id: MessageId::new(now, uuid(7)),
+        id: MessageId::new(
+            now,
+            uuid(u128::from(
+                next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            )),
+        ),
         conversation,
         author,
         body: ChatBody::parse(body).expect("body"),
@@ -731,4 +760,161 @@ async fn the_node_registers_records_meetings_and_drains_on_shutdown() {
     }
     assert!(ended[0].ended_at.is_some(), "the meeting's end is recorded");
     assert_eq!(ended[0].peak_participants, 2);
+}
+
+/// A chat message in room `r` by `author`, signed as the chat function signs it, with a
+/// fresh id for each `n`.
+fn chat(n: &TestNode, r: RoomId, author: Participant, id: u128, body: &str) -> String {
+    let now = SystemClock.now();
+    n.tokens
+        .chat_relay(
+            r,
+            RelayedMessage {
+                id: MessageId::new(now, uuid(id)),
+                conversation: Conversation::Room,
+                author,
+                body: ChatBody::parse(body).expect("body"),
+                posted_at: now,
+            },
+            now,
+        )
+        .expect("signed")
+}
+
+/// The body of the next chat message `c` gets.
+async fn next_chat(c: &mut Client) -> String {
+    c.wait_for(Duration::from_secs(10), |f| match f {
+        ServerMessage::Chat { message } => Some(message.body.as_str().to_owned()),
+        _ => None,
+    })
+    .await
+    .expect("a chat message arrives")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_chat_token_delivers_nothing_the_second_time_and_the_sender_is_told() {
+    let n = node().await;
+    let r = room(20);
+    let mut t = n.join(r, teacher(), 0).await;
+    let mut g = n.join(r, guest(1), 1).await;
+    let first = chat(&n, r, t.me, 1, "Seite 42");
+    t.send(&ClientMessage::Chat {
+        relay: first.clone(),
+    })
+    .expect("send");
+    assert_eq!(next_chat(&mut g).await, "Seite 42");
+    t.send(&ClientMessage::Chat { relay: first }).expect("send");
+    assert_eq!(error_code(&mut t).await, ErrorCode::AlreadyDelivered);
+    // Frames from one connection are handled in order: had the replay been delivered,
+    // it would arrive before this one.
+    t.send(&ClientMessage::Chat {
+        relay: chat(&n, r, t.me, 2, "Seite 43"),
+    })
+    .expect("send");
+    assert_eq!(next_chat(&mut g).await, "Seite 43");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meetings_websocket_stays_open_long_past_the_http_idle_timeout() {
+    let n = node().await;
+    let r = room(21);
+    let t = n.join(r, teacher(), 0).await;
+    let mut g = n.join(r, guest(1), 1).await;
+    // Quiet for three times the header-read (and keep-alive idle) timeout.
+    tokio::time::sleep(HEADER_TIMEOUT * 3).await;
+    assert!(!t.is_closed() && !g.is_closed(), "both are still connected");
+    t.send(&ClientMessage::Chat {
+        relay: chat(&n, r, t.me, 3, "Noch da?"),
+    })
+    .expect("send");
+    assert_eq!(next_chat(&mut g).await, "Noch da?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_the_others_keep_their_meeting() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let n = node_with(|c| c.outbound_frames = 16).await;
+    let r = room(22);
+    let mut t = n.join(r, teacher(), 0).await;
+    let mut g = n.join(r, guest(1), 1).await;
+    let talkers = [n.join(r, guest(2), 2).await, n.join(r, guest(3), 3).await];
+    // The slow client: a small receive buffer, so the kernel holds little for it.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("buffer size");
+    let addr = n
+        .url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .expect("host")
+        .parse()
+        .expect("address");
+    let stream = socket.connect(addr).await.expect("connect");
+    let (mut slow, _) = tokio_tungstenite::client_async(n.url.as_str(), stream)
+        .await
+        .expect("upgrade");
+    let slow_guest = guest(9);
+    let join = ClientMessage::Join {
+        v: aula_sfu::protocol::PROTOCOL_VERSION,
+        room: r,
+        grant: n.grant(r, slow_guest, false),
+    };
+    slow.send(Message::Text(
+        serde_json::to_string(&join).expect("json").into(),
+    ))
+    .await
+    .expect("join");
+    let welcome = slow.next().await.expect("a frame").expect("welcome");
+    assert!(welcome.to_text().expect("text").contains("welcome"));
+    // From here on it reads nothing, while the others chat with the longest messages.
+    // Before its queue fills, the node's socket buffer fills: here about 2.7 MB went
+    // into it (900 messages); the cap allows four times the default maximum (4 MiB).
+    let long = "x".repeat(ChatBody::MAX_CHARS);
+    let mut sent = 0u128;
+    let dropped = loop {
+        assert!(sent < 4000, "the slow client was never dropped");
+        for c in [&t, &g, &talkers[0], &talkers[1]] {
+            let who = c.me;
+            sent += 1;
+            c.send(&ClientMessage::Chat {
+                relay: chat(&n, r, who, 1000 + sent, &long),
+            })
+            .expect("send");
+        }
+        // Under the node's frame rate limit.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let left = t.drain_frames().into_iter().any(|f| {
+            matches!(f, ServerMessage::ParticipantLeft { participant } if participant == slow_guest)
+        });
+        if left {
+            break true;
+        }
+    };
+    assert!(dropped);
+    // The others are still in their meeting and still hear each other.
+    g.drain_frames();
+    t.send(&ClientMessage::Chat {
+        relay: chat(&n, r, t.me, 1, "Weiter geht's"),
+    })
+    .expect("send");
+    let body = g
+        .wait_for(Duration::from_secs(10), |f| match f {
+            ServerMessage::Chat { message } if message.body.as_str() == "Weiter geht's" => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(body.is_ok(), "the guest still gets the teacher's chat");
+    assert!(!t.is_closed() && !g.is_closed());
+    let metrics = reqwest::get(&n.metrics_url)
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("aula_media_slow_clients_dropped_total 1"),
+        "the drop is counted"
+    );
+    drop(slow);
 }

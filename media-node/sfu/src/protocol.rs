@@ -222,6 +222,8 @@ pub enum ErrorCode {
     BadSdp,
     /// The chat token is invalid, expired, or not yours.
     BadChat,
+    /// The chat message was already delivered: a relay token delivers its message once.
+    AlreadyDelivered,
     /// No such participant in this meeting.
     UnknownParticipant,
     /// The node is draining and takes no new participants.
