@@ -554,7 +554,7 @@ async fn metrics_are_served_only_on_the_private_listener_and_every_response_carr
 }
 
 #[tokio::test]
-async fn a_request_with_oversized_headers_is_refused_and_never_reaches_the_log() {
+async fn a_request_with_oversized_headers_is_refused_with_431() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
