@@ -307,6 +307,8 @@ pub struct Sfu {
     members: HashMap<ConnId, Member>,
     by_participant: HashMap<(RoomId, Participant), ConnId>,
     rooms: HashMap<RoomId, RoomState>,
+    /// When the earliest empty room is due to be forgotten.
+    next_forget: Option<Instant>,
     /// Boxed: the fan-out moves peers out of the map and back, a pointer each.
     peers: HashMap<PeerId, Box<Peer>>,
     by_ufrag: HashMap<String, PeerId>,
@@ -363,6 +365,7 @@ impl Sfu {
             members: HashMap::new(),
             by_participant: HashMap::new(),
             rooms: HashMap::new(),
+            next_forget: None,
             peers: HashMap::new(),
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
@@ -482,8 +485,10 @@ impl Sfu {
             );
             return self.outputs.push_back(Output::Close { conn });
         }
-        let room = self.rooms.entry(j.room).or_default();
-        if room.removed.contains(&j.participant) {
+        // Only a join that is let in makes room state: a refused one must leave nothing
+        // behind (a full node would otherwise collect a room for every refusal).
+        let room = self.rooms.get(&j.room);
+        if room.is_some_and(|r| r.removed.contains(&j.participant)) {
             let bye = if j.lobby {
                 Farewell::Denied
             } else {
@@ -492,13 +497,15 @@ impl Sfu {
             self.signal(conn, ServerMessage::Bye { reason: bye });
             return self.outputs.push_back(Output::Close { conn });
         }
-        let moderator_present = room.members.iter().any(|c| {
-            self.members
-                .get(c)
-                .is_some_and(|m| m.in_meeting && m.is_moderator())
+        let moderator_present = room.is_some_and(|r| {
+            r.members.iter().any(|c| {
+                self.members
+                    .get(c)
+                    .is_some_and(|m| m.in_meeting && m.is_moderator())
+            })
         });
         if j.role == GrantRole::Guest
-            && room.ended_guests.contains(&j.participant)
+            && room.is_some_and(|r| r.ended_guests.contains(&j.participant))
             && !moderator_present
         {
             self.signal(
@@ -695,6 +702,8 @@ impl Sfu {
             }
             if room.members.is_empty() {
                 room.empty_since = Some(now);
+                let forget_at = now + FORGET_EMPTY_ROOM_AFTER;
+                self.next_forget = Some(self.next_forget.map_or(forget_at, |t| t.min(forget_at)));
             }
         }
     }
@@ -1356,11 +1365,28 @@ impl Sfu {
         self.broadcast(room, None, &frame);
     }
 
+    /// Drops rooms empty for an hour. Runs on every timeout, so it looks at the rooms only
+    /// when the earliest of them is due (`next_forget`), not on every call.
     fn forget_empty_rooms(&mut self, now: Instant) {
+        if self.next_forget.is_none_or(|t| now < t) {
+            return;
+        }
         self.rooms.retain(|_, r| {
             r.empty_since
                 .is_none_or(|t| now.saturating_duration_since(t) < FORGET_EMPTY_ROOM_AFTER)
         });
+        self.next_forget = self
+            .rooms
+            .values()
+            .filter_map(|r| r.empty_since)
+            .min()
+            .map(|t| t + FORGET_EMPTY_ROOM_AFTER);
+    }
+
+    /// Rooms the node holds state for: those with someone in them and those emptied within
+    /// the last hour (a removed guest stays refused for that long).
+    pub fn rooms_held(&self) -> usize {
+        self.rooms.len()
     }
 
     fn media_failed(&mut self, now: Instant, conn: ConnId) {

@@ -233,6 +233,35 @@ fn a_full_node_refuses_newcomers_and_a_draining_node_asks_everyone_to_move() {
 }
 
 #[test]
+fn a_join_refused_by_a_full_node_leaves_no_room_behind_and_empty_rooms_are_forgotten() {
+    let now = Instant::now();
+    let mut s = sfu(1);
+    s.join(now, 1, joining(teacher(), false));
+    outputs(&mut s);
+    // Pupils of 50 other rooms try a full node: each is refused, none leaves state.
+    for n in 0..50u128 {
+        let mut j = joining(guest(n), false);
+        j.room = RoomId::from_uuid(uuid::Uuid::from_u128(1_000 + n));
+        s.join(now, 10 + n as u64, j);
+    }
+    let out = outputs(&mut s);
+    assert!(closed(&out, 10) && closed(&out, 59));
+    assert_eq!(s.rooms_held(), 1, "only the teacher's room is held");
+
+    // The last one leaves: the room is kept an hour (a removed guest stays out), then goes.
+    s.leave(now, 1);
+    assert_eq!(s.rooms_held(), 1);
+    s.handle_timeout(now + std::time::Duration::from_secs(3599));
+    assert_eq!(s.rooms_held(), 1);
+    s.handle_timeout(now + std::time::Duration::from_secs(3601));
+    assert_eq!(
+        s.rooms_held(),
+        0,
+        "an empty room is forgotten after an hour"
+    );
+}
+
+#[test]
 fn guests_cannot_moderate_and_moderators_cannot_be_removed() {
     let now = Instant::now();
     let mut s = sfu(10);
