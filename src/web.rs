@@ -144,6 +144,58 @@ mod tests {
         assert_eq!(limit("password"), Password::MAX_CHARS);
     }
 
+    /// The modules a frontend module imports, statically or dynamically (`'./x.js'`).
+    fn imports_of(source: &str) -> Vec<String> {
+        source
+            .split("'./")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('\''))
+            .map(|(name, _)| format!("js/{name}"))
+            .filter(|name| name.ends_with(".js"))
+            .collect()
+    }
+
+    #[test]
+    fn the_frontend_modules_import_each_other_without_a_circle() {
+        use std::collections::HashMap;
+        let graph: HashMap<String, Vec<String>> = Assets::iter()
+            .filter(|f| f.starts_with("js/") && f.ends_with(".js"))
+            .map(|f| {
+                let file = Assets::get(&f).expect("embedded");
+                (
+                    f.to_string(),
+                    imports_of(&String::from_utf8_lossy(&file.data)),
+                )
+            })
+            .collect();
+        assert!(graph["js/main.js"].contains(&"js/meeting.js".to_owned()));
+        // Depth-first search; a module met again while on the path closes a circle.
+        fn visit(
+            m: &str,
+            graph: &HashMap<String, Vec<String>>,
+            path: &mut Vec<String>,
+            done: &mut Vec<String>,
+        ) {
+            if done.iter().any(|d| d == m) {
+                return;
+            }
+            assert!(
+                !path.iter().any(|p| p == m),
+                "import circle: {path:?} -> {m}"
+            );
+            path.push(m.to_owned());
+            for next in graph.get(m).into_iter().flatten() {
+                visit(next, graph, path, done);
+            }
+            path.pop();
+            done.push(m.to_owned());
+        }
+        let mut done = Vec::new();
+        for m in graph.keys() {
+            visit(m, &graph, &mut Vec::new(), &mut done);
+        }
+    }
+
     #[test]
     fn the_frontend_is_embedded_with_its_pages() {
         for f in ["index.html", "app.css", "js/main.js", "js/meeting.js"] {

@@ -3,7 +3,7 @@
 import { post } from './api.js';
 import { t } from './i18n.js';
 import { LIMITS } from './limits.js';
-import { navigate } from './main.js';
+import { navigate } from './nav.js';
 import { errorText, field, h } from './ui.js';
 
 export async function render(main, token) {

@@ -2,7 +2,8 @@
 
 import { post } from './api.js';
 import { t } from './i18n.js';
-import { me, navigate } from './main.js';
+import { navigate } from './nav.js';
+import { me } from './session.js';
 import { field, h } from './ui.js';
 
 export async function render(main) {

@@ -1,8 +1,11 @@
-// The app shell: routes (history API), the navigation, the language switch.
+// The app shell: routes (history API), the navigation, the language switch. Pages never
+// import this module: they ask for a page change through nav.js (an event this shell
+// listens for) and read the login through session.js.
 
-import { get, post } from './api.js';
+import { post } from './api.js';
+import { NAVIGATE, navigate } from './nav.js';
+import { forget, me } from './session.js';
 import { language, setLanguage, t, translateStatic } from './i18n.js';
-import { forgetEverything, forgetTeacherData } from './storage.js';
 import { h, toast } from './ui.js';
 
 const routes = [
@@ -16,37 +19,6 @@ const routes = [
 ];
 
 let cleanup = null;
-let account; // undefined: not asked yet; null: not logged in
-
-/** The logged-in moderator, or null. */
-export async function me(refresh = false) {
-  if (account === undefined || refresh) {
-    try {
-      account = (await get('/api/me')) ?? null;
-    } catch (e) {
-      account = null;
-      // The server says there is no session (logged out elsewhere, expired): what a teacher
-      // left in this browser goes. A network error says nothing about the session.
-      if (e.status === 401) forgetTeacherData();
-    }
-  }
-  return account;
-}
-
-/** Forgets the logged-in teacher and the caches they left in this browser; `erased`: also
- *  everything else personal (nickname, guests' chat caches). */
-export function forget({ erased = false } = {}) {
-  account = null;
-  if (erased) forgetEverything();
-  else forgetTeacherData();
-}
-
-export function navigate(path, replace = false) {
-  if (replace) history.replaceState(null, '', path);
-  else history.pushState(null, '', path);
-  render();
-}
-
 async function render() {
   if (cleanup) {
     try {
@@ -117,6 +89,7 @@ function start() {
     navigate(a.pathname);
   });
   addEventListener('popstate', render);
+  addEventListener(NAVIGATE, render);
   addEventListener('unhandledrejection', (e) => {
     toast(t('error_generic', e.reason?.message || String(e.reason)), 'error');
   });

@@ -3,7 +3,8 @@
 import { del, get, patch, post } from './api.js';
 import { t } from './i18n.js';
 import { LIMITS } from './limits.js';
-import { forget, me, navigate } from './main.js';
+import { navigate } from './nav.js';
+import { forget, me } from './session.js';
 import { confirmDialog, errorText, field, h, toast } from './ui.js';
 
 const FIELDS = ['first_name', 'last_name', 'email', 'organisation', 'federal_state'];

@@ -4,7 +4,8 @@
 import { ApiError, get, idempotencyKey, post } from './api.js';
 import { formatTime, t } from './i18n.js';
 import { LIMITS } from './limits.js';
-import { me as account, navigate } from './main.js';
+import { navigate } from './nav.js';
+import { me as account } from './session.js';
 import { cachedChat, saveChat } from './storage.js';
 import { confirmDialog, errorText, h, toast } from './ui.js';
 

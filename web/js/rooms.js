@@ -3,7 +3,8 @@
 import { del, get, patch, post } from './api.js';
 import { formatTime, t } from './i18n.js';
 import { LIMITS } from './limits.js';
-import { me, navigate } from './main.js';
+import { navigate } from './nav.js';
+import { me } from './session.js';
 import { cachedMeetings, forgetRoom, saveMeetings } from './storage.js';
 import { confirmDialog, errorText, field, h, toast } from './ui.js';
 
