@@ -45,6 +45,7 @@ on_both_stores!(
     security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
     security::every_request_is_access_logged_without_cookie_values,
     security::every_endpoint_allows_exactly_the_callers_it_should,
+    security::malformed_query_strings_and_path_segments_are_refused_in_the_error_shape,
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
     journeys::a_teacher_registers_where_the_deployment_allows_it,
     journeys::the_privacy_page_names_every_stored_record_its_retention_and_the_contacts,
