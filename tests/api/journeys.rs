@@ -635,3 +635,49 @@ pub async fn the_privacy_page_names_every_stored_record_its_retention_and_the_co
         }
     }
 }
+
+/// The fuzz run's positive-data check found one end of the access-log range refused although
+/// the document let each be optional: one end alone now means "up to now" or "the span
+/// before", and optional fields may be `null` as the document says.
+pub async fn an_authority_disclosure_takes_an_access_log_range_open_at_one_end(app: &TestApp) {
+    let t = app.teacher().await;
+    app.get("/api/rooms", &t.auth).await;
+    let now = app.clock_now().millis();
+    app.clock.advance(aula_domain::Span::seconds(1));
+    let since = app
+        .post(
+            "/api/admin/disclosure",
+            json!({ "access_log_from": now - 60_000, "reason": "Ersuchen StA, Az. 1 Js 2/26" }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(since.status, 200, "{:?}", since.body);
+    let logged = |body: &serde_json::Value| {
+        body["access_log"]
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|e| e["url"] == "/api/rooms"))
+    };
+    assert!(
+        logged(&since.body),
+        "the teacher's request is disclosed: {:?}",
+        since.body
+    );
+    let before = app
+        .post(
+            "/api/admin/disclosure",
+            json!({ "access_log_until": now + 60_000, "moderator": null,
+                    "reason": "Ersuchen StA, Az. 1 Js 2/26" }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(before.status, 200, "{:?}", before.body);
+    assert!(logged(&before.body), "the span before `until` holds it too");
+    let patch = app
+        .call("PATCH", "/api/me", Some(json!({ "email": null })), &t.auth)
+        .await;
+    assert_eq!(
+        (patch.status, &patch.body["email"]),
+        (200, &json!(t.email)),
+        "null changes nothing"
+    );
+}

@@ -49,6 +49,7 @@ on_both_stores!(
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
     journeys::a_teacher_registers_where_the_deployment_allows_it,
     journeys::the_privacy_page_names_every_stored_record_its_retention_and_the_contacts,
+    journeys::an_authority_disclosure_takes_an_access_log_range_open_at_one_end,
 );
 
 /// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the

@@ -515,7 +515,8 @@ pub async fn every_endpoint_allows_exactly_the_callers_it_should(app: &TestApp) 
 }
 
 /// Found by the schema-driven fuzz run (tests/fuzz): axum's own extractors answered these
-/// in plain text, outside the documented error shape.
+/// in plain text, outside the documented error shape; a page size outside the documented
+/// range was quietly changed, and an array was read as an object.
 pub async fn malformed_query_strings_and_path_segments_are_refused_in_the_error_shape(
     app: &TestApp,
 ) {
@@ -524,6 +525,18 @@ pub async fn malformed_query_strings_and_path_segments_are_refused_in_the_error_
     for (path, auth, status, code) in [
         (
             format!("/api/rooms/{room}/chat?limit=-1"),
+            &t.auth,
+            400,
+            "invalid_input",
+        ),
+        (
+            format!("/api/rooms/{room}/chat?limit=0"),
+            &t.auth,
+            400,
+            "invalid_input",
+        ),
+        (
+            format!("/api/rooms/{room}/chat?limit=101"),
             &t.auth,
             400,
             "invalid_input",
@@ -562,4 +575,18 @@ pub async fn malformed_query_strings_and_path_segments_are_refused_in_the_error_
             r.body
         );
     }
+    let fields_in_order = app
+        .call(
+            "PATCH",
+            &format!("/api/rooms/{room}"),
+            Some(json!(["Umbenannt", null])),
+            &t.auth,
+        )
+        .await;
+    assert_eq!(
+        (fields_in_order.status, fields_in_order.code()),
+        (422, "invalid_json")
+    );
+    let unchanged = app.get(&format!("/api/rooms/{room}"), &t.auth).await;
+    assert_ne!(unchanged.body["name"], "Umbenannt");
 }

@@ -113,11 +113,13 @@ def run_schemathesis(venv_bin, base, role, cookie, exclude, report_dir):
         "run",
         f"{base}/api/openapi.json",
         "--url", base,
-        "--checks", CHECKS,
+        "--checks", os.environ.get("AULA_FUZZ_CHECKS", CHECKS),
         "--phases", "examples,coverage,fuzzing",
         "--max-examples", str(examples),
         "--max-time", str(max_time),
-        "--workers", os.environ.get("AULA_FUZZ_WORKERS", "2"),
+        # One worker: with two, hypothesis now and then fails inside CPython's ast module
+        # ("AST constructor recursion depth mismatch"), a race in the tool, not the API.
+        "--workers", os.environ.get("AULA_FUZZ_WORKERS", "1"),
         "--seed", os.environ.get("AULA_FUZZ_SEED", "14"),
         "--generation-database", "none",
         "--request-timeout", "20",

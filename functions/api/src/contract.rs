@@ -12,7 +12,7 @@ use aula_domain::{
 };
 use std::collections::BTreeMap;
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, header::HeaderBuilder};
 
 /// The longest email address `Email::parse` accepts (RFC 5321's path limit, in bytes).
@@ -186,9 +186,7 @@ pub fn page_limit() -> Object {
         .minimum(Some(1))
         .maximum(Some(MAX_PAGE))
         .default(Some(50.into()))
-        .description(Some(format!(
-            "messages per page, 1 to {MAX_PAGE} (a larger number gives {MAX_PAGE})"
-        )))
+        .description(Some(format!("messages per page, 1 to {MAX_PAGE}")))
         .build()
 }
 
@@ -199,6 +197,40 @@ pub fn millis() -> Object {
         .description(Some("an instant: milliseconds since the epoch (UTC)"))
         .build()
 }
+
+/// The same schema that also admits `null`: an optional body field may be sent as `null`,
+/// which means the same as leaving it out.
+fn or_null(mut o: Object) -> Object {
+    if let SchemaType::Type(t) = o.schema_type {
+        o.schema_type = SchemaType::from_iter([t, Type::Null]);
+    }
+    if let Some(values) = o.enum_values.as_mut() {
+        values.push(serde_json::Value::Null);
+    }
+    o
+}
+
+macro_rules! or_null {
+    ($($nullable:ident = $schema:ident),* $(,)?) => {
+        $(
+            pub fn $nullable() -> Object {
+                or_null($schema())
+            }
+        )*
+    };
+}
+
+or_null!(
+    person_name_or_null = person_name,
+    email_or_null = email,
+    federal_state_or_null = federal_state,
+    organisation_or_null = organisation,
+    room_name_or_null = room_name,
+    participant_or_null = participant,
+    moderator_id_or_null = moderator_id,
+    room_id_or_null = room_id,
+    millis_or_null = millis,
+);
 
 /// Marks every path parameter required, as OpenAPI demands: utoipa leaves it unset for a
 /// parameter whose schema comes from `schema_with`.

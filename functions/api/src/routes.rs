@@ -24,18 +24,28 @@ use utoipa_axum::routes;
 
 type R = OpenApiRouter<ApiState>;
 
-/// JSON in, with our error shape when it is not.
+/// A JSON object in, with our error shape when it is not. Only an object: serde would
+/// also read a struct from an array of its fields in order (`[null, null]`), which the
+/// document does not allow.
 pub struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
-    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(v))
+        let Json(v) = Json::<serde_json::Value>::from_request(req, state).await?;
+        let shape = |message: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", message)
+        };
+        if !v.is_object() {
+            return Err(shape("the body must be a JSON object".to_owned()));
+        }
+        serde_json::from_value(v)
+            .map(Body)
+            .map_err(|e| shape(format!("the body does not fit: {e}")))
     }
 }
 
@@ -669,7 +679,7 @@ async fn get_room(
 
 #[derive(Deserialize, ToSchema)]
 struct RoomPatch {
-    #[schema(schema_with = contract::room_name)]
+    #[schema(schema_with = contract::room_name_or_null)]
     name: Option<String>,
     settings: Option<SettingsIn>,
 }
@@ -942,15 +952,17 @@ async fn history(
 ) -> ApiResult<Json<HistoryOut>> {
     let with = parse_opt(q.with, Participant::parse)?;
     let before = parse_opt(q.before, MessageId::parse)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=services::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("limit is 1 to {} messages", services::MAX_PAGE),
+        ));
+    }
     let page = st
         .aula
-        .history(
-            &caller,
-            room_id(&room)?,
-            with,
-            before,
-            q.limit.unwrap_or(50),
-        )
+        .history(&caller, room_id(&room)?, with, before, limit)
         .await?;
     let messages: Vec<MessageOut> = page.messages.into_iter().map(MessageOut::from).collect();
     Ok(Json(HistoryOut {
@@ -961,7 +973,7 @@ async fn history(
 
 #[derive(Deserialize, ToSchema)]
 struct PostIn {
-    #[schema(schema_with = contract::participant)]
+    #[schema(schema_with = contract::participant_or_null)]
     to: Option<String>,
     #[schema(schema_with = contract::chat_body)]
     body: String,
@@ -1080,15 +1092,15 @@ fn attachment<T: Serialize>(name: &str, body: &T) -> Response {
 
 #[derive(Deserialize, ToSchema)]
 struct CorrectionIn {
-    #[schema(schema_with = contract::person_name)]
+    #[schema(schema_with = contract::person_name_or_null)]
     last_name: Option<String>,
-    #[schema(schema_with = contract::person_name)]
+    #[schema(schema_with = contract::person_name_or_null)]
     first_name: Option<String>,
-    #[schema(schema_with = contract::email)]
+    #[schema(schema_with = contract::email_or_null)]
     email: Option<String>,
-    #[schema(schema_with = contract::federal_state)]
+    #[schema(schema_with = contract::federal_state_or_null)]
     federal_state: Option<String>,
-    #[schema(schema_with = contract::organisation)]
+    #[schema(schema_with = contract::organisation_or_null)]
     organisation: Option<String>,
 }
 
@@ -1383,13 +1395,15 @@ async fn admin_erase_room(
 
 #[derive(Deserialize, ToSchema)]
 struct DisclosureIn {
-    #[schema(schema_with = contract::moderator_id)]
+    #[schema(schema_with = contract::moderator_id_or_null)]
     moderator: Option<String>,
-    #[schema(schema_with = contract::room_id)]
+    #[schema(schema_with = contract::room_id_or_null)]
     room: Option<String>,
-    #[schema(schema_with = contract::millis)]
+    /// Access-log entries from this instant (milliseconds since the epoch); alone: up to now.
+    #[schema(schema_with = contract::millis_or_null)]
     access_log_from: Option<i64>,
-    #[schema(schema_with = contract::millis)]
+    /// Access-log entries before this instant; alone: the longest span before it (31 days).
+    #[schema(schema_with = contract::millis_or_null)]
     access_log_until: Option<i64>,
     #[schema(schema_with = contract::reason)]
     reason: String,
@@ -1408,17 +1422,17 @@ async fn admin_disclosure(
     Extension(caller): Extension<Caller>,
     Body(input): Body<DisclosureIn>,
 ) -> ApiResult<Response> {
+    // One end alone is a range too (a contract a schema can state): up to now, or the
+    // longest span the store returns before `until`.
     let access_log = match (input.access_log_from, input.access_log_until) {
-        (Some(from), Some(until)) => {
-            Some((Timestamp::from_millis(from), Timestamp::from_millis(until)))
-        }
         (None, None) => None,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                "give both access_log_from and access_log_until, or neither",
-            ));
+        (from, until) => {
+            let until = until.map_or_else(|| st.aula.clock.now(), Timestamp::from_millis);
+            let from = from.map_or_else(
+                || until.minus(aula_domain::ports::MAX_ACCESS_LOG_SPAN),
+                Timestamp::from_millis,
+            );
+            Some((from, until))
         }
     };
     let req = DisclosureRequest {
