@@ -9,7 +9,10 @@
 # venv: $AULA_FUZZ_VENV (default <repo>/.venv-fuzz), pinned by tests/fuzz/requirements.txt;
 # reinstalled only when that file changes. Bounds: AULA_FUZZ_EXAMPLES test cases per operation
 # and phase (default 40), AULA_FUZZ_MAX_TIME seconds per role (default 40); AULA_FUZZ_SEED
-# (default 14) makes a run repeatable; AULA_FUZZ_CHECKS replaces the list of checks. Reports (HAR, logs) go to target/fuzz/.
+# (default 14) makes a run repeatable; AULA_FUZZ_CHECKS replaces the list of checks, e.g.
+# not_a_server_error,negative_data_rejection,positive_data_acceptance to hold the document's
+# input schemas against what the server accepts (not in the default: names are trimmed, and
+# a schema cannot say every character a name refuses). Reports (HAR, logs) go to target/fuzz/.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
