@@ -497,12 +497,22 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
     for (method, path) in operations {
         let op = &paths[path][method];
         assert!(op.is_object(), "{method} {path} is not documented");
-        assert!(
-            op["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"]
-                .as_str()
-                .is_some_and(|r| r.ends_with("/ErrorBody")),
-            "{method} {path} does not document the error shape"
-        );
+        for status in ["400", "401", "403", "404", "429", "503"] {
+            assert!(
+                op["responses"][status]["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("/ErrorBody")),
+                "{method} {path} does not document {status} in the error shape"
+            );
+        }
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let schema = &p["schema"];
+            assert!(
+                p["in"] != "path" || (p["required"] == true && schema["pattern"].is_string()),
+                "{method} {path}: the path parameter {} has no required format",
+                p["name"]
+            );
+        }
     }
     assert_eq!(
         documented,
@@ -510,6 +520,34 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
         "every documented operation is one the portal serves"
     );
     assert!(doc.body["components"]["schemas"]["ErrorBody"].is_object());
+
+    // Every string a client sends has its limits: a length, a pattern or a list of values.
+    let schemas = &doc.body["components"]["schemas"];
+    for (name, schema) in schemas.as_object().into_iter().flatten() {
+        let properties = schema["properties"].as_object().into_iter().flatten();
+        for (field, s) in properties.filter(|(_, s)| s["type"] == "string") {
+            if name.ends_with("In") || name == "RoomPatch" {
+                assert!(
+                    s["maxLength"].is_u64() || s["pattern"].is_string() || s["enum"].is_array(),
+                    "{name}.{field} says nothing of its limits"
+                );
+            }
+        }
+    }
+    let nickname = &schemas["JoinIn"]["properties"]["nickname"];
+    assert_eq!(
+        nickname["maxLength"], 32,
+        "the nickname's limit is documented"
+    );
+    let limit = doc.body["paths"]["/api/rooms/{room}/chat"]["get"]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+        .map(|p| p["schema"].clone());
+    assert_eq!(
+        limit.map(|l| (l["minimum"].clone(), l["maximum"].clone())),
+        Some((json!(1), json!(100))),
+        "a chat page's size is documented"
+    );
 }
 
 pub async fn a_teacher_registers_where_the_deployment_allows_it(app: &TestApp) {
@@ -599,4 +637,50 @@ pub async fn the_privacy_page_names_every_stored_record_its_retention_and_the_co
             );
         }
     }
+}
+
+/// The fuzz run's positive-data check found one end of the access-log range refused although
+/// the document let each be optional: one end alone now means "up to now" or "the span
+/// before", and optional fields may be `null` as the document says.
+pub async fn an_authority_disclosure_takes_an_access_log_range_open_at_one_end(app: &TestApp) {
+    let t = app.teacher().await;
+    app.get("/api/rooms", &t.auth).await;
+    let now = app.clock_now().millis();
+    app.clock.advance(aula_domain::Span::seconds(1));
+    let since = app
+        .post(
+            "/api/admin/disclosure",
+            json!({ "access_log_from": now - 60_000, "reason": "Ersuchen StA, Az. 1 Js 2/26" }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(since.status, 200, "{:?}", since.body);
+    let logged = |body: &serde_json::Value| {
+        body["access_log"]
+            .as_array()
+            .is_some_and(|entries| entries.iter().any(|e| e["url"] == "/api/rooms"))
+    };
+    assert!(
+        logged(&since.body),
+        "the teacher's request is disclosed: {:?}",
+        since.body
+    );
+    let before = app
+        .post(
+            "/api/admin/disclosure",
+            json!({ "access_log_until": now + 60_000, "moderator": null,
+                    "reason": "Ersuchen StA, Az. 1 Js 2/26" }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(before.status, 200, "{:?}", before.body);
+    assert!(logged(&before.body), "the span before `until` holds it too");
+    let patch = app
+        .call("PATCH", "/api/me", Some(json!({ "email": null })), &t.auth)
+        .await;
+    assert_eq!(
+        (patch.status, &patch.body["email"]),
+        (200, &json!(t.email)),
+        "null changes nothing"
+    );
 }

@@ -46,9 +46,11 @@ on_both_stores!(
     security::every_request_is_access_logged_without_cookie_values,
     security::a_request_with_thousands_of_cookies_writes_a_small_log_entry,
     security::every_endpoint_allows_exactly_the_callers_it_should,
+    security::malformed_query_strings_and_path_segments_are_refused_in_the_error_shape,
     journeys::the_portal_serves_an_openapi_document_of_every_endpoint,
     journeys::a_teacher_registers_where_the_deployment_allows_it,
     journeys::the_privacy_page_names_every_stored_record_its_retention_and_the_contacts,
+    journeys::an_authority_disclosure_takes_an_access_log_range_open_at_one_end,
 );
 
 /// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the

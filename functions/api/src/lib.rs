@@ -3,6 +3,7 @@
 //! from the session cookie or guest grant and writes one access-log entry per request.
 
 pub mod access_log;
+pub mod contract;
 pub mod crypto;
 pub mod error;
 pub mod identity;
@@ -114,6 +115,7 @@ fn routes(function: Function) -> utoipa_axum::router::OpenApiRouter<ApiState> {
         description = "Privacy-first video conferencing for schools: accounts, rooms, chat and data-subject requests. Errors always have the shape of ErrorBody. Times are milliseconds since the epoch; `expires_at` is epoch seconds.",
         license(name = "EUPL-1.2")
     ),
+    components(schemas(error::ErrorBody)),
     tags(
         (name = "auth", description = "login, sessions, guests joining by invite link"),
         (name = "rooms", description = "rooms, lobby, join grants for media nodes"),
@@ -126,13 +128,15 @@ struct ApiDoc;
 /// The OpenAPI document of the whole API, generated from the routers and their types.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
-    Function::ALL
+    let mut doc = Function::ALL
         .into_iter()
         .fold(
             utoipa_axum::router::OpenApiRouter::<ApiState>::with_openapi(ApiDoc::openapi()),
             |r, f| r.merge(routes(f)),
         )
-        .into_openapi()
+        .into_openapi();
+    contract::require_path_parameters(&mut doc);
+    doc
 }
 
 /// One function's router, with identification and the access log. The auth function also

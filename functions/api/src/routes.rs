@@ -2,6 +2,7 @@
 //! the answer; permissions are the services' business.
 
 use crate::ApiState;
+use crate::contract::{self, Refusals};
 use crate::error::{ApiError, ApiResult};
 use crate::identity::{GUEST_COOKIE, SESSION_COOKIE, cookie, removal, set_cookie};
 use crate::tokens::RelayedMessage;
@@ -11,7 +12,8 @@ use aula_domain::services::{
     RoomChanges,
 };
 use aula_domain::*;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -22,19 +24,105 @@ use utoipa_axum::routes;
 
 type R = OpenApiRouter<ApiState>;
 
-/// JSON in, with our error shape when it is not.
+/// A JSON object in, with our error shape when it is not. Only an object: serde would
+/// also read a struct from an array of its fields in order (`[null, null]`), which the
+/// document does not allow.
 pub struct Body<T>(pub T);
 
 impl<T, S> axum::extract::FromRequest<S> for Body<T>
 where
-    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(v))
+        let Json(v) = Json::<serde_json::Value>::from_request(req, state).await?;
+        let shape = |message: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", message)
+        };
+        if !v.is_object() {
+            return Err(shape("the body must be a JSON object".to_owned()));
+        }
+        serde_json::from_value(v)
+            .map(Body)
+            .map_err(|e| shape(format!("the body does not fit: {e}")))
     }
+}
+
+/// Path segments as axum's `Path`, refused in our error shape: a segment that does not
+/// even decode (e.g. `%FF`) names nothing, so 404 like an unknown id.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    axum::extract::Path<T>:
+        FromRequestParts<S, Rejection = axum::extract::rejection::PathRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(v) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Path(v))
+    }
+}
+
+/// Query parameters as axum's `Query`, refused in our error shape (400 `invalid_input`).
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    axum::extract::Query<T>:
+        FromRequestParts<S, Rejection = axum::extract::rejection::QueryRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(Query(v))
+    }
+}
+
+// ---- path parameters (their schemas are the ids' formats) ---------------------------
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct RoomPath {
+    #[param(schema_with = contract::room_id)]
+    room: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct GuestPath {
+    #[param(schema_with = contract::room_id)]
+    room: String,
+    #[param(schema_with = contract::guest_id)]
+    guest: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct MessagePath {
+    #[param(schema_with = contract::room_id)]
+    room: String,
+    #[param(schema_with = contract::message_id)]
+    message: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct AccountPath {
+    #[param(schema_with = contract::moderator_id)]
+    id: String,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct InvitePath {
+    #[param(schema_with = contract::invite_token)]
+    token: String,
 }
 
 fn parse_opt<T>(
@@ -175,7 +263,7 @@ fn name_of<T: Serialize>(v: &T) -> String {
     path = "/api/privacy",
     tag = "auth",
     summary = "What the portal stores, why and for how long, and whom to ask: the privacy page's content, from the data inventory and the deployment's contacts.",
-    responses((status = 200, body = PrivacyOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = PrivacyOut), Refusals)
 )]
 async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
     use aula_domain::inventory::{INVENTORY, Retention};
@@ -216,7 +304,9 @@ async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
 
 #[derive(Deserialize, ToSchema)]
 struct LoginIn {
+    #[schema(schema_with = contract::email)]
     email: String,
+    #[schema(schema_with = contract::password)]
     password: String,
 }
 
@@ -230,7 +320,7 @@ fn client_address(peer: Option<Extension<crate::PeerAddress>>) -> services::Clie
     tag = "auth",
     summary = "Logs a moderator in. Five failures per account (30 per address) in 15 minutes lock it until the window ends (429 with Retry-After).",
     request_body = LoginIn,
-    responses((status = 200, description = "logged in; sets the `aula_session` cookie", body = AccountOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, description = "logged in; sets the `aula_session` cookie", body = AccountOut), Refusals)
 )]
 async fn login(
     State(st): State<ApiState>,
@@ -264,7 +354,7 @@ async fn login(
     path = "/api/auth/logout",
     tag = "auth",
     summary = "Logs out: the session is deleted on the server and the cookie removed.",
-    responses((status = 204, description = "logged out; the session is revoked"), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 204, description = "logged out; the session is revoked"), Refusals)
 )]
 async fn logout(
     State(st): State<ApiState>,
@@ -278,10 +368,15 @@ async fn logout(
 
 #[derive(Deserialize, ToSchema)]
 struct ProfileIn {
+    #[schema(schema_with = contract::person_name)]
     last_name: String,
+    #[schema(schema_with = contract::person_name)]
     first_name: String,
+    #[schema(schema_with = contract::email)]
     email: String,
+    #[schema(schema_with = contract::federal_state)]
     federal_state: String,
+    #[schema(schema_with = contract::organisation)]
     organisation: String,
 }
 
@@ -301,6 +396,7 @@ impl ProfileIn {
 struct RegisterIn {
     #[serde(flatten)]
     profile: ProfileIn,
+    #[schema(schema_with = contract::new_password)]
     password: String,
 }
 
@@ -310,7 +406,7 @@ struct RegisterIn {
     tag = "auth",
     summary = "Self-registration, where the deployment enables it.",
     request_body = RegisterIn,
-    responses((status = 201, body = AccountOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 201, body = AccountOut), Refusals)
 )]
 async fn register(
     State(st): State<ApiState>,
@@ -332,7 +428,7 @@ async fn register(
     path = "/api/me",
     tag = "auth",
     summary = "The logged-in moderator.",
-    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = AccountView), Refusals)
 )]
 async fn me(
     State(st): State<ApiState>,
@@ -343,7 +439,9 @@ async fn me(
 
 #[derive(Deserialize, ToSchema)]
 struct PasswordIn {
+    #[schema(schema_with = contract::password)]
     current: String,
+    #[schema(schema_with = contract::new_password)]
     new: String,
 }
 
@@ -353,7 +451,7 @@ struct PasswordIn {
     tag = "auth",
     summary = "Changes the password (at least 10 characters).",
     request_body = PasswordIn,
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 204), Refusals)
 )]
 async fn change_password(
     State(st): State<ApiState>,
@@ -369,6 +467,7 @@ async fn change_password(
 
 #[derive(Deserialize, ToSchema)]
 struct JoinIn {
+    #[schema(schema_with = contract::nickname)]
     nickname: String,
 }
 
@@ -397,12 +496,12 @@ impl From<&Guest> for GuestOut {
     tag = "auth",
     summary = "A guest opens an invite link with a nickname.",
     request_body = JoinIn,
-    params(("token" = String, Path, description = "the invite token from the link")),
-    responses((status = 201, description = "joined (or waiting in the lobby); sets the `aula_guest` cookie", body = JoinOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(InvitePath),
+    responses((status = 201, description = "joined (or waiting in the lobby); sets the `aula_guest` cookie", body = JoinOut), Refusals)
 )]
 async fn join(
     State(st): State<ApiState>,
-    Path(token): Path<String>,
+    Path(InvitePath { token }): Path<InvitePath>,
     Body(input): Body<JoinIn>,
 ) -> ApiResult<Response> {
     let token = InviteToken::parse(&token).map_err(|_| ApiError::not_found())?;
@@ -436,7 +535,7 @@ async fn join(
     path = "/api/guest",
     tag = "auth",
     summary = "The calling guest and their lobby status.",
-    responses((status = 200, body = GuestOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = GuestOut), Refusals)
 )]
 async fn guest_status(
     State(st): State<ApiState>,
@@ -515,6 +614,7 @@ impl SettingsIn {
 
 #[derive(Deserialize, ToSchema)]
 struct RoomIn {
+    #[schema(schema_with = contract::room_name)]
     name: String,
     #[serde(default)]
     settings: SettingsIn,
@@ -525,7 +625,7 @@ struct RoomIn {
     path = "/api/rooms",
     tag = "rooms",
     summary = "The caller's rooms.",
-    responses((status = 200, body = RoomsOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = RoomsOut), Refusals)
 )]
 async fn list_rooms(
     State(st): State<ApiState>,
@@ -547,7 +647,7 @@ async fn list_rooms(
     tag = "rooms",
     summary = "Creates a room.",
     request_body = RoomIn,
-    responses((status = 201, body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 201, body = RoomOut), Refusals)
 )]
 async fn create_room(
     State(st): State<ApiState>,
@@ -565,15 +665,15 @@ async fn create_room(
     path = "/api/rooms/{room}",
     tag = "rooms",
     summary = "A room.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, description = "the owner gets RoomOut, an admitted guest RoomView", body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, description = "the owner gets RoomOut, an admitted guest RoomView", body = RoomOut), Refusals)
 )]
 /// The owner gets the whole room (with the invite link); an admitted guest its name and
 /// settings.
 async fn get_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<Response> {
     let room = room_id(&room)?;
     if matches!(caller, Caller::Moderator { .. }) {
@@ -584,6 +684,7 @@ async fn get_room(
 
 #[derive(Deserialize, ToSchema)]
 struct RoomPatch {
+    #[schema(schema_with = contract::room_name_or_null)]
     name: Option<String>,
     settings: Option<SettingsIn>,
 }
@@ -594,13 +695,13 @@ struct RoomPatch {
     tag = "rooms",
     summary = "Renames or configures a room.",
     request_body = RoomPatch,
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = RoomOut), Refusals)
 )]
 async fn update_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
     Body(input): Body<RoomPatch>,
 ) -> ApiResult<Json<RoomOut>> {
     let room = room_id(&room)?;
@@ -621,13 +722,13 @@ async fn update_room(
     path = "/api/rooms/{room}",
     tag = "rooms",
     summary = "Deletes a room with its chats, meetings and guests.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 204), Refusals)
 )]
 async fn delete_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<StatusCode> {
     st.aula.delete_room(&caller, room_id(&room)?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -638,13 +739,13 @@ async fn delete_room(
     path = "/api/rooms/{room}/invite",
     tag = "rooms",
     summary = "A new invite link; the old one stops working.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = RoomOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = RoomOut), Refusals)
 )]
 async fn rotate_invite(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<Json<RoomOut>> {
     let r = st.aula.rotate_invite(&caller, room_id(&room)?).await?;
     Ok(Json(room_out(&st, r)))
@@ -655,13 +756,13 @@ async fn rotate_invite(
     path = "/api/rooms/{room}/meetings",
     tag = "rooms",
     summary = "Past meetings of a room, newest first.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = MeetingsOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = MeetingsOut), Refusals)
 )]
 async fn meetings(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<Json<MeetingsOut>> {
     let meetings = st.aula.meetings(&caller, room_id(&room)?).await?;
     Ok(Json(MeetingsOut { meetings }))
@@ -672,13 +773,13 @@ async fn meetings(
     path = "/api/rooms/{room}/participants",
     tag = "rooms",
     summary = "The room's moderator and guests.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = services::Participants), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = services::Participants), Refusals)
 )]
 async fn participants(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<Response> {
     Ok(Json(st.aula.participants(&caller, room_id(&room)?).await?).into_response())
 }
@@ -688,13 +789,13 @@ async fn participants(
     path = "/api/rooms/{room}/lobby",
     tag = "rooms",
     summary = "Guests waiting in the lobby.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = LobbyOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = LobbyOut), Refusals)
 )]
 async fn lobby(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<Json<LobbyOut>> {
     let waiting: Vec<_> = st
         .aula
@@ -726,13 +827,13 @@ async fn set_admission(
     path = "/api/rooms/{room}/guests/{guest}/admit",
     tag = "rooms",
     summary = "Lets a waiting guest in.",
-    params(("room" = String, Path, description = "the room id"), ("guest" = String, Path, description = "the guest id")),
-    responses((status = 200, body = GuestOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(GuestPath),
+    responses((status = 200, body = GuestOut), Refusals)
 )]
 async fn admit(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path((room, guest)): Path<(String, String)>,
+    Path(GuestPath { room, guest }): Path<GuestPath>,
 ) -> ApiResult<Json<GuestOut>> {
     set_admission(st, caller, room, guest, Admission::Admitted).await
 }
@@ -742,13 +843,13 @@ async fn admit(
     path = "/api/rooms/{room}/guests/{guest}/deny",
     tag = "rooms",
     summary = "Denies or removes a guest; their grant is refused from then on.",
-    params(("room" = String, Path, description = "the room id"), ("guest" = String, Path, description = "the guest id")),
-    responses((status = 200, body = GuestOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(GuestPath),
+    responses((status = 200, body = GuestOut), Refusals)
 )]
 async fn deny(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path((room, guest)): Path<(String, String)>,
+    Path(GuestPath { room, guest }): Path<GuestPath>,
 ) -> ApiResult<Json<GuestOut>> {
     set_admission(st, caller, room, guest, Admission::Denied).await
 }
@@ -758,13 +859,13 @@ async fn deny(
     path = "/api/rooms/{room}/join",
     tag = "rooms",
     summary = "A short join grant for the room's media node.",
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = GrantOut), (status = 503, description = "every media node is full: try again after Retry-After", body = crate::error::ErrorBody), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = GrantOut), Refusals)
 )]
 async fn join_grant(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
 ) -> ApiResult<Json<GrantOut>> {
     let grant = st.aula.join_grant(&caller, room_id(&room)?).await?;
     let (token, expires) = st.tokens.join(&grant, st.aula.clock.now()).map_err(|_| {
@@ -832,8 +933,11 @@ impl From<ChatMessage> for MessageOut {
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    #[param(schema_with = contract::participant)]
     with: Option<String>,
+    #[param(schema_with = contract::message_id)]
     before: Option<String>,
+    #[param(schema_with = contract::page_limit)]
     limit: Option<usize>,
 }
 
@@ -842,26 +946,28 @@ struct HistoryQuery {
     path = "/api/rooms/{room}/chat",
     tag = "chat",
     summary = "A page of the room chat, or of the private conversation with `with`.",
-    params(("room" = String, Path, description = "the room id"), HistoryQuery),
-    responses((status = 200, body = HistoryOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath, HistoryQuery),
+    responses((status = 200, body = HistoryOut), Refusals)
 )]
 async fn history(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Json<HistoryOut>> {
     let with = parse_opt(q.with, Participant::parse)?;
     let before = parse_opt(q.before, MessageId::parse)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=services::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("limit is 1 to {} messages", services::MAX_PAGE),
+        ));
+    }
     let page = st
         .aula
-        .history(
-            &caller,
-            room_id(&room)?,
-            with,
-            before,
-            q.limit.unwrap_or(50),
-        )
+        .history(&caller, room_id(&room)?, with, before, limit)
         .await?;
     let messages: Vec<MessageOut> = page.messages.into_iter().map(MessageOut::from).collect();
     Ok(Json(HistoryOut {
@@ -872,8 +978,11 @@ async fn history(
 
 #[derive(Deserialize, ToSchema)]
 struct PostIn {
+    #[schema(schema_with = contract::participant_or_null)]
     to: Option<String>,
+    #[schema(schema_with = contract::chat_body)]
     body: String,
+    #[schema(schema_with = contract::idempotency_key)]
     idempotency_key: String,
 }
 
@@ -883,13 +992,13 @@ struct PostIn {
     tag = "chat",
     summary = "Posts to the room chat or privately (`to`); a retry with the same `idempotency_key` stores nothing new.",
     request_body = PostIn,
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 201, description = "stored", body = PostedOut), (status = 200, description = "a retry: the message the first post stored", body = PostedOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 201, description = "stored", body = PostedOut), (status = 200, description = "a retry: the message the first post stored", body = PostedOut), Refusals)
 )]
 async fn post_message(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
     Body(input): Body<PostIn>,
 ) -> ApiResult<Response> {
     let post = NewPost {
@@ -930,6 +1039,7 @@ async fn post_message(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct WithQuery {
+    #[param(schema_with = contract::participant)]
     with: Option<String>,
 }
 
@@ -938,13 +1048,13 @@ struct WithQuery {
     path = "/api/rooms/{room}/chat/{message}",
     tag = "chat",
     summary = "Deletes a message (its author, or the room's moderator).",
-    params(("room" = String, Path, description = "the room id"), ("message" = String, Path, description = "the message id"), WithQuery),
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(MessagePath, WithQuery),
+    responses((status = 204), Refusals)
 )]
 async fn delete_message(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path((room, message)): Path<(String, String)>,
+    Path(MessagePath { room, message }): Path<MessagePath>,
     Query(q): Query<WithQuery>,
 ) -> ApiResult<StatusCode> {
     let id = MessageId::parse(&message).map_err(|_| ApiError::not_found())?;
@@ -987,10 +1097,15 @@ fn attachment<T: Serialize>(name: &str, body: &T) -> Response {
 
 #[derive(Deserialize, ToSchema)]
 struct CorrectionIn {
+    #[schema(schema_with = contract::person_name_or_null)]
     last_name: Option<String>,
+    #[schema(schema_with = contract::person_name_or_null)]
     first_name: Option<String>,
+    #[schema(schema_with = contract::email_or_null)]
     email: Option<String>,
+    #[schema(schema_with = contract::federal_state_or_null)]
     federal_state: Option<String>,
+    #[schema(schema_with = contract::organisation_or_null)]
     organisation: Option<String>,
 }
 
@@ -1000,7 +1115,7 @@ struct CorrectionIn {
     tag = "privacy",
     summary = "Corrects the caller's profile (Art. 16).",
     request_body = CorrectionIn,
-    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = AccountView), Refusals)
 )]
 async fn correct_me(
     State(st): State<ApiState>,
@@ -1024,7 +1139,7 @@ async fn correct_me(
     path = "/api/me/export",
     tag = "privacy",
     summary = "Everything stored about the caller (Art. 15).",
-    responses((status = 200, description = "a JSON download", body = services::ModeratorExport), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, description = "a JSON download", body = services::ModeratorExport), Refusals)
 )]
 async fn export_me(
     State(st): State<ApiState>,
@@ -1039,7 +1154,7 @@ async fn export_me(
     path = "/api/me/restrict",
     tag = "privacy",
     summary = "Blocks the caller's account (Art. 18); an admin lifts it.",
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 204), Refusals)
 )]
 async fn restrict_me(
     State(st): State<ApiState>,
@@ -1053,6 +1168,7 @@ async fn restrict_me(
 
 #[derive(Deserialize, ToSchema)]
 struct EraseIn {
+    #[schema(schema_with = contract::password)]
     password: String,
 }
 
@@ -1062,7 +1178,7 @@ struct EraseIn {
     tag = "privacy",
     summary = "Erases the caller's account and everything it owns (Art. 17).",
     request_body = EraseIn,
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 204), Refusals)
 )]
 async fn erase_me(
     State(st): State<ApiState>,
@@ -1079,6 +1195,7 @@ async fn erase_me(
 
 #[derive(Deserialize, ToSchema)]
 struct ReasonIn {
+    #[schema(schema_with = contract::reason)]
     reason: String,
 }
 
@@ -1091,7 +1208,7 @@ fn moderator_id(raw: &str) -> ApiResult<ModeratorId> {
     path = "/api/admin/moderators",
     tag = "privacy",
     summary = "All accounts (admins).",
-    responses((status = 200, body = ModeratorsOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = ModeratorsOut), Refusals)
 )]
 async fn admin_list(
     State(st): State<ApiState>,
@@ -1116,7 +1233,7 @@ struct ProvisionIn {
     tag = "privacy",
     summary = "Creates an account (admins); audited.",
     request_body = ProvisionIn,
-    responses((status = 201, body = ProvisionOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 201, body = ProvisionOut), Refusals)
 )]
 async fn admin_provision(
     State(st): State<ApiState>,
@@ -1148,13 +1265,13 @@ async fn admin_provision(
     tag = "privacy",
     summary = "Exports an account's data (admins); audited.",
     request_body = ReasonIn,
-    params(("id" = String, Path, description = "the account id")),
-    responses((status = 200, body = services::ModeratorExport), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(AccountPath),
+    responses((status = 200, body = services::ModeratorExport), Refusals)
 )]
 async fn admin_export_moderator(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(AccountPath { id }): Path<AccountPath>,
     Body(input): Body<ReasonIn>,
 ) -> ApiResult<Response> {
     let export = st
@@ -1174,13 +1291,13 @@ async fn admin_export_moderator(
     tag = "privacy",
     summary = "Blocks an account (admins); audited.",
     request_body = ReasonIn,
-    params(("id" = String, Path, description = "the account id")),
-    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(AccountPath),
+    responses((status = 200, body = AccountView), Refusals)
 )]
 async fn admin_restrict(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(AccountPath { id }): Path<AccountPath>,
     Body(input): Body<ReasonIn>,
 ) -> ApiResult<Json<AccountView>> {
     let reason = AuditReason::parse(&input.reason)?;
@@ -1197,13 +1314,13 @@ async fn admin_restrict(
     tag = "privacy",
     summary = "Lifts a block (admins); audited.",
     request_body = ReasonIn,
-    params(("id" = String, Path, description = "the account id")),
-    responses((status = 200, body = AccountView), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(AccountPath),
+    responses((status = 200, body = AccountView), Refusals)
 )]
 async fn admin_unrestrict(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(AccountPath { id }): Path<AccountPath>,
     Body(input): Body<ReasonIn>,
 ) -> ApiResult<Json<AccountView>> {
     let reason = AuditReason::parse(&input.reason)?;
@@ -1220,13 +1337,13 @@ async fn admin_unrestrict(
     tag = "privacy",
     summary = "Erases an account with everything it owns (admins); audited.",
     request_body = ReasonIn,
-    params(("id" = String, Path, description = "the account id")),
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(AccountPath),
+    responses((status = 204), Refusals)
 )]
 async fn admin_erase_moderator(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(AccountPath { id }): Path<AccountPath>,
     Body(input): Body<ReasonIn>,
 ) -> ApiResult<StatusCode> {
     let reason = AuditReason::parse(&input.reason)?;
@@ -1242,13 +1359,13 @@ async fn admin_erase_moderator(
     tag = "privacy",
     summary = "Exports a room: chats, meetings, guests' nicknames (admins); audited.",
     request_body = ReasonIn,
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 200, body = services::RoomExport), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 200, body = services::RoomExport), Refusals)
 )]
 async fn admin_export_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
     Body(input): Body<ReasonIn>,
 ) -> ApiResult<Response> {
     let reason = AuditReason::parse(&input.reason)?;
@@ -1265,13 +1382,13 @@ async fn admin_export_room(
     tag = "privacy",
     summary = "Erases a room with its chats, meetings and guests (admins); audited.",
     request_body = ReasonIn,
-    params(("room" = String, Path, description = "the room id")),
-    responses((status = 204), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    params(RoomPath),
+    responses((status = 204), Refusals)
 )]
 async fn admin_erase_room(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
-    Path(room): Path<String>,
+    Path(RoomPath { room }): Path<RoomPath>,
     Body(input): Body<ReasonIn>,
 ) -> ApiResult<StatusCode> {
     let reason = AuditReason::parse(&input.reason)?;
@@ -1283,10 +1400,17 @@ async fn admin_erase_room(
 
 #[derive(Deserialize, ToSchema)]
 struct DisclosureIn {
+    #[schema(schema_with = contract::moderator_id_or_null)]
     moderator: Option<String>,
+    #[schema(schema_with = contract::room_id_or_null)]
     room: Option<String>,
+    /// Access-log entries from this instant (milliseconds since the epoch); alone: up to now.
+    #[schema(schema_with = contract::millis_or_null)]
     access_log_from: Option<i64>,
+    /// Access-log entries before this instant; alone: the longest span before it (31 days).
+    #[schema(schema_with = contract::millis_or_null)]
     access_log_until: Option<i64>,
+    #[schema(schema_with = contract::reason)]
     reason: String,
 }
 
@@ -1296,24 +1420,24 @@ struct DisclosureIn {
     tag = "privacy",
     summary = "The export for an authority's legal request (admins); audited.",
     request_body = DisclosureIn,
-    responses((status = 200, body = services::Disclosure), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = services::Disclosure), Refusals)
 )]
 async fn admin_disclosure(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Body(input): Body<DisclosureIn>,
 ) -> ApiResult<Response> {
+    // One end alone is a range too (a contract a schema can state): up to now, or the
+    // longest span the store returns before `until`.
     let access_log = match (input.access_log_from, input.access_log_until) {
-        (Some(from), Some(until)) => {
-            Some((Timestamp::from_millis(from), Timestamp::from_millis(until)))
-        }
         (None, None) => None,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                "give both access_log_from and access_log_until, or neither",
-            ));
+        (from, until) => {
+            let until = until.map_or_else(|| st.aula.clock.now(), Timestamp::from_millis);
+            let from = from.map_or_else(
+                || until.minus(aula_domain::ports::MAX_ACCESS_LOG_SPAN),
+                Timestamp::from_millis,
+            );
+            Some((from, until))
         }
     };
     let req = DisclosureRequest {
@@ -1329,7 +1453,9 @@ async fn admin_disclosure(
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SpanQuery {
+    /// From this instant on: milliseconds since the epoch (UTC).
     from: i64,
+    /// Up to this instant: milliseconds since the epoch (UTC).
     until: i64,
 }
 
@@ -1339,7 +1465,7 @@ struct SpanQuery {
     tag = "privacy",
     summary = "The audit log (admins). It cannot be changed or deleted.",
     params(SpanQuery),
-    responses((status = 200, body = AuditOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, body = AuditOut), Refusals)
 )]
 async fn admin_audit(
     State(st): State<ApiState>,

@@ -270,12 +270,14 @@ impl From<MessageId> for String {
 pub struct InviteToken(String);
 
 impl InviteToken {
+    /// Characters in a token: 16 bytes in base64url without padding.
+    pub const LEN: usize = 22;
     /// Builds a token from 16 random bytes (the id generator's job).
     pub fn from_random(bytes: [u8; 16]) -> Self {
         InviteToken(URL_SAFE_NO_PAD.encode(bytes))
     }
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        if s.len() == 22
+        if s.len() == Self::LEN
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
@@ -317,18 +319,20 @@ impl From<InviteToken> for String {
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
+    pub const MIN_LEN: usize = 8;
+    pub const MAX_LEN: usize = 64;
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         const FIELD: &str = "idempotency key";
-        if s.len() < 8 {
+        if s.len() < Self::MIN_LEN {
             return Err(ParseError::TooShort {
                 field: FIELD,
-                min: 8,
+                min: Self::MIN_LEN,
             });
         }
-        if s.len() > 64 {
+        if s.len() > Self::MAX_LEN {
             return Err(ParseError::TooLong {
                 field: FIELD,
-                max: 64,
+                max: Self::MAX_LEN,
             });
         }
         if !s
