@@ -3,7 +3,9 @@
 
 use crate::ApiState;
 use crate::error::{ApiError, ApiResult};
-use crate::identity::{GUEST_COOKIE, SESSION_COOKIE, cookie, removal, set_cookie};
+use crate::identity::{
+    DEVICE_COOKIE, GUEST_COOKIE, SESSION_COOKIE, cookie, device_cookie, removal, set_cookie,
+};
 use crate::tokens::RelayedMessage;
 use aula_domain::ports::Posted;
 use aula_domain::services::{
@@ -216,26 +218,43 @@ struct LoginIn {
 }
 
 fn client_address(peer: Option<Extension<crate::PeerAddress>>) -> services::ClientAddress {
-    services::ClientAddress(peer.map_or_else(|| "unknown".to_owned(), |Extension(p)| p.0))
+    match peer {
+        Some(Extension(p)) => match p.0.parse::<std::net::IpAddr>() {
+            Ok(ip) => services::ClientAddress::of(ip),
+            Err(_) => services::ClientAddress(p.0),
+        },
+        None => services::ClientAddress("unknown".to_owned()),
+    }
 }
 
 #[utoipa::path(
     post,
     path = "/api/auth/login",
     tag = "auth",
-    summary = "Logs a moderator in. Five failures per account (30 per address) in 15 minutes lock it until the window ends (429 with Retry-After).",
+    summary = "Logs a moderator in. Failures are throttled per account and source with doubling waits; a browser with the `aula_device` cookie of an earlier login to this account is exempt from the limits aimed at strangers (429 with Retry-After).",
     request_body = LoginIn,
-    responses((status = 200, description = "logged in; sets the `aula_session` cookie", body = AccountOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
+    responses((status = 200, description = "logged in; sets the `aula_session` cookie and renews the `aula_device` cookie", body = AccountOut), (status = "4XX", description = "refused: see `error.code`", body = crate::error::ErrorBody))
 )]
 async fn login(
     State(st): State<ApiState>,
     peer: Option<Extension<crate::PeerAddress>>,
+    jar: axum_extra::extract::CookieJar,
     Body(input): Body<LoginIn>,
 ) -> ApiResult<Response> {
     let from = client_address(peer);
-    let (m, session) = st
+    let device = jar.get(DEVICE_COOKIE).map(|c| c.value().to_owned());
+    let services::LoggedIn {
+        moderator: m,
+        session,
+        device,
+    } = st
         .aula
-        .login(&input.email, &Password::offered(&input.password), &from)
+        .login(
+            &input.email,
+            &Password::offered(&input.password),
+            &from,
+            device.as_deref(),
+        )
         .await?;
     let now = st.aula.clock.now();
     let token = st.tokens.session(m.id, session.id, now).map_err(|_| {
@@ -250,6 +269,10 @@ async fn login(
     set_cookie(
         &mut response,
         &cookie(SESSION_COOKIE, token, st.tokens.lifetimes.session),
+    );
+    set_cookie(
+        &mut response,
+        &device_cookie(device.as_str().to_owned(), retention::KNOWN_DEVICE),
     );
     Ok(response)
 }
@@ -1069,6 +1092,10 @@ async fn erase_me(
         .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &removal(SESSION_COOKIE));
+    set_cookie(
+        &mut response,
+        &device_cookie(String::new(), aula_domain::Span::seconds(0)),
+    );
     Ok(response)
 }
 
