@@ -53,6 +53,14 @@ export async function render(main) {
         ),
       ),
     ),
+    h('h2', {}, t('privacy_browser_title')),
+    h(
+      'ul',
+      { 'data-testid': 'privacy-browser' },
+      (notice.browser_storage || []).map((b) =>
+        h('li', {}, h('code', {}, b.name), ` – ${b.description}`),
+      ),
+    ),
     h('p', { class: 'muted' }, t('privacy_browser')),
   );
 }

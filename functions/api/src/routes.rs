@@ -154,6 +154,19 @@ struct PrivacyOut {
     location: &'static str,
     /// Every kind of record the portal stores, from its data inventory.
     records: Vec<RecordOut>,
+    /// Everything the portal keeps in the browser (cookies and local storage).
+    browser_storage: Vec<BrowserItemOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BrowserItemOut {
+    name: &'static str,
+    /// `cookie` (set by the server, HttpOnly, Secure, SameSite) or `local_storage`.
+    storage: String,
+    description: &'static str,
+    purposes: Vec<String>,
+    /// How long the browser keeps it (none: until the user clears local storage).
+    lifetime_seconds: Option<i64>,
 }
 
 fn name_of<T: Serialize>(v: &T) -> String {
@@ -204,10 +217,21 @@ async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
             }
         })
         .collect();
+    let browser_storage = aula_domain::inventory::BROWSER_STORAGE
+        .iter()
+        .map(|b| BrowserItemOut {
+            name: b.name,
+            storage: name_of(&b.storage),
+            description: b.description,
+            purposes: b.purposes.iter().map(name_of).collect(),
+            lifetime_seconds: b.lifetime_seconds,
+        })
+        .collect();
     Json(PrivacyOut {
         contacts: st.config.contacts.clone(),
         location: "AWS eu-central-1 (Frankfurt am Main, Germany)",
         records,
+        browser_storage,
     })
 }
 

@@ -22,6 +22,8 @@ pub const RATE_WINDOW: Span = Span::seconds(15 * 60);
 /// The window of the per-account and per-(account, source) login throttles: a slow
 /// attacker's waits keep growing for a day; no counter lives longer.
 pub const THROTTLE_WINDOW: Span = Span::days(1);
+/// How long a guest's grant (and its cookie) lasts.
+pub const GUEST_GRANT: Span = Span::seconds(12 * 3600);
 /// How long a browser keeps the known-device cookie after its last login there.
 pub const KNOWN_DEVICE: Span = Span::days(90);
 /// A media node that stops renewing its heartbeat is considered dead after this.
