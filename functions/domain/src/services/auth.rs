@@ -439,3 +439,17 @@ impl Aula {
             .ok_or(ServiceError::Unauthenticated)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClientAddress;
+
+    #[test]
+    fn addresses_inside_one_ipv6_64_count_as_one_and_mapped_ipv4_as_ipv4() {
+        let of = |s: &str| ClientAddress::of(s.parse().expect("ip"));
+        assert_eq!(of("2001:db8:1:2::7"), of("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(of("2001:db8:1:2::7"), of("2001:db8:1:3::7"));
+        assert_eq!(of("::ffff:198.51.100.7"), of("198.51.100.7"));
+        assert_eq!(of("198.51.100.7").0, "198.51.100.7");
+    }
+}
