@@ -138,17 +138,23 @@ pub fn client_address(
     source_ip.map(str::to_owned)
 }
 
-async fn peer_behind_cloudfront(
-    axum::extract::State(origin): axum::extract::State<Arc<OriginSecret>>,
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// The client address of a request as the Lambda runtime hands it over (API Gateway's
+/// context in the extensions).
+fn peer_of(req: &axum::extract::Request, origin: &OriginSecret) -> Option<String> {
     use lambda_http::request::RequestContext;
     let source = match req.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         _ => None,
     };
-    if let Some(ip) = client_address(req.headers(), source.as_deref(), &origin) {
+    client_address(req.headers(), source.as_deref(), origin)
+}
+
+async fn peer_behind_cloudfront(
+    axum::extract::State(origin): axum::extract::State<Arc<OriginSecret>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(ip) = peer_of(&req, &origin) {
         req.extensions_mut().insert(aula_api::PeerAddress(ip));
     }
     next.run(req).await
@@ -189,6 +195,35 @@ mod tests {
             client_address(&with_empty, EDGE, &unconfigured).as_deref(),
             EDGE
         );
+    }
+
+    /// A request as the Lambda runtime hands it over: API Gateway's context (from an HTTP API
+    /// event's `requestContext`) in the extensions, the headers as sent.
+    fn lambda_request(headers: &[(&'static str, &str)]) -> axum::extract::Request {
+        let ctx: lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext =
+            serde_json::from_value(serde_json::json!({
+                "http": { "method": "POST", "path": "/api/auth/login", "sourceIp": "130.176.1.10" }
+            }))
+            .expect("an API Gateway context");
+        let mut req = axum::http::Request::post("/api/auth/login")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        req.headers_mut().extend(self::headers(headers));
+        req.extensions_mut()
+            .insert(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
+        req
+    }
+
+    #[test]
+    fn under_the_runtime_the_source_address_is_used_unless_cloudfront_proves_the_viewer() {
+        let origin = OriginSecret::new(Some("s3cret-from-the-deployment"));
+        let plain = lambda_request(&[(VIEWER_ADDRESS_HEADER, "203.0.113.66:4431")]);
+        assert_eq!(peer_of(&plain, &origin).as_deref(), Some("130.176.1.10"));
+        let proven = lambda_request(&[
+            (VIEWER_ADDRESS_HEADER, "198.51.100.7:50212"),
+            (ORIGIN_SECRET_HEADER, "s3cret-from-the-deployment"),
+        ]);
+        assert_eq!(peer_of(&proven, &origin).as_deref(), Some("198.51.100.7"));
     }
 
     #[test]
