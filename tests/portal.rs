@@ -351,13 +351,13 @@ async fn a_client_cannot_escape_the_address_limit_by_writing_x_forwarded_for() {
     let data = dir.path().join("data");
     let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
     let http = reqwest::Client::new();
-    // 30 failures per address in 15 minutes; each from a different "forwarded" address
+    // 300 failures per address in 15 minutes; each from a different "forwarded" address
     // and for a different account, so only the real address ties them together.
     let mut last = 0;
-    for i in 0..31 {
+    for i in 0..301 {
         last = http
             .post(format!("{}/api/auth/login", portal.base))
-            .header("x-forwarded-for", format!("203.0.113.{i}"))
+            .header("x-forwarded-for", format!("203.0.{}.{}", i / 256, i % 256))
             .json(&serde_json::json!({
                 "email": format!("niemand-{i}@schule.example.de"),
                 "password": "falsch-geraten",
@@ -368,7 +368,7 @@ async fn a_client_cannot_escape_the_address_limit_by_writing_x_forwarded_for() {
             .status()
             .as_u16();
     }
-    assert_eq!(last, 429, "the 31st failure from one address is refused");
+    assert_eq!(last, 429, "the 301st failure from one address is refused");
 }
 
 /// The portal's address (`127.0.0.1:port`) from its base URL.

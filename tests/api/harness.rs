@@ -205,7 +205,13 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
         .expect("the test admin exists");
     let app_router = portal::app(state.clone(), kind);
     tokio::spawn(async move {
-        axum::serve(listener, app_router).await.expect("serve");
+        // With connect info, as `aula serve` runs it: the login limits see the TCP peer.
+        axum::serve(
+            listener,
+            app_router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .expect("serve");
     });
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -2,10 +2,12 @@
 //! embedded store and once on DynamoDB/S3 at the local endpoint. Test names say which
 //! (`embedded::…`, `dynamodb::…`).
 
+mod admins;
 mod harness;
 mod journeys;
 mod placement;
 mod security;
+mod throttle;
 
 macro_rules! on_both_stores {
     ($($module:ident :: $case:ident),* $(,)?) => {
@@ -40,7 +42,12 @@ on_both_stores!(
     journeys::a_teacher_exports_corrects_restricts_and_erases_their_data,
     journeys::admins_export_and_erase_rooms_and_every_action_is_audited,
     security::a_wrong_password_and_an_unknown_email_get_the_same_answer,
-    security::repeated_failures_lock_the_account_with_429_until_the_window_ends,
+    throttle::an_attacker_with_the_teachers_email_cannot_keep_them_from_logging_in_on_their_device,
+    throttle::an_attackers_own_attempts_wait_longer_and_longer,
+    throttle::the_known_device_cookie_is_http_only_secure_strict_and_holds_no_email,
+    throttle::two_hundred_teachers_behind_one_school_address_all_get_in_despite_typos,
+    throttle::a_credential_stuffing_flood_from_one_address_is_stopped,
+    admins::an_admin_cannot_restrict_or_erase_their_own_account_through_the_admin_endpoints,
     security::tampered_expired_wrong_audience_and_unsigned_tokens_are_refused,
     security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
     security::every_request_is_access_logged_without_cookie_values,
@@ -52,6 +59,19 @@ on_both_stores!(
     journeys::the_privacy_page_names_every_stored_record_its_retention_and_the_contacts,
     journeys::an_authority_disclosure_takes_an_access_log_range_open_at_one_end,
 );
+
+/// The last admin on the embedded store only: the shared DynamoDB table holds every other
+/// test's admins (the refusal itself is the same service code on both stores).
+mod last_admin {
+    #[tokio::test]
+    async fn the_only_admin_cannot_restrict_or_erase_themselves_but_a_second_admin_can() {
+        let app = crate::harness::spawn(crate::harness::Backend::Embedded).await;
+        crate::admins::the_only_admin_cannot_restrict_or_erase_themselves_but_a_second_admin_can(
+            &app,
+        )
+        .await;
+    }
+}
 
 /// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the
 /// registry holds other tests' nodes, so "no node is live" cannot be arranged there (the

@@ -27,46 +27,6 @@ pub async fn a_wrong_password_and_an_unknown_email_get_the_same_answer(app: &Tes
     );
 }
 
-pub async fn repeated_failures_lock_the_account_with_429_until_the_window_ends(app: &TestApp) {
-    let t = app.teacher().await;
-    for _ in 0..5 {
-        let r = app
-            .login(&t.email, "falsch-geraten")
-            .await
-            .expect_err("wrong");
-        assert_eq!(r.status, 401);
-    }
-    let locked = app.login(&t.email, &t.password).await.expect_err("locked");
-    assert_eq!((locked.status, locked.code()), (429, "rate_limited"));
-    let retry: u64 = locked.headers["retry-after"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("seconds");
-    assert!((1..=900).contains(&retry), "Retry-After {retry}");
-    // An unknown address is locked the same way: nothing tells them apart.
-    let ghost = format!("niemand-{}@schule.example.de", unique());
-    for _ in 0..5 {
-        app.login(&ghost, "falsch-geraten")
-            .await
-            .expect_err("wrong");
-    }
-    assert_eq!(
-        app.login(&ghost, "falsch-geraten")
-            .await
-            .expect_err("locked")
-            .status,
-        429
-    );
-
-    app.clock
-        .advance(Span::seconds(i64::try_from(retry).expect("small")));
-    assert!(
-        app.login(&t.email, &t.password).await.is_ok(),
-        "the lock ends with the window"
-    );
-}
-
 fn forge(header: &Value, claims: &Value, signature: &str) -> String {
     format!(
         "{}.{}.{signature}",

@@ -154,6 +154,7 @@ def app_parameters(prefix: str) -> list[dict]:
         "PublicUrl": "https://aula.example.org",
         "PublicDomainName": "aula.example.org",
         "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f6b5c1e-2d3a-4b7c-9e8f-1a2b3c4d5e6f",
+        "ApiCertificateArn": "arn:aws:acm:eu-central-1:123456789012:certificate/3a9d2c4e-5b6f-4a7c-8d9e-0f1a2b3c4d5e",
         "MediaDomain": "media.aula.example.org",
         "SupervisoryAuthority": "Landesbeauftragte für Datenschutz, Musterstadt",
         "DataProtectionOfficer": "Datenschutzbeauftragte des Ministeriums, dsb@ministerium.example",

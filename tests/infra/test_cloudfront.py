@@ -13,7 +13,6 @@ import pytest
 from conftest import REPO
 
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
-ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"  # Managed-AllViewerExceptHostHeader
 ALL_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "POST", "DELETE"}
 MEDIA_DOMAIN = "media.aula.example.org"
 
@@ -142,15 +141,56 @@ def test_api_is_not_cached_and_gets_cookies_and_query_strings(dist):
     assert api["TargetOriginId"] == "api"
     assert set(api["AllowedMethods"]) == ALL_METHODS
     assert api["CachePolicyId"] == CACHING_DISABLED
-    # all cookies (the session cookie), query strings and viewer headers, except Host
-    assert api["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST
+    assert api["OriginRequestPolicyId"] == {"Ref": "ApiOriginRequestPolicy"}
     assert "ForwardedValues" not in api and "DefaultTTL" not in api, "no legacy cache settings"
     assert not api.get("FunctionAssociations"), "the SPA rewrite must not touch the API"
     o = origin(dist, "api")
-    assert o["DomainName"] == {"Fn::Sub": "${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}
+    assert o["DomainName"] == {"Fn::GetAtt": ["ApiDomain", "RegionalDomainName"]}
     assert o["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
     assert o["CustomOriginConfig"]["OriginSSLProtocols"] == ["TLSv1.2"]
     assert "OriginPath" not in o, "the API's routes already start with /api"
+
+
+def test_api_gets_every_viewer_value_and_the_viewer_address(app):
+    cfg = res(app, "ApiOriginRequestPolicy")["OriginRequestPolicyConfig"]
+    # all cookies (the session cookie), query strings and viewer headers, plus the client's
+    # address as CloudFront saw the connection (the login limits count per client address)
+    assert cfg["HeadersConfig"] == {"HeaderBehavior": "allViewerAndWhitelistCloudFront",
+                                    "Headers": ["CloudFront-Viewer-Address"]}
+    assert cfg["CookiesConfig"] == {"CookieBehavior": "all"}
+    assert cfg["QueryStringsConfig"] == {"QueryStringBehavior": "all"}
+
+
+def test_cloudfront_sends_the_origin_secret_the_auth_function_checks(app, dist):
+    (header,) = origin(dist, "api")["OriginCustomHeaders"]
+    assert header["HeaderName"].lower() == "x-aula-origin-secret"  # ORIGIN_SECRET_HEADER
+    assert header["HeaderValue"] == {
+        "Fn::Sub": "{{resolve:secretsmanager:${OriginSecret}:SecretString}}"}, (
+        "the value comes from Secrets Manager at deploy time, never from the template text")
+    secret = res(app, "OriginSecret")
+    assert "SecretString" not in secret and secret["GenerateSecretString"]["PasswordLength"] >= 32
+    auth = res(app, "AuthFunction")["Environment"]["Variables"]
+    assert auth["AULA_ORIGIN_SECRET_ARN"] == {"Ref": "OriginSecret"}
+    src = (REPO / "functions/lambda/src/lib.rs").read_text()
+    assert 'ORIGIN_SECRET_HEADER: &str = "x-aula-origin-secret"' in src
+    assert 'VIEWER_ADDRESS_HEADER: &str = "cloudfront-viewer-address"' in src
+    assert '"AULA_ORIGIN_SECRET_ARN"' in src
+
+
+def test_the_api_is_reachable_only_through_its_custom_domain(app):
+    api = res(app, "HttpApi")
+    assert api["DisableExecuteApiEndpoint"] is True, "no execute-api address besides CloudFront"
+    domain = res(app, "ApiDomain")
+    # the portal's own host: CloudFront forwards the viewer's Host, and API Gateway routes it
+    assert domain["DomainName"] == {"Ref": "PublicDomainName"}
+    (cfg,) = domain["DomainNameConfigurations"]
+    assert cfg == {"CertificateArn": {"Ref": "ApiCertificateArn"}, "EndpointType": "REGIONAL",
+                   "SecurityPolicy": "TLS_1_2"}
+    assert app["Parameters"]["ApiCertificateArn"]["AllowedPattern"].startswith(
+        "^arn:aws:acm:eu-central-1:")
+    mapping = res(app, "ApiMapping")
+    assert mapping["ApiId"] == {"Ref": "HttpApi"} and mapping["DomainName"] == {"Ref": "ApiDomain"}
+    assert "ApiUrl" not in app["Outputs"], "no output may advertise the execute-api address"
 
 
 def test_api_errors_are_not_rewritten(dist):

@@ -142,7 +142,8 @@ def test_public_key_parameter_is_a_plain_string(stack):
 def test_only_the_cloudfront_resources_were_left_out(stack, app):
     # What for_moto dropped is exactly the CloudFront part, so everything else was created here.
     assert stack["dropped"] == {"Distribution", "WebOriginAccessControl", "WebCachePolicy",
-                                "SpaRewriteFunction", "SecurityHeadersPolicy"}
+                                "SpaRewriteFunction", "SecurityHeadersPolicy",
+                                "ApiOriginRequestPolicy"}
     assert set(app["Outputs"]) - set(stack["template"]["Outputs"]) == {
         "DistributionId", "DistributionDomainName"}
 

@@ -124,7 +124,13 @@ def test_logs_and_secret_are_scoped_to_the_function(app, fn):
     assert other["Keys"]["Action"] == "secretsmanager:GetSecretValue"
     assert other["Keys"]["Resource"] == {"Ref": "KeysSecret"}
     s3 = {k for k, s in other.items() if any(a.startswith("s3:") for a in listify(s["Action"]))}
-    assert set(other) - s3 == {"Logs", "Keys"}
+    if fn == "auth":
+        # only login needs the client address, so only auth reads the CloudFront origin secret
+        assert other["OriginSecret"]["Action"] == "secretsmanager:GetSecretValue"
+        assert other["OriginSecret"]["Resource"] == {"Ref": "OriginSecret"}
+        assert set(other) - s3 == {"Logs", "Keys", "OriginSecret"}
+    else:
+        assert set(other) - s3 == {"Logs", "Keys"}
     if fn == "privacy":
         assert other["ExportObjects"]["Resource"] == {"Fn::Sub": "${ExportBucket.Arn}/exports/*"}
         assert set(other["ExportObjects"]["Action"]) == {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"}

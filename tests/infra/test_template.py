@@ -105,7 +105,12 @@ def test_function_shape(app, fn):
     assert f["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": f"aula-{fn}"}}
     assert f["Properties"]["Role"] == {"Fn::GetAtt": [f"{fn.capitalize()}Role", "Arn"]}
     assert set(g["Environment"]["Variables"]) == ENV
-    assert "Environment" not in f["Properties"]
+    if fn == "auth":
+        # only login needs the client address, so only auth gets the origin secret
+        assert f["Properties"]["Environment"] == {
+            "Variables": {"AULA_ORIGIN_SECRET_ARN": {"Ref": "OriginSecret"}}}
+    else:
+        assert "Environment" not in f["Properties"]
 
 
 @pytest.mark.parametrize("fn", FUNCTIONS)

@@ -59,6 +59,14 @@ export async function render(main) {
         ),
       ),
     ),
-    h('p', { class: 'muted', 'data-testid': 'privacy-browser' }, t('privacy_browser'), ' ', t('privacy_browser_cache')),
+    h('h2', {}, t('privacy_browser_title')),
+    h(
+      'ul',
+      { 'data-testid': 'privacy-browser' },
+      (notice.browser_storage || []).map((b) =>
+        h('li', {}, h('code', {}, b.name), ` – ${b.description}`),
+      ),
+    ),
+    h('p', { class: 'muted' }, t('privacy_browser'), ' ', t('privacy_browser_cache')),
   );
 }

@@ -59,7 +59,7 @@ impl From<ServiceError> for ApiError {
             E::AccountRestricted => (StatusCode::FORBIDDEN, "account_restricted"),
             E::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            E::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            E::Conflict(_) | E::Refused(_) => (StatusCode::CONFLICT, "conflict"),
             E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             E::RegistrationClosed => (StatusCode::FORBIDDEN, "registration_closed"),
             E::InLobby => (StatusCode::FORBIDDEN, "in_lobby"),

@@ -26,6 +26,19 @@ pub fn cookie(name: &'static str, value: String, max_age: Span) -> Cookie<'stati
         .build()
 }
 
+/// The known-device cookie: a random nonce with a keyed hash binding it to the email of the
+/// account that logged in from this browser (no personal data). Sent only to the login
+/// endpoints and only from the portal's own pages; it exempts the device from the limits
+/// aimed at strangers (see `aula_domain::services::throttle`).
+pub const DEVICE_COOKIE: &str = "aula_device";
+
+pub fn device_cookie(value: String, max_age: Span) -> Cookie<'static> {
+    let mut c = cookie(DEVICE_COOKIE, value, max_age);
+    c.set_path("/api/auth");
+    c.set_same_site(SameSite::Strict);
+    c
+}
+
 /// A cookie that tells the browser to forget `name`.
 pub fn removal(name: &'static str) -> Cookie<'static> {
     cookie(name, String::new(), Span::seconds(0))

@@ -4,7 +4,9 @@
 use crate::ApiState;
 use crate::contract::{self, Refusals};
 use crate::error::{ApiError, ApiResult};
-use crate::identity::{GUEST_COOKIE, SESSION_COOKIE, cookie, removal, set_cookie};
+use crate::identity::{
+    DEVICE_COOKIE, GUEST_COOKIE, SESSION_COOKIE, cookie, device_cookie, removal, set_cookie,
+};
 use crate::tokens::RelayedMessage;
 use aula_domain::ports::Posted;
 use aula_domain::services::{
@@ -244,6 +246,19 @@ struct PrivacyOut {
     backup_days: Option<u32>,
     /// Every kind of record the portal stores, from its data inventory.
     records: Vec<RecordOut>,
+    /// Everything the portal keeps in the browser (cookies and local storage).
+    browser_storage: Vec<BrowserItemOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BrowserItemOut {
+    name: &'static str,
+    /// `cookie` (set by the server, HttpOnly, Secure, SameSite) or `local_storage`.
+    storage: String,
+    description: &'static str,
+    purposes: Vec<String>,
+    /// How long the browser keeps it (none: until the user clears local storage).
+    lifetime_seconds: Option<i64>,
 }
 
 fn name_of<T: Serialize>(v: &T) -> String {
@@ -294,11 +309,22 @@ async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
             }
         })
         .collect();
+    let browser_storage = aula_domain::inventory::BROWSER_STORAGE
+        .iter()
+        .map(|b| BrowserItemOut {
+            name: b.name,
+            storage: name_of(&b.storage),
+            description: b.description,
+            purposes: b.purposes.iter().map(name_of).collect(),
+            lifetime_seconds: b.lifetime_seconds,
+        })
+        .collect();
     Json(PrivacyOut {
         contacts: st.config.contacts.clone(),
         location: st.config.processing.location.clone(),
         backup_days: st.config.processing.backup_days,
         records,
+        browser_storage,
     })
 }
 
@@ -311,26 +337,43 @@ struct LoginIn {
 }
 
 fn client_address(peer: Option<Extension<crate::PeerAddress>>) -> services::ClientAddress {
-    services::ClientAddress(peer.map_or_else(|| "unknown".to_owned(), |Extension(p)| p.0))
+    match peer {
+        Some(Extension(p)) => match p.0.parse::<std::net::IpAddr>() {
+            Ok(ip) => services::ClientAddress::of(ip),
+            Err(_) => services::ClientAddress(p.0),
+        },
+        None => services::ClientAddress("unknown".to_owned()),
+    }
 }
 
 #[utoipa::path(
     post,
     path = "/api/auth/login",
     tag = "auth",
-    summary = "Logs a moderator in. Five failures per account (30 per address) in 15 minutes lock it until the window ends (429 with Retry-After).",
+    summary = "Logs a moderator in. Failures are throttled per account and source with doubling waits; a browser with the `aula_device` cookie of an earlier login to this account is exempt from the limits aimed at strangers (429 with Retry-After).",
     request_body = LoginIn,
-    responses((status = 200, description = "logged in; sets the `aula_session` cookie", body = AccountOut), Refusals)
+    responses((status = 200, description = "logged in; sets the `aula_session` cookie and renews the `aula_device` cookie", body = AccountOut), Refusals)
 )]
 async fn login(
     State(st): State<ApiState>,
     peer: Option<Extension<crate::PeerAddress>>,
+    jar: axum_extra::extract::CookieJar,
     Body(input): Body<LoginIn>,
 ) -> ApiResult<Response> {
     let from = client_address(peer);
-    let (m, session) = st
+    let device = jar.get(DEVICE_COOKIE).map(|c| c.value().to_owned());
+    let services::LoggedIn {
+        moderator: m,
+        session,
+        device,
+    } = st
         .aula
-        .login(&input.email, &Password::offered(&input.password), &from)
+        .login(
+            &input.email,
+            &Password::offered(&input.password),
+            &from,
+            device.as_deref(),
+        )
         .await?;
     let now = st.aula.clock.now();
     let token = st.tokens.session(m.id, session.id, now).map_err(|_| {
@@ -345,6 +388,10 @@ async fn login(
     set_cookie(
         &mut response,
         &cookie(SESSION_COOKIE, token, st.tokens.lifetimes.session),
+    );
+    set_cookie(
+        &mut response,
+        &device_cookie(device.as_str().to_owned(), retention::KNOWN_DEVICE),
     );
     Ok(response)
 }
@@ -1190,6 +1237,10 @@ async fn erase_me(
         .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     set_cookie(&mut response, &removal(SESSION_COOKIE));
+    set_cookie(
+        &mut response,
+        &device_cookie(String::new(), aula_domain::Span::seconds(0)),
+    );
     Ok(response)
 }
 

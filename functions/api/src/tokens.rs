@@ -39,7 +39,7 @@ impl Default for TokenLifetimes {
         TokenLifetimes {
             session: aula_domain::retention::SESSION,
             session_rotate_after: Span::seconds(15 * 60),
-            guest: Span::seconds(12 * 3600),
+            guest: aula_domain::retention::GUEST_GRANT,
             join: Span::seconds(120),
             chat_relay: Span::seconds(60),
         }

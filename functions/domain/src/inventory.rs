@@ -386,11 +386,11 @@ pub const INVENTORY: &[RecordSpec] = &[
     },
     RecordSpec {
         kind: RecordKind::RateCounter,
-        description: "a count of attempts in a short window (login rate limits and lockout), keyed by a keyed hash of the email or address, never the value",
+        description: "a count of failed logins in a window (login throttling): per account and source for a day, per address for 15 minutes; keyed by a keyed hash of the email, address or device cookie, never the value",
         subject: Subject::Visitor,
         purposes: &[Purpose::AbuseDetectionAndAttackDefence],
         retention: Retention::AfterCreation {
-            seconds: retention::RATE_WINDOW.whole_seconds(),
+            seconds: retention::THROTTLE_WINDOW.whole_seconds(),
         },
         fields: &[
             f("key", "keyed hash of what is counted"),
@@ -419,9 +419,106 @@ pub const INVENTORY: &[RecordSpec] = &[
     },
 ];
 
+/// Where in the browser an item lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrowserStorage {
+    /// Set by the server, HttpOnly (scripts cannot read it), Secure, SameSite.
+    Cookie,
+    /// Written by the frontend's scripts (`localStorage`).
+    LocalStorage,
+}
+
+/// One thing Aula keeps in the browser (promise 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BrowserItem {
+    pub name: &'static str,
+    pub storage: BrowserStorage,
+    pub description: &'static str,
+    pub purposes: &'static [Purpose],
+    /// How long the browser keeps it, in seconds; `None` for local storage, which stays
+    /// until the user clears it.
+    pub lifetime_seconds: Option<i64>,
+}
+
+/// Everything Aula keeps in the browser: the privacy page lists it. Never a password.
+pub const BROWSER_STORAGE: &[BrowserItem] = &[
+    BrowserItem {
+        name: "aula_session",
+        storage: BrowserStorage::Cookie,
+        description: "a teacher's login session (a signed session id); logging out ends it",
+        purposes: &[
+            Purpose::OperatingTheService,
+            Purpose::AbuseDetectionAndAttackDefence,
+        ],
+        lifetime_seconds: Some(retention::SESSION.whole_seconds()),
+    },
+    BrowserItem {
+        name: "aula_guest",
+        storage: BrowserStorage::Cookie,
+        description: "a guest's admission to one room (a signed guest id)",
+        purposes: OPERATION,
+        lifetime_seconds: Some(retention::GUEST_GRANT.whole_seconds()),
+    },
+    BrowserItem {
+        name: "aula_device",
+        storage: BrowserStorage::Cookie,
+        description: "known device: set at a successful login, a random number with a keyed hash that ties it to the account (no email, nothing stored on the server); a device that has it is not held up by the login limits that strangers' failed attempts set off; sent only to the login",
+        purposes: &[Purpose::AbuseDetectionAndAttackDefence],
+        lifetime_seconds: Some(retention::KNOWN_DEVICE.whole_seconds()),
+    },
+    BrowserItem {
+        name: "aula.lang",
+        storage: BrowserStorage::LocalStorage,
+        description: "the chosen language",
+        purposes: OPERATION,
+        lifetime_seconds: None,
+    },
+    BrowserItem {
+        name: "aula.nickname",
+        storage: BrowserStorage::LocalStorage,
+        description: "the nickname last used to join, to suggest it again; removed when an account is erased in this browser",
+        purposes: OPERATION,
+        lifetime_seconds: None,
+    },
+    BrowserItem {
+        name: "aula.chat.<person>.<room>",
+        storage: BrowserStorage::LocalStorage,
+        description: "per person: a cache of the room's recent chat messages; a message the server no longer has leaves it the next time the meeting opens, nothing older than the server's retention is kept, and it is emptied at logout and erasure",
+        purposes: OPERATION,
+        lifetime_seconds: Some(retention::HISTORY.whole_seconds()),
+    },
+    BrowserItem {
+        name: "aula.meetings.<room>",
+        storage: BrowserStorage::LocalStorage,
+        description: "per room: the list of past meetings (teachers); replaced by the server's list whenever it answers, emptied at logout, erasure and when the room is deleted",
+        purposes: OPERATION,
+        lifetime_seconds: Some(retention::HISTORY.whole_seconds()),
+    },
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_browser_keeps_no_password_and_every_cookie_is_declared() {
+        let cookies: Vec<_> = BROWSER_STORAGE
+            .iter()
+            .filter(|b| b.storage == BrowserStorage::Cookie)
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(cookies, ["aula_session", "aula_guest", "aula_device"]);
+        for b in BROWSER_STORAGE {
+            assert!(!b.name.contains("pass") && !b.description.contains("password"));
+        }
+        let device = BROWSER_STORAGE
+            .iter()
+            .find(|b| b.name == "aula_device")
+            .expect("declared");
+        assert_eq!(device.lifetime_seconds, Some(90 * 24 * 3600));
+        assert_eq!(device.purposes, &[Purpose::AbuseDetectionAndAttackDefence]);
+    }
 
     #[test]
     fn every_record_kind_is_declared_once_in_order() {

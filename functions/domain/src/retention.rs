@@ -17,8 +17,15 @@ pub const SESSION: Span = Span::seconds(12 * 3600);
 pub const AUDIT: Span = Span::days(365);
 /// A room's placement on a media node outlives its last join grant by this much.
 pub const PLACEMENT: Span = Span::seconds(12 * 3600);
-/// The window of login rate limits and lockout: counters live this long.
+/// The window of the per-address login limit: its counters live this long.
 pub const RATE_WINDOW: Span = Span::seconds(15 * 60);
+/// The window of the per-account and per-(account, source) login throttles: a slow
+/// attacker's waits keep growing for a day; no counter lives longer.
+pub const THROTTLE_WINDOW: Span = Span::days(1);
+/// How long a guest's grant (and its cookie) lasts.
+pub const GUEST_GRANT: Span = Span::seconds(12 * 3600);
+/// How long a browser keeps the known-device cookie after its last login there.
+pub const KNOWN_DEVICE: Span = Span::days(90);
 /// A media node that stops renewing its heartbeat is considered dead after this.
 pub const NODE_HEARTBEAT: Span = Span::seconds(15);
 

@@ -42,26 +42,216 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
         e
     })?;
     tracing::info!(function = ?function, "function ready");
-    let router = aula_api::function_router(function, state)
-        .layer(axum::middleware::from_fn(peer_from_api_gateway));
+    let origin = Arc::new(origin_secret().await.map_err(|e| {
+        tracing::error!(error = %format!("{e:#}"), "configuration");
+        e
+    })?);
+    let router = aula_api::function_router(function, state).layer(
+        axum::middleware::from_fn_with_state(origin, peer_behind_cloudfront),
+    );
     lambda_http::run(router).await
 }
 
-/// The caller's address as API Gateway determined it (behind CloudFront: the viewer's
-/// address, not the X-Forwarded-For entries a client can write).
-async fn peer_from_api_gateway(
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// The header CloudFront adds to every request it sends to the API (template.yaml,
+/// `OriginCustomHeaders`), with the deployment's origin secret as its value.
+pub const ORIGIN_SECRET_HEADER: &str = "x-aula-origin-secret";
+/// The viewer's address and port as CloudFront saw the connection (origin request policy
+/// `ApiOriginRequestPolicy`), e.g. `198.51.100.7:50212` or `2001:db8::7:50212`.
+pub const VIEWER_ADDRESS_HEADER: &str = "cloudfront-viewer-address";
+
+/// The secret that proves a request came through this deployment's CloudFront.
+pub struct OriginSecret(Option<Vec<u8>>);
+
+impl OriginSecret {
+    pub fn new(secret: Option<&str>) -> Self {
+        OriginSecret(
+            secret
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.as_bytes().to_vec()),
+        )
+    }
+    fn proven_by(&self, headers: &axum::http::HeaderMap) -> bool {
+        let (Some(secret), Some(offered)) = (&self.0, headers.get(ORIGIN_SECRET_HEADER)) else {
+            return false;
+        };
+        // No early exit at the first differing byte: timing tells nothing about the secret.
+        let offered = offered.as_bytes();
+        offered.len() == secret.len()
+            && offered
+                .iter()
+                .zip(secret)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+}
+
+/// The origin secret: the Secrets Manager secret named by `AULA_ORIGIN_SECRET_ARN`
+/// (production), or `AULA_ORIGIN_SECRET`; without either, no request is taken to come
+/// through CloudFront and the viewer-address header is never believed.
+async fn origin_secret() -> Result<OriginSecret> {
+    if let Ok(arn) = std::env::var("AULA_ORIGIN_SECRET_ARN")
+        && !arn.trim().is_empty()
+    {
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .load()
+            .await;
+        let value = aws_sdk_secretsmanager::Client::new(&sdk)
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .with_context(|| format!("reading the origin secret {arn}"))?;
+        let secret = OriginSecret::new(value.secret_string());
+        if secret.0.is_none() {
+            bail!("the origin secret {arn} is empty");
+        }
+        return Ok(secret);
+    }
+    Ok(OriginSecret::new(
+        std::env::var("AULA_ORIGIN_SECRET").ok().as_deref(),
+    ))
+}
+
+/// The client's address: CloudFront's viewer address when the request carries the origin
+/// secret (it came through our distribution, which overwrites any viewer-sent copy of that
+/// header), otherwise API Gateway's source address. Never X-Forwarded-For, whose first
+/// entries a client writes itself.
+pub fn client_address(
+    headers: &axum::http::HeaderMap,
+    source_ip: Option<&str>,
+    origin: &OriginSecret,
+) -> Option<String> {
+    let viewer = || {
+        let value = headers.get(VIEWER_ADDRESS_HEADER)?.to_str().ok()?;
+        let (ip, _port) = value.rsplit_once(':')?;
+        ip.trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_string())
+    };
+    if origin.proven_by(headers)
+        && let Some(ip) = viewer()
+    {
+        return Some(ip);
+    }
+    source_ip.map(str::to_owned)
+}
+
+/// The client address of a request as the Lambda runtime hands it over (API Gateway's
+/// context in the extensions).
+fn peer_of(req: &axum::extract::Request, origin: &OriginSecret) -> Option<String> {
     use lambda_http::request::RequestContext;
     let source = match req.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.clone(),
         _ => None,
     };
-    if let Some(ip) = source {
+    client_address(req.headers(), source.as_deref(), origin)
+}
+
+async fn peer_behind_cloudfront(
+    axum::extract::State(origin): axum::extract::State<Arc<OriginSecret>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(ip) = peer_of(&req, &origin) {
         req.extensions_mut().insert(aula_api::PeerAddress(ip));
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, HeaderValue};
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    const EDGE: Option<&str> = Some("130.176.1.10");
+
+    #[test]
+    fn a_spoofed_viewer_address_without_the_origin_secret_is_ignored() {
+        let origin = OriginSecret::new(Some("s3cret-from-the-deployment"));
+        let spoofed = headers(&[(VIEWER_ADDRESS_HEADER, "203.0.113.66:4431")]);
+        assert_eq!(client_address(&spoofed, EDGE, &origin).as_deref(), EDGE);
+        let wrong = headers(&[
+            (VIEWER_ADDRESS_HEADER, "203.0.113.66:4431"),
+            (ORIGIN_SECRET_HEADER, "s3cret-from-the-deploymenT"),
+        ]);
+        assert_eq!(client_address(&wrong, EDGE, &origin).as_deref(), EDGE);
+        // A deployment without an origin secret never believes the header.
+        let unconfigured = OriginSecret::new(None);
+        let with_empty = headers(&[
+            (VIEWER_ADDRESS_HEADER, "203.0.113.66:4431"),
+            (ORIGIN_SECRET_HEADER, ""),
+        ]);
+        assert_eq!(
+            client_address(&with_empty, EDGE, &unconfigured).as_deref(),
+            EDGE
+        );
+    }
+
+    /// A request as the Lambda runtime hands it over: API Gateway's context (from an HTTP API
+    /// event's `requestContext`) in the extensions, the headers as sent.
+    fn lambda_request(headers: &[(&'static str, &str)]) -> axum::extract::Request {
+        let ctx: lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext =
+            serde_json::from_value(serde_json::json!({
+                "http": { "method": "POST", "path": "/api/auth/login", "sourceIp": "130.176.1.10" }
+            }))
+            .expect("an API Gateway context");
+        let mut req = axum::http::Request::post("/api/auth/login")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        req.headers_mut().extend(self::headers(headers));
+        req.extensions_mut()
+            .insert(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
+        req
+    }
+
+    #[test]
+    fn under_the_runtime_the_source_address_is_used_unless_cloudfront_proves_the_viewer() {
+        let origin = OriginSecret::new(Some("s3cret-from-the-deployment"));
+        let plain = lambda_request(&[(VIEWER_ADDRESS_HEADER, "203.0.113.66:4431")]);
+        assert_eq!(peer_of(&plain, &origin).as_deref(), Some("130.176.1.10"));
+        let proven = lambda_request(&[
+            (VIEWER_ADDRESS_HEADER, "198.51.100.7:50212"),
+            (ORIGIN_SECRET_HEADER, "s3cret-from-the-deployment"),
+        ]);
+        assert_eq!(peer_of(&proven, &origin).as_deref(), Some("198.51.100.7"));
+    }
+
+    #[test]
+    fn with_the_origin_secret_the_viewer_address_is_the_client() {
+        let origin = OriginSecret::new(Some("s3cret-from-the-deployment"));
+        let v4 = headers(&[
+            (VIEWER_ADDRESS_HEADER, "198.51.100.7:50212"),
+            (ORIGIN_SECRET_HEADER, "s3cret-from-the-deployment"),
+        ]);
+        assert_eq!(
+            client_address(&v4, EDGE, &origin).as_deref(),
+            Some("198.51.100.7")
+        );
+        let v6 = headers(&[
+            (VIEWER_ADDRESS_HEADER, "2001:db8::7:50212"),
+            (ORIGIN_SECRET_HEADER, "s3cret-from-the-deployment"),
+        ]);
+        assert_eq!(
+            client_address(&v6, EDGE, &origin).as_deref(),
+            Some("2001:db8::7")
+        );
+        // A malformed value falls back to the source address rather than to nothing.
+        let junk = headers(&[
+            (VIEWER_ADDRESS_HEADER, "not-an-address"),
+            (ORIGIN_SECRET_HEADER, "s3cret-from-the-deployment"),
+        ]);
+        assert_eq!(client_address(&junk, EDGE, &origin).as_deref(), EDGE);
+    }
 }
 
 /// The deployment's keys as the Secrets Manager secret holds them (see infra/README.md).

@@ -1,13 +1,14 @@
-//! Moderator accounts, login with rate limits and lockout, sessions, and guests joining
-//! by invite link.
+//! Moderator accounts, login with throttling (see `throttle`), known devices, sessions,
+//! and guests joining by invite link.
 
+use super::throttle::{AttemptKeys, Throttle, ThrottlePolicy, Verdict};
 use super::{Aula, Caller, ServiceError, ServiceResult};
 use crate::ports::StoreError;
-use crate::retention::{self, RATE_WINDOW};
+use crate::retention;
 use crate::{
     AccountStatus, Admission, AuditAction, Email, FederalState, Guest, GuestId, InviteToken,
     Moderator, ModeratorId, Nickname, Organisation, ParseError, PersonName, RateKey, Role, RoomId,
-    Session, SessionId, Timestamp,
+    Session, SessionId,
 };
 use std::fmt;
 
@@ -51,29 +52,64 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Where a request comes from, for per-address rate limits (never stored as such).
+/// Where a request comes from, for per-address limits (never stored as such).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAddress(pub String);
 
+impl ClientAddress {
+    /// The address as limits count it: an IPv6 client is counted by its /64, the block one
+    /// household or school network gets, so rotating addresses inside it gains nothing.
+    pub fn of(ip: std::net::IpAddr) -> Self {
+        match ip {
+            std::net::IpAddr::V4(v4) => ClientAddress(v4.to_string()),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientAddress(v4.to_string()),
+                None => {
+                    let s = v6.segments();
+                    ClientAddress(format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3]))
+                }
+            },
+        }
+    }
+}
+
 /// Limits against password guessing, and whether anyone may register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoginPolicy {
-    /// Failed logins for one account within the window before it is locked until the
-    /// window ends.
-    pub max_failures_per_account: u32,
-    /// Failed logins from one address within the window before it is locked out.
-    pub max_failures_per_address: u32,
+    pub throttle: ThrottlePolicy,
     pub self_registration: bool,
 }
 
-impl Default for LoginPolicy {
-    fn default() -> Self {
-        LoginPolicy {
-            max_failures_per_account: 5,
-            max_failures_per_address: 30,
-            self_registration: false,
-        }
+/// What a browser keeps to be recognised as a device its owner logged in from before: a
+/// random nonce and a keyed hash binding it to the email. It holds no personal data (the
+/// email cannot be read out of it) and nothing is stored on the server.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceToken(String);
+
+impl DeviceToken {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
+}
+
+impl fmt::Debug for DeviceToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceToken(..)")
+    }
+}
+
+/// A successful login.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub moderator: Moderator,
+    pub session: Session,
+    /// For the known-device cookie (renewed at every login).
+    pub device: DeviceToken,
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The profile of a new account, parsed.
@@ -86,15 +122,29 @@ pub struct NewModerator {
     pub organisation: Organisation,
 }
 
-fn window_start(now: Timestamp) -> Timestamp {
-    let w = RATE_WINDOW.millis();
-    Timestamp::from_millis(now.millis().div_euclid(w) * w)
-}
-
 impl Aula {
     fn rate_key(&self, purpose: &str, value: &str) -> ServiceResult<RateKey> {
         let hash = self.hasher.keyed_hash(purpose, value.as_bytes());
         Ok(RateKey::parse(&format!("{purpose}:{hash}"))?)
+    }
+
+    fn device_tag(&self, nonce: &str, email_key: &str) -> String {
+        self.hasher
+            .keyed_hash("known-device", format!("{nonce}\0{email_key}").as_bytes())
+    }
+
+    fn new_device_token(&self, email_key: &str) -> DeviceToken {
+        let nonce = crate::InviteToken::from_random(self.ids.random_16());
+        let tag = self.device_tag(nonce.as_str(), email_key);
+        DeviceToken(format!("{}.{tag}", nonce.as_str()))
+    }
+
+    /// The nonce of a known-device cookie that this server made for this email.
+    fn known_device(&self, cookie: Option<&str>, email_key: &str) -> Option<String> {
+        let (nonce, tag) = cookie?.split_once('.')?;
+        let nonce = crate::InviteToken::parse(nonce).ok()?;
+        let expected = self.device_tag(nonce.as_str(), email_key);
+        same_bytes(expected.as_bytes(), tag.as_bytes()).then(|| nonce.as_str().to_owned())
     }
 
     /// Makes a random initial password (16 random bytes, base64url: 22 characters).
@@ -186,30 +236,37 @@ impl Aula {
         Ok(Some((m, password)))
     }
 
-    /// Checks email and password. Repeated failures lock the account (and the address)
-    /// until the window ends; whether the email exists is never revealed: unknown emails
-    /// are counted and answered exactly like wrong passwords.
+    /// Checks email and password, throttled per account and source (`throttle`): the
+    /// browser's known-device cookie (`device`), when it was made for this email, is the
+    /// source and exempts it from the limits aimed at strangers. Whether the email exists is
+    /// never revealed: unknown emails are counted and answered exactly like wrong passwords.
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
         email_raw: &str,
         password: &Password,
         from: &ClientAddress,
-    ) -> ServiceResult<(Moderator, Session)> {
+        device: Option<&str>,
+    ) -> ServiceResult<LoggedIn> {
         let now = self.now();
-        let window = window_start(now);
-        let retry_after_secs = u64::try_from(window.plus(RATE_WINDOW).millis() - now.millis())
-            .unwrap_or(0)
-            .div_ceil(1000);
         let email_key = email_raw.trim().to_lowercase();
-        let account = self.rate_key("login-account", &email_key)?;
-        let address = self.rate_key("login-address", &from.0)?;
-        let account_failures = self.store.attempts(&account, window, now).await?;
-        let address_failures = self.store.attempts(&address, window, now).await?;
-        if account_failures >= self.policy.max_failures_per_account
-            || address_failures >= self.policy.max_failures_per_address
-        {
-            tracing::warn!("login refused: locked out");
+        let known = self.known_device(device, &email_key);
+        let source = match &known {
+            Some(nonce) => format!("device:{nonce}"),
+            None => format!("address:{}", from.0),
+        };
+        let keys = AttemptKeys {
+            pair: self.rate_key("login-pair", &format!("{email_key}\0{source}"))?,
+            account: self.rate_key("login-account", &email_key)?,
+            address: self.rate_key("login-address", &from.0)?,
+            known_device: known.is_some(),
+        };
+        let throttle = Throttle {
+            store: self.store.as_ref(),
+            policy: &self.policy.throttle,
+        };
+        if let Verdict::Wait { retry_after_secs } = throttle.check(&keys, now).await? {
+            tracing::warn!(known_device = keys.known_device, "login throttled");
             return Err(ServiceError::RateLimited { retry_after_secs });
         }
 
@@ -226,16 +283,14 @@ impl Aula {
             }
         };
         let Some(m) = found.filter(|_| verified) else {
-            let expiry = retention::rate_expiry(window);
-            self.store.hit(&account, window, expiry).await?;
-            self.store.hit(&address, window, expiry).await?;
-            tracing::info!("login failed");
+            throttle.failed(&keys, now).await?;
+            tracing::info!(known_device = keys.known_device, "login failed");
             return Err(ServiceError::BadCredentials);
         };
         if m.status == AccountStatus::Restricted {
             return Err(ServiceError::AccountRestricted);
         }
-        self.store.clear(&account, window).await?;
+        throttle.succeeded(&keys, now).await?;
         let session = Session {
             id: self.ids.session_id(),
             moderator_id: m.id,
@@ -244,8 +299,12 @@ impl Aula {
             expires_at: retention::session_expiry(now),
         };
         self.store.put_session(&session).await?;
-        tracing::info!(moderator = %m.id, "logged in");
-        Ok((m, session))
+        tracing::info!(moderator = %m.id, known_device = keys.known_device, "logged in");
+        Ok(LoggedIn {
+            moderator: m,
+            session,
+            device: self.new_device_token(&email_key),
+        })
     }
 
     fn dummy_hash(&self) -> ServiceResult<crate::PasswordHash> {
@@ -378,5 +437,19 @@ impl Aula {
             .guest(*room, *id, self.now())
             .await?
             .ok_or(ServiceError::Unauthenticated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientAddress;
+
+    #[test]
+    fn addresses_inside_one_ipv6_64_count_as_one_and_mapped_ipv4_as_ipv4() {
+        let of = |s: &str| ClientAddress::of(s.parse().expect("ip"));
+        assert_eq!(of("2001:db8:1:2::7"), of("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(of("2001:db8:1:2::7"), of("2001:db8:1:3::7"));
+        assert_eq!(of("::ffff:198.51.100.7"), of("198.51.100.7"));
+        assert_eq!(of("198.51.100.7").0, "198.51.100.7");
     }
 }

@@ -8,8 +8,9 @@ mod chat;
 mod placement;
 mod privacy;
 mod rooms;
+pub mod throttle;
 
-pub use auth::{ClientAddress, LoginPolicy, NewModerator, Password};
+pub use auth::{ClientAddress, DeviceToken, LoggedIn, LoginPolicy, NewModerator, Password};
 pub use chat::{ChatView, MAX_PAGE, NewPost};
 pub use placement::PlacementPolicy;
 pub use privacy::{
@@ -78,6 +79,9 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// The request contradicts a rule of the current state (e.g. removing the last admin).
+    #[error("{0}")]
+    Refused(&'static str),
     #[error("too many attempts; try again in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("self-registration is not enabled")]

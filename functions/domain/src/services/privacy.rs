@@ -172,6 +172,28 @@ impl Aula {
         Ok(())
     }
 
+    /// Refuses to take away the last active admin: nobody could then restrict, erase,
+    /// export or provision accounts, and a restart does not make a new one.
+    async fn keep_an_admin(&self, target: &Moderator) -> ServiceResult<()> {
+        if target.role != Role::Admin || target.status != AccountStatus::Active {
+            return Ok(());
+        }
+        let others = self
+            .store
+            .list_moderators()
+            .await?
+            .into_iter()
+            .filter(|m| m.id != target.id)
+            .any(|m| m.role == Role::Admin && m.status == AccountStatus::Active);
+        if others {
+            Ok(())
+        } else {
+            Err(ServiceError::Refused(
+                "this is the last active admin: make another admin first",
+            ))
+        }
+    }
+
     // ---- self-service ---------------------------------------------------------------
 
     /// Art. 15: everything Aula stores about the caller.
@@ -209,6 +231,7 @@ impl Aula {
     /// Art. 18: blocks the caller's own account (data kept, no login; an admin lifts it).
     pub async fn restrict_me(&self, caller: &Caller) -> ServiceResult<()> {
         let mut m = self.me(caller).await?;
+        self.keep_an_admin(&m).await?;
         m.status = AccountStatus::Restricted;
         self.store.update_moderator(&m).await?;
         self.store.delete_sessions_of(m.id).await?;
@@ -221,6 +244,7 @@ impl Aula {
         if !self.passwords.verify(password, &m.password_hash) {
             return Err(ServiceError::BadCredentials);
         }
+        self.keep_an_admin(&m).await?;
         self.erase_moderator_data(m.id).await
     }
 
@@ -268,6 +292,14 @@ impl Aula {
             .moderator(id)
             .await?
             .ok_or(ServiceError::NotFound("the account"))?;
+        if restricted {
+            if id == admin {
+                return Err(ServiceError::Refused(
+                    "admins cannot restrict their own account here; another admin can",
+                ));
+            }
+            self.keep_an_admin(&m).await?;
+        }
         m.status = if restricted {
             AccountStatus::Restricted
         } else {
@@ -294,9 +326,15 @@ impl Aula {
         reason: &AuditReason,
     ) -> ServiceResult<()> {
         let admin = Self::admin_id(caller)?;
-        if self.store.moderator(id).await?.is_none() {
+        let Some(m) = self.store.moderator(id).await? else {
             return Err(ServiceError::NotFound("the account"));
+        };
+        if id == admin {
+            return Err(ServiceError::Refused(
+                "admins cannot erase their own account here; another admin can",
+            ));
         }
+        self.keep_an_admin(&m).await?;
         // Audit first: if erasure fails half-way, the attempt is still on record.
         self.audit(
             admin,
