@@ -144,15 +144,98 @@ mod tests {
         assert_eq!(limit("password"), Password::MAX_CHARS);
     }
 
-    /// The modules a frontend module imports, statically or dynamically (`'./x.js'`).
-    fn imports_of(source: &str) -> Vec<String> {
+    /// The modules the frontend module `module` (say `js/meeting/chat.js`) imports, statically
+    /// or dynamically: every quoted `'./x.js'`, `'./dir/x.js'` or `'../x.js'`, resolved
+    /// against the module's own folder.
+    fn imports_of(module: &str, source: &str) -> Vec<String> {
+        let folder: Vec<&str> = module.split('/').collect();
+        let folder = &folder[..folder.len() - 1];
         source
-            .split("'./")
-            .skip(1)
-            .filter_map(|rest| rest.split_once('\''))
-            .map(|(name, _)| format!("js/{name}"))
-            .filter(|name| name.ends_with(".js"))
+            .split('\'')
+            .filter(|s| (s.starts_with("./") || s.starts_with("../")) && s.ends_with(".js"))
+            .filter(|s| !s.contains(char::is_whitespace))
+            .map(|specifier| {
+                let mut path = folder.to_vec();
+                for part in specifier.split('/') {
+                    match part {
+                        "." => {}
+                        ".." => {
+                            path.pop();
+                        }
+                        name => path.push(name),
+                    }
+                }
+                path.join("/")
+            })
             .collect()
+    }
+
+    /// The first import circle in `graph` (module -> the modules it imports), if any, as the
+    /// path that closes it. Depth-first search: a module met again while on the path.
+    fn import_circle(graph: &std::collections::HashMap<String, Vec<String>>) -> Option<String> {
+        fn visit(
+            m: &str,
+            graph: &std::collections::HashMap<String, Vec<String>>,
+            path: &mut Vec<String>,
+            done: &mut Vec<String>,
+        ) -> Option<String> {
+            if done.iter().any(|d| d == m) {
+                return None;
+            }
+            if path.iter().any(|p| p == m) {
+                return Some(format!("{path:?} -> {m}"));
+            }
+            path.push(m.to_owned());
+            for next in graph.get(m).into_iter().flatten() {
+                if let Some(circle) = visit(next, graph, path, done) {
+                    return Some(circle);
+                }
+            }
+            path.pop();
+            done.push(m.to_owned());
+            None
+        }
+        let mut modules: Vec<&String> = graph.keys().collect();
+        modules.sort();
+        let mut done = Vec::new();
+        modules
+            .into_iter()
+            .find_map(|m| visit(m, graph, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn imports_resolve_against_the_importing_modules_folder() {
+        let source = "import { a } from './api.js';\nimport { b } from '../ui.js';\n\
+                      import { c } from './meeting/chat.js'; // the node's frames";
+        assert_eq!(
+            imports_of("js/meeting/media.js", source),
+            [
+                "js/meeting/api.js",
+                "js/ui.js",
+                "js/meeting/meeting/chat.js"
+            ]
+        );
+        assert_eq!(
+            imports_of("js/meeting.js", "import('./meeting/chat.js')"),
+            ["js/meeting/chat.js"]
+        );
+    }
+
+    #[test]
+    fn a_part_that_imports_its_parent_back_is_a_circle() {
+        let graph = [
+            ("js/main.js", "import('./meeting.js')"),
+            ("js/meeting.js", "import { Chat } from './meeting/chat.js';"),
+            (
+                "js/meeting/chat.js",
+                "import { render } from '../meeting.js';",
+            ),
+        ]
+        .into_iter()
+        .map(|(m, source)| (m.to_owned(), imports_of(m, source)))
+        .collect();
+        let circle = import_circle(&graph).expect("the circle is found");
+        assert!(circle.ends_with("-> js/meeting.js"), "{circle}");
     }
 
     #[test]
@@ -164,35 +247,16 @@ mod tests {
                 let file = Assets::get(&f).expect("embedded");
                 (
                     f.to_string(),
-                    imports_of(&String::from_utf8_lossy(&file.data)),
+                    imports_of(&f, &String::from_utf8_lossy(&file.data)),
                 )
             })
             .collect();
         assert!(graph["js/main.js"].contains(&"js/meeting.js".to_owned()));
-        // Depth-first search; a module met again while on the path closes a circle.
-        fn visit(
-            m: &str,
-            graph: &HashMap<String, Vec<String>>,
-            path: &mut Vec<String>,
-            done: &mut Vec<String>,
-        ) {
-            if done.iter().any(|d| d == m) {
-                return;
-            }
-            assert!(
-                !path.iter().any(|p| p == m),
-                "import circle: {path:?} -> {m}"
-            );
-            path.push(m.to_owned());
-            for next in graph.get(m).into_iter().flatten() {
-                visit(next, graph, path, done);
-            }
-            path.pop();
-            done.push(m.to_owned());
-        }
-        let mut done = Vec::new();
-        for m in graph.keys() {
-            visit(m, &graph, &mut Vec::new(), &mut done);
+        // The meeting's parts are walked too, and they import the shared modules above them.
+        assert!(graph["js/meeting.js"].contains(&"js/meeting/signalling.js".to_owned()));
+        assert!(graph["js/meeting/chat.js"].contains(&"js/storage.js".to_owned()));
+        if let Some(circle) = import_circle(&graph) {
+            panic!("import circle: {circle}");
         }
     }
 

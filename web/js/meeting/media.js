@@ -1,0 +1,232 @@
+// Our media: the devices (microphone, camera, their lists), the own controls, screen
+// sharing, and the two connections to the node: publish (simulcast camera, Opus with DTX) and
+// subscribe (the others' tracks into their tiles).
+// A part of the meeting (see ../meeting.js): `this` is the whole meeting.
+
+import { t } from '../i18n.js';
+import { errorText, h, toast } from '../ui.js';
+
+export class Media {
+  async openDevices() {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
+      this.local.audio = stream.getAudioTracks()[0] || null;
+      this.local.video = stream.getVideoTracks()[0] || null;
+    } catch {
+      toast(t('no_devices'), 'error');
+      this.micOn = false;
+      this.camOn = false;
+    }
+    this.selfTile.camera.srcObject = this.local.video ? new MediaStream([this.local.video]) : null;
+    this.selfTile.name.textContent = t('you');
+    await this.listDevices();
+    this.renderOwnControls();
+  }
+
+  async listDevices() {
+    try {
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      const fill = (select, kind, track) => {
+        const current = track?.getSettings().deviceId;
+        select.replaceChildren(
+          ...devices
+            .filter((d) => d.kind === kind)
+            .map((d, i) => h('option', { value: d.deviceId, selected: d.deviceId === current }, d.label || `${kind} ${i + 1}`)),
+        );
+      };
+      fill(this.micSelect, 'audioinput', this.local.audio);
+      fill(this.camSelect, 'videoinput', this.local.video);
+    } catch {
+      /* no device list: the defaults are used */
+    }
+  }
+
+  async switchDevice(kind) {
+    const select = kind === 'audio' ? this.micSelect : this.camSelect;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: select.value } } });
+      const track = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
+      const old = this.local[kind];
+      track.enabled = kind === 'audio' ? this.micOn : this.camOn;
+      this.local[kind] = track;
+      const sender = this.publishPc?.getSenders().find((s) => s.track === old);
+      if (sender) await sender.replaceTrack(track);
+      old?.stop();
+      if (kind === 'video') this.selfTile.camera.srcObject = new MediaStream([track]);
+    } catch (e) {
+      toast(errorText(e), 'error');
+    }
+  }
+
+  /**
+   * Publishes what is on (microphone, camera, screen) on a new connection; a second call
+   * replaces the first (`restart`) instead of renegotiating it: the camera is sent as
+   * simulcast, and after a renegotiation the node's WebRTC stack no longer knows which stream
+   * is which layer (the browser has stopped naming them in its packets).
+   */
+  async publish() {
+    const old = this.publishPc;
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    this.publishPc = pc;
+    window.__aula.publish = pc;
+    this.sources = new Map(); // transceiver -> source
+    if (this.local.audio) this.sources.set(pc.addTransceiver(this.local.audio, { direction: 'sendonly' }), 'microphone');
+    // Simulcast: the node forwards the small layer to the grid and the large one for the
+    // active speaker, so a class of 30 does not download 20 full-size cameras each.
+    if (this.local.video) {
+      this.sources.set(pc.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: CAMERA_LAYERS }), 'camera');
+    }
+    if (this.local.screen) this.sources.set(pc.addTransceiver(this.local.screen, { direction: 'sendonly' }), 'screen');
+    if (this.local.audio && !this.micOn) this.send({ type: 'set_muted', muted: true });
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'failed' && this.publishPc === pc) this.ws?.close();
+    };
+    await this.offer(Boolean(old));
+    old?.close();
+  }
+
+  async offer(restart = false) {
+    const pc = this.publishPc;
+    if (!pc || this.sources.size === 0) return;
+    await pc.setLocalDescription(await pc.createOffer());
+    const tracks = [];
+    for (const [tr, source] of this.sources) {
+      if (tr.mid !== null && tr.currentDirection !== 'stopped') tracks.push({ mid: tr.mid, source });
+    }
+    this.send({ type: 'publish_offer', sdp: pc.localDescription.sdp, tracks, ...(restart && { restart: true }) });
+  }
+
+  async publishAnswered(sdp) {
+    await this.publishPc?.setRemoteDescription({ type: 'answer', sdp: withOpusDtx(sdp) });
+  }
+
+  async subscribe(sdp, tracks) {
+    if (!this.subscribePc) {
+      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+      this.subscribePc = pc;
+      window.__aula.subscribe = pc;
+      pc.ontrack = () => this.attachTracks();
+      pc.onconnectionstatechange = () => {
+        if (pc.connectionState === 'failed' && this.subscribePc === pc) this.ws?.close();
+      };
+    }
+    const pc = this.subscribePc;
+    this.tracks = new Map(tracks.map((tr) => [tr.mid, tr]));
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    this.send({ type: 'subscribe_answer', sdp: pc.localDescription.sdp });
+    this.attachTracks();
+  }
+
+  /** Puts every received track into its participant's tile (mids may be reused). */
+  attachTracks() {
+    const pc = this.subscribePc;
+    if (!pc) return;
+    const screens = new Set();
+    for (const tr of pc.getTransceivers()) {
+      const info = this.tracks.get(tr.mid);
+      if (!info || !tr.receiver.track) continue;
+      const tile = this.peerTile(info.participant);
+      const el = info.source === 'microphone' ? tile.audio : info.source === 'screen' ? tile.screen : tile.camera;
+      if (el.srcObject?.getTracks()[0] !== tr.receiver.track) el.srcObject = new MediaStream([tr.receiver.track]);
+      if (info.source === 'screen') screens.add(info.participant);
+      el.play?.().catch(() => {});
+    }
+    for (const [p, tile] of this.tiles || []) {
+      tile.screen.hidden = !screens.has(p);
+      if (tile.screen.hidden) tile.screen.srcObject = null;
+    }
+    this.renderPeople();
+  }
+
+  closePeers() {
+    this.publishPc?.close();
+    this.subscribePc?.close();
+    this.publishPc = null;
+    this.subscribePc = null;
+  }
+
+  renderOwnControls() {
+    this.micButton.textContent = this.micOn ? t('mic_on') : t('mic_off');
+    this.micButton.setAttribute('aria-pressed', String(this.micOn));
+    this.micButton.disabled = !this.local.audio;
+    this.camButton.textContent = this.camOn ? t('cam_on') : t('cam_off');
+    this.camButton.setAttribute('aria-pressed', String(this.camOn));
+    this.camButton.disabled = !this.local.video;
+    this.screenButton.textContent = this.local.screen ? t('screen_on') : t('screen_off');
+    this.screenButton.setAttribute('aria-pressed', String(!!this.local.screen));
+    this.handButton.textContent = this.hand ? t('hand_up') : t('hand_down');
+    this.handButton.setAttribute('aria-pressed', String(this.hand));
+    this.selfTile.el.classList.toggle('muted', !this.micOn);
+    this.selfTile.camera.hidden = !this.camOn || !this.local.video;
+  }
+
+  toggleMic() {
+    this.micOn = !this.micOn;
+    if (this.local.audio) this.local.audio.enabled = this.micOn;
+    this.send({ type: 'set_muted', muted: !this.micOn });
+    this.renderOwnControls();
+  }
+
+  toggleCamera() {
+    this.camOn = !this.camOn;
+    if (this.local.video) this.local.video.enabled = this.camOn;
+    this.renderOwnControls();
+  }
+
+  async toggleScreen() {
+    if (this.local.screen) return this.stopScreen();
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch {
+      return;
+    }
+    const track = stream.getVideoTracks()[0];
+    this.local.screen = track;
+    track.addEventListener('ended', () => this.stopScreen());
+    if (this.publishPc) await this.publish();
+    this.renderOwnControls();
+  }
+
+  async stopScreen() {
+    const track = this.local.screen;
+    if (!track) return;
+    this.local.screen = null;
+    track.stop();
+    if (this.publishPc) await this.publish();
+    this.renderOwnControls();
+  }
+
+  stopLocal() {
+    for (const k of ['audio', 'video', 'screen']) {
+      this.local[k]?.stop();
+      this.local[k] = null;
+    }
+  }
+}
+
+/**
+ * The camera's simulcast layers (640×360 captured): a thumbnail for the grid, a middle one,
+ * and the full picture for the active speaker. The browser drops layers its bandwidth
+ * estimate cannot carry, smallest last.
+ */
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 400_000 },
+  { rid: 'f', maxBitrate: 1_200_000 },
+];
+
+/**
+ * Asks our Opus encoder for discontinuous transmission: a silent or switched-off microphone
+ * then sends a packet every 400 ms or so instead of 50 a second, each of which the node
+ * would forward to everyone in the room. The browser reads `usedtx` from the answer it is
+ * given; the node answers with our own Opus parameters, so it is added here.
+ */
+export function withOpusDtx(sdp) {
+  const opus = new Set();
+  for (const m of sdp.matchAll(/^a=rtpmap:(\d+) opus\/48000/gim)) opus.add(m[1]);
+  return sdp.replace(/^a=fmtp:(\d+) (.*?)(\r?)$/gm, (line, pt, params, cr) =>
+    opus.has(pt) && !/(^|;)\s*usedtx=/.test(params) ? `a=fmtp:${pt} ${params};usedtx=1${cr}` : line,
+  );
+}

@@ -1,0 +1,140 @@
+// The people in the meeting: their tiles and the participant list, the lobby, moderation
+// (admit, deny, mute, remove), raised hands and the active speaker.
+// A part of the meeting (see ../meeting.js): `this` is the whole meeting.
+
+import { post } from '../api.js';
+import { t } from '../i18n.js';
+import { errorText, h, toast } from '../ui.js';
+
+export class People {
+  /** A tile for a participant (or oneself): camera video, screen video, audio. */
+  tile(participant, self = false) {
+    const name = h('span', { class: 'name' });
+    const badges = h('span', { class: 'badges' });
+    const camera = h('video', { autoplay: true, playsinline: true, muted: true, 'data-source': 'camera' });
+    camera.muted = true;
+    const screen = h('video', { autoplay: true, playsinline: true, muted: true, 'data-source': 'screen', hidden: true });
+    screen.muted = true;
+    const audio = self ? null : h('audio', { autoplay: true });
+    const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
+    const el = h(
+      'figure',
+      { class: 'tile', 'data-testid': 'tile', 'data-participant': participant || null, 'data-self': self || null },
+      avatar,
+      camera,
+      screen,
+      audio,
+      h('figcaption', {}, name, badges),
+    );
+    return { el, name, badges, camera, screen, audio, avatar };
+  }
+
+  peerTile(participant) {
+    let tile = this.tiles?.get(participant);
+    if (!tile) {
+      this.tiles ??= new Map();
+      tile = this.tile(participant);
+      this.tiles.set(participant, tile);
+      this.grid.append(tile.el);
+    }
+    return tile;
+  }
+
+  renderPeople() {
+    const moderator = this.role === 'moderator';
+    const items = [];
+    for (const p of this.peers.values()) {
+      this.names.set(p.participant, p.name);
+      const tile = this.peerTile(p.participant);
+      tile.name.textContent = p.name;
+      tile.avatar.textContent = initials(p.name);
+      tile.badges.replaceChildren(
+        ...[
+          p.muted ? h('span', { class: 'badge' }, t('muted')) : null,
+          p.hand_raised ? h('span', { class: 'badge hand' }, '✋') : null,
+        ].filter(Boolean),
+      );
+      tile.el.classList.toggle('active', this.active === p.participant);
+      tile.el.classList.toggle('muted', p.muted);
+      // Only when the node forwards video of the last N speakers and this one is not among them.
+      const limited = this.videoForwarded && this.videoForwarded.size >= this.lastN;
+      tile.el.classList.toggle('no-video', !!limited && !this.videoForwarded.has(p.participant));
+      const li = h(
+        'li',
+        { 'data-participant': p.participant, 'data-muted': String(p.muted), 'data-hand': String(p.hand_raised) },
+        h('span', {}, p.name),
+        p.role === 'moderator' ? h('span', { class: 'badge' }, t('moderator')) : null,
+        p.muted ? h('span', { class: 'badge' }, t('muted')) : null,
+        p.hand_raised ? h('span', { class: 'badge hand' }, t('hand_raised')) : null,
+        moderator && p.role === 'guest'
+          ? h(
+              'span',
+              { class: 'actions' },
+              h('button', { type: 'button', class: 'small', 'data-action': 'mute', disabled: p.muted, onclick: () => this.send({ type: 'mute', participant: p.participant }) }, t('mute')),
+              h('button', { type: 'button', class: 'small danger', 'data-action': 'remove', onclick: () => this.remove(p.participant) }, t('remove')),
+            )
+          : null,
+      );
+      items.push(li);
+    }
+    this.peopleList.replaceChildren(h('li', { 'data-self': '' }, h('span', {}, t('you'))), ...items);
+    this.refreshChatTargets();
+  }
+
+  renderLobby() {
+    this.lobbyPanel.hidden = this.role !== 'moderator';
+    this.lobbyList.replaceChildren(
+      ...[...this.knocking].map(([p, name]) =>
+        h(
+          'li',
+          { 'data-participant': p },
+          h('span', {}, name),
+          h('button', { type: 'button', class: 'small', 'data-action': 'admit', onclick: () => this.admit(p) }, t('admit')),
+          h('button', { type: 'button', class: 'small danger', 'data-action': 'deny', onclick: () => this.deny(p) }, t('deny')),
+        ),
+      ),
+    );
+  }
+
+  guestPath(participant, action) {
+    return `/api/rooms/${this.room}/guests/${participant.slice(2)}/${action}`;
+  }
+
+  /** The functions remember the decision (no new grant after a denial; an admitted guest
+   * may chat); the node acts on it now (in, out, grant refused). */
+  async moderate(participant, remembered, frame) {
+    try {
+      await post(this.guestPath(participant, remembered));
+    } catch (e) {
+      toast(errorText(e), 'error');
+    }
+    this.send({ type: frame, participant });
+  }
+
+  admit(participant) {
+    return this.moderate(participant, 'admit', 'admit');
+  }
+
+  deny(participant) {
+    return this.moderate(participant, 'deny', 'deny');
+  }
+
+  remove(participant) {
+    return this.moderate(participant, 'deny', 'remove');
+  }
+
+  toggleHand() {
+    this.hand = !this.hand;
+    this.send({ type: 'raise_hand', raised: this.hand });
+    this.renderOwnControls();
+  }
+}
+
+function initials(name) {
+  return (name || '?')
+    .split(/\s+/)
+    .filter(Boolean)
+    .slice(0, 2)
+    .map((w) => w[0].toUpperCase())
+    .join('');
+}
