@@ -93,8 +93,18 @@ fn parse_line(field: &'static str, raw: &str, max: usize) -> Result<String, Pars
         if c.is_control() {
             return Err(ParseError::ControlCharacter { field });
         }
-        let format = c.general_category() == GeneralCategory::Format;
-        if reorders_text(c) || renders_blank(c) || format && !joiner_is_visible(c, before, after) {
+        let category = c.general_category();
+        let format = category == GeneralCategory::Format;
+        // Private-use and unassigned code points show as an empty box, or as nothing.
+        let undefined = matches!(
+            category,
+            GeneralCategory::PrivateUse | GeneralCategory::Unassigned
+        );
+        if reorders_text(c)
+            || renders_blank(c)
+            || undefined
+            || format && !joiner_is_visible(c, before, after)
+        {
             return Err(ParseError::Invisible { field });
         }
         if is_mark(c) {
@@ -481,6 +491,7 @@ mod tests {
             "Lena \u{0301}",
             "Z\u{0300}\u{0301}\u{0302}\u{0303}\u{0304}", // five stacked marks
             "Le\u{00AD}na",                              // soft hyphen
+            "\u{E000}",                                  // private use: a box or nothing
         ];
         for bad in invisible {
             assert_eq!(

@@ -18,17 +18,18 @@ fn reorders(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// At least one letter, digit, punctuation mark or symbol that is not blank by design.
+/// At least one letter, digit, punctuation mark or symbol (Unicode's categories L, N, P, S)
+/// that is not blank by design.
 fn shows_something(s: &str) -> bool {
+    use unicode_properties::{GeneralCategoryGroup as G, UnicodeGeneralCategory};
     s.chars().any(|c| {
-        (c.is_alphanumeric() || c.is_ascii_punctuation() || c > '\u{2000}' && !c.is_whitespace())
-            && !matches!(
-                c,
-                '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
-            )
-            && !('\u{2000}'..='\u{206F}').contains(&c)
-            && !('\u{E0000}'..='\u{E007F}').contains(&c)
-            && c != '\u{FEFF}'
+        matches!(
+            c.general_category_group(),
+            G::Letter | G::Number | G::Punctuation | G::Symbol
+        ) && !matches!(
+            c,
+            '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}'
+        )
     })
 }
 
