@@ -102,21 +102,23 @@ def test_security_headers_are_exactly_the_portals(app):
 
 
 def test_security_headers_match_the_local_portal_source(app):
-    """The same list as src/web.rs (the local portal) sends, so the two cannot drift apart."""
-    src = (REPO / "src/web.rs").read_text()
-    fn = src[src.index("pub fn content_security_policy"):]
+    """The same list as the local portal sends (the CSP from src/web.rs, the other headers from
+    the layer it shares with the media node, media-node/node/src/http.rs), so they cannot drift."""
+    web = (REPO / "src/web.rs").read_text()
+    fn = web[web.index("pub fn content_security_policy"):]
     m = re.search(r'format!\(\s*"((?:[^"\\]|\\.)*)"', fn, re.S)
     assert m, "content_security_policy in src/web.rs has changed shape: update this test"
     csp = re.sub(r"\\\n\s*", "", m.group(1))  # Rust string line continuations
     local = {"content-security-policy": csp.replace("{connect}", "'self' wss://*.%s" % MEDIA_DOMAIN)}
+    layer = (REPO / "media-node/node/src/http.rs").read_text()
     for hdr, value in re.findall(
             r'set\(\s*h,\s*(header::\w+|HeaderName::from_static\("[^"]+"\)),\s*("[^"]*"|&csp),?\s*\)',
-            src):
+            layer):
         name = (hdr[len("header::"):].lower().replace("_", "-") if hdr.startswith("header::")
                 else re.search(r'"([^"]+)"', hdr).group(1))
         if value != "&csp":
             local[name] = value.strip('"')
-    assert set(local) == set(SECURITY_HEADERS), "src/web.rs sets other headers: update this test"
+    assert set(local) == set(SECURITY_HEADERS), "the portal sets other headers: update this test"
     assert response_headers(app) == local
 
 
