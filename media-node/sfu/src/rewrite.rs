@@ -84,8 +84,6 @@ pub struct Splicer {
     ts_offset: u32,
     last_seq: Option<u16>,
     last_ts: u32,
-    /// Whether the subscriber needs a keyframe before anything decodes.
-    pub waiting_for_keyframe: bool,
 }
 
 impl Splicer {
@@ -101,6 +99,15 @@ impl Splicer {
         }
         self.target = Some(layer);
         true
+    }
+
+    /// Whether a packet of `layer` that is not a keyframe leaves this subscriber waiting:
+    /// the layer is selected and flowing, but the switch to it needs a keyframe. Asking again
+    /// on such packets (rate-limited per source) means a request lost to the rate limit or on
+    /// the wire cannot leave the subscriber frozen; a layer the publisher stopped sending
+    /// triggers nothing.
+    pub fn waits_for_keyframe_of(&self, layer: u32) -> bool {
+        self.target == Some(layer)
     }
 
     pub fn target(&self) -> Option<u32> {
@@ -123,7 +130,6 @@ impl Splicer {
             self.ts_offset = next_ts.wrapping_sub(timestamp);
             self.current = Some(layer);
             self.target = None;
-            self.waiting_for_keyframe = false;
         }
         if self.current != Some(layer) {
             return Verdict::Drop;
@@ -191,6 +197,8 @@ mod tests {
             }
         );
         assert!(s.select(2), "a keyframe of the new layer is needed");
+        assert!(!s.select(2), "selecting it again asks nothing new");
+        assert!(s.waits_for_keyframe_of(2) && !s.waits_for_keyframe_of(1));
         assert_eq!(s.packet(2, 5_000, 70_000, false), Verdict::Drop);
         assert_eq!(
             s.packet(1, 102, 15_000, false),
@@ -207,6 +215,7 @@ mod tests {
                 timestamp: 18_000
             }
         );
+        assert!(!s.waits_for_keyframe_of(2), "switched");
         assert_eq!(s.packet(1, 103, 18_000, true), Verdict::Drop);
         assert_eq!(
             s.packet(2, 5_002, 76_000, false),

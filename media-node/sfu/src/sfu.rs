@@ -1672,7 +1672,14 @@ impl Sfu {
             let Some(pt) = out.payload_type else {
                 continue;
             };
-            if out.splicer.select(wanted_layer) && !audio {
+            // A new selection asks for a keyframe; so does every packet of the selected layer
+            // while the switch still waits for one (request_keyframe keeps it to one request
+            // per source and 300 ms). Asking only once lost requests to the window when several
+            // subscribers arrived within it: the later ones stayed without video (issue 13.1).
+            if !audio
+                && (out.splicer.select(wanted_layer)
+                    || (!keyframe && out.splicer.waits_for_keyframe_of(ssrc)))
+            {
                 need_keyframe = true;
             }
             let Verdict::Forward { seq, timestamp } = out.splicer.packet(
