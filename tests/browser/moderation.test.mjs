@@ -110,6 +110,45 @@ suite.test(
 );
 
 suite.test(
+  'pupils the teacher admits from the lobby a few hundred milliseconds apart all see the teacher\'s camera',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Physik 8b');
+    await setLobby(teacher.page, room, true);
+    await openMeeting(teacher, room);
+    const pupils = [];
+    for (const name of ['Anna', 'Ben', 'Cem']) {
+      pupils.push(await joinAsGuest(s, room.inviteUrl, name, { lobby: true }));
+    }
+    const knocks = teacher.page.locator('[data-testid=lobby] li[data-participant]');
+    await eventually('three pupils knock', async () => (await knocks.count()) === 3);
+
+    // As a teacher does it: admit, admit, admit, 300 ms apart (a lesson hit a frozen
+    // teacher's video at the second pupil this way; every keyframe request after the first
+    // fell into the node's 300 ms window).
+    const knocking = await knocks.evaluateAll((items) => items.map((li) => li.dataset.participant));
+    for (const pid of knocking) {
+      await teacher.page
+        .locator(`[data-testid=lobby] li[data-participant=${css(pid)}] button[data-action=admit]`)
+        .click();
+      await sleep(300);
+    }
+    for (const pupil of pupils) {
+      await pupil.page.locator(`${STATUS}[data-state=connected]`).waitFor({ state: 'attached', timeout: MEDIA_WAIT });
+      pupil.pid = await pupil.page.evaluate(() => window.__aula.me);
+    }
+    for (const pupil of pupils) {
+      await expectVideoPlaying(pupil.page, teacher.pid);
+      for (const other of pupils.filter((p) => p !== pupil)) {
+        await expectVideoPlaying(pupil.page, other.pid);
+      }
+    }
+  },
+);
+
+suite.test(
   'the teacher mutes a guest, whose audio then stops reaching the others, and removes a guest, who cannot come back with the same invitation',
   async (s) => {
     const data = await suite.portal.provisionTeacher();

@@ -48,6 +48,14 @@ type PeerId = u64;
 
 /// Keyframe requests to one publisher's source are sent at most this often.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// A subscriber still waiting for the keyframe of its selected layer asks again this often:
+/// slower than the first request, because each keyframe costs the publisher's encoder and
+/// uplink (a browser short of CPU answers by dropping layers).
+const KEYFRAME_REASK_INTERVAL: Duration = Duration::from_secs(1);
+/// A simulcast layer that sent nothing for this long is treated as off: browsers stop
+/// sending their larger layers when CPU or uplink runs short, and a subscriber kept on such
+/// a layer sees a frozen picture.
+const LAYER_IDLE: Duration = Duration::from_secs(1);
 /// Rooms nobody is in are forgotten after this (their removed list with them: by then the
 /// grants of removed participants have long expired, and the functions refuse new ones).
 const FORGET_EMPTY_ROOM_AFTER: Duration = Duration::from_secs(3600);
@@ -198,6 +206,8 @@ struct Incoming {
     rid: Option<String>,
     receiver: RTCRtpReceiverId,
     audio_level_id: Option<u8>,
+    /// When a packet of this stream last arrived: a layer is chosen only while it flows.
+    last_seen: Option<Instant>,
 }
 
 struct Outgoing {
@@ -254,16 +264,36 @@ impl Member {
     }
 
     /// The layers of a source, lowest quality first (by the usual rid names).
-    fn layers(&self, source: Source) -> Vec<u32> {
-        let mut layers: Vec<(u8, u32)> = self
+    /// A source's layers, smallest first, each with whether it flows (sent within
+    /// [`LAYER_IDLE`] of `now`).
+    fn layers(&self, source: Source, now: Instant) -> Vec<(u32, bool)> {
+        let mut layers: Vec<(u8, u32, bool)> = self
             .incoming
             .iter()
             .filter(|(_, i)| i.source == source)
-            .map(|(ssrc, i)| (rid_rank(i.rid.as_deref()), *ssrc))
+            .map(|(ssrc, i)| {
+                let flowing = i
+                    .last_seen
+                    .is_some_and(|t| now.saturating_duration_since(t) < LAYER_IDLE);
+                (rid_rank(i.rid.as_deref()), *ssrc, flowing)
+            })
             .collect();
         layers.sort_unstable();
-        layers.into_iter().map(|(_, s)| s).collect()
+        layers.into_iter().map(|(_, s, f)| (s, f)).collect()
     }
+}
+
+/// The layer to forward when `desired` (an index into `layers`, smallest first) is wanted:
+/// it, if it flows, else the largest flowing one below it, else the smallest flowing one
+/// above it.
+fn flowing_layer(layers: &[(u32, bool)], desired: usize) -> Option<u32> {
+    let desired = desired.min(layers.len().checked_sub(1)?);
+    layers[..=desired]
+        .iter()
+        .rev()
+        .chain(&layers[desired + 1..])
+        .find(|(_, flowing)| *flowing)
+        .map(|(ssrc, _)| *ssrc)
 }
 
 /// The simulcast layer (0 = smallest) a grid tile gets: few people get big tiles and a
@@ -766,8 +796,8 @@ impl Sfu {
             }
             ClientMessage::RequestKeyframe { participant } => {
                 if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                    self.request_keyframe(now, p, Source::Camera, false);
-                    self.request_keyframe(now, p, Source::Screen, false);
+                    self.request_keyframe(now, p, Source::Camera, Ask::Once);
+                    self.request_keyframe(now, p, Source::Screen, Ask::Once);
                 }
                 Ok(())
             }
@@ -1226,7 +1256,7 @@ impl Sfu {
         if connected {
             for (participant, source) in fresh_video {
                 if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                    self.request_keyframe(now, p, source, false);
+                    self.request_keyframe(now, p, source, Ask::Once);
                 }
             }
         }
@@ -1545,6 +1575,7 @@ impl Sfu {
                         rid: init.rid,
                         receiver: init.receiver_id,
                         audio_level_id,
+                        last_seen: None,
                     },
                 );
                 if self.next_speaker_tick.is_none() {
@@ -1574,7 +1605,7 @@ impl Sfu {
                     .collect();
                 for (participant, source) in video {
                     if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                        self.request_keyframe(now, p, source, true);
+                        self.request_keyframe(now, p, source, Ask::NowOrNever);
                     }
                 }
             }
@@ -1594,9 +1625,11 @@ impl Sfu {
             return;
         };
         let ssrc = packet.header.ssrc;
-        let Some(incoming) = m.incoming.get(&ssrc).cloned() else {
+        let Some(incoming) = m.incoming.get_mut(&ssrc) else {
             return;
         };
+        incoming.last_seen = Some(now);
+        let incoming = incoming.clone();
         let loss = m.loss.entry(ssrc).or_default();
         let lost_before = loss.lost;
         loss.packet(packet.header.sequence_number);
@@ -1634,20 +1667,23 @@ impl Sfu {
             return;
         }
         let layers = if audio {
-            vec![ssrc]
+            vec![(ssrc, true)]
         } else {
-            self.members[&from].layers(incoming.source)
+            self.members[&from].layers(incoming.source, now)
         };
-        let single = layers.len() <= 1;
-        let wanted_layer = if single {
+        let wanted_layer = if layers.len() <= 1 {
             ssrc
-        } else if room.speakers.active() == Some(publisher) || incoming.source == Source::Screen {
-            layers[layers.len() - 1]
         } else {
-            layers[grid_layer(layers.len(), room.members.len())]
+            let desired =
+                if room.speakers.active() == Some(publisher) || incoming.source == Source::Screen {
+                    layers.len() - 1
+                } else {
+                    grid_layer(layers.len(), room.members.len())
+                };
+            flowing_layer(&layers, desired).unwrap_or(ssrc)
         };
         let keyframe = audio || vp8_is_keyframe(&packet.payload);
-        let mut need_keyframe = false;
+        let mut need_keyframe: Option<Ask> = None;
         let key = (publisher, incoming.source);
         for conn in room.members.clone() {
             if conn == from {
@@ -1676,11 +1712,12 @@ impl Sfu {
             // while the switch still waits for one (request_keyframe keeps it to one request
             // per source and 300 ms). Asking only once lost requests to the window when several
             // subscribers arrived within it: the later ones stayed without video (issue 13.1).
-            if !audio
-                && (out.splicer.select(wanted_layer)
-                    || (!keyframe && out.splicer.waits_for_keyframe_of(ssrc)))
-            {
-                need_keyframe = true;
+            if !audio {
+                if out.splicer.select(wanted_layer) {
+                    need_keyframe = Some(Ask::Once);
+                } else if !keyframe && out.splicer.waits_for_keyframe_of(ssrc) {
+                    need_keyframe = need_keyframe.or(Some(Ask::Again));
+                }
             }
             let Verdict::Forward { seq, timestamp } = out.splicer.packet(
                 ssrc,
@@ -1715,8 +1752,8 @@ impl Sfu {
                 audio,
             });
         }
-        if need_keyframe {
-            self.request_keyframe(now, from, incoming.source, false);
+        if let Some(urgency) = need_keyframe {
+            self.request_keyframe(now, from, incoming.source, urgency);
         }
     }
 
@@ -1744,28 +1781,25 @@ impl Sfu {
         }
         for (participant, source) in wanted {
             if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                self.request_keyframe(now, p, source, false);
+                self.request_keyframe(now, p, source, Ask::Once);
             }
         }
     }
 
-    /// Asks a publisher for a keyframe of a source (all its layers), at most every 300 ms
-    /// unless `now_or_never`: a subscriber whose media just started cannot wait for the next
-    /// window (a browser asks for nothing before it has received anything).
-    fn request_keyframe(
-        &mut self,
-        now: Instant,
-        publisher: ConnId,
-        source: Source,
-        now_or_never: bool,
-    ) {
+    /// Asks a publisher for a keyframe of a source (all its layers), unless the last request
+    /// to that source was sooner than `urgency` allows.
+    fn request_keyframe(&mut self, now: Instant, publisher: ConnId, source: Source, urgency: Ask) {
         let Some(m) = self.members.get_mut(&publisher) else {
             return;
         };
-        if !now_or_never
-            && m.last_keyframe_request
-                .get(&source)
-                .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
+        let window = match urgency {
+            Ask::NowOrNever => Duration::ZERO,
+            Ask::Once => KEYFRAME_REQUEST_INTERVAL,
+            Ask::Again => KEYFRAME_REASK_INTERVAL,
+        };
+        if m.last_keyframe_request
+            .get(&source)
+            .is_some_and(|t| now.saturating_duration_since(*t) < window)
         {
             return;
         }
@@ -1801,6 +1835,18 @@ impl Sfu {
     }
 }
 
+/// How soon a keyframe request may follow the last one to the same source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// A subscriber whose media just started: a browser asks for nothing before it has
+    /// received anything, so this cannot wait for the next window.
+    NowOrNever,
+    /// A new need (layer switch, PLI/FIR): at most every [`KEYFRAME_REQUEST_INTERVAL`].
+    Once,
+    /// Still waiting for the keyframe asked for before: every [`KEYFRAME_REASK_INTERVAL`].
+    Again,
+}
+
 fn source_name(s: Source) -> &'static str {
     match s {
         Source::Microphone => "microphone",
@@ -1811,7 +1857,7 @@ fn source_name(s: Source) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::grid_layer;
+    use super::{flowing_layer, grid_layer};
 
     #[test]
     fn an_oral_exam_sees_everyone_sharp_and_a_class_gets_thumbnails() {
@@ -1820,5 +1866,20 @@ mod tests {
         assert_eq!(grid_layer(3, 30), 0, "a class: thumbnails");
         assert_eq!(grid_layer(2, 8), 1);
         assert_eq!(grid_layer(1, 30), 0);
+    }
+
+    #[test]
+    fn a_layer_the_publisher_stopped_sending_is_replaced_by_the_next_smaller_one_that_flows() {
+        let all = [(10, true), (11, true), (12, true)];
+        assert_eq!(flowing_layer(&all, 2), Some(12));
+        // The browser dropped its full layer (short of CPU or uplink).
+        let no_full = [(10, true), (11, true), (12, false)];
+        assert_eq!(flowing_layer(&no_full, 2), Some(11));
+        assert_eq!(flowing_layer(&no_full, 0), Some(10));
+        // Only the full layer flows: a thumbnail viewer gets it rather than nothing.
+        let only_full = [(10, false), (11, false), (12, true)];
+        assert_eq!(flowing_layer(&only_full, 0), Some(12));
+        assert_eq!(flowing_layer(&[(10, false)], 0), None);
+        assert_eq!(flowing_layer(&[], 0), None);
     }
 }
