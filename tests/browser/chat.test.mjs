@@ -33,6 +33,12 @@ async function expectMessage(page, text, { conversation, author }) {
   );
   assert.equal(got.author, author, `"${text}" is by ${author}`);
   assert.ok(got.text.includes(text));
+  // Chat lines read from the left edge like any chat (they were once centred).
+  const indent = await msg.evaluate((el) => {
+    const body = el.querySelector('.body') || el.lastElementChild;
+    return body.getBoundingClientRect().left - el.getBoundingClientRect().left;
+  });
+  assert.ok(indent < 12, `"${text}" starts at the left edge of its line (indent ${indent} px)`);
 }
 
 /** `text` is nowhere on the page: no message element and not in the page's text. */

@@ -811,6 +811,20 @@ export async function received(page, pid, source = 'camera') {
           height: video.videoHeight,
           track: vt?.readyState ?? null,
           framesDecoded: vt ? inbound.get(vt.id)?.framesDecoded ?? null : null,
+          // For the failure message: whether packets still arrive, keyframes, requests.
+          ...(() => {
+            const r = vt ? inbound.get(vt.id) : null;
+            return r
+              ? {
+                  packetsReceived: r.packetsReceived,
+                  packetsLost: r.packetsLost,
+                  framesReceived: r.framesReceived,
+                  keyFramesDecoded: r.keyFramesDecoded,
+                  pliCount: r.pliCount,
+                  freezeCount: r.freezeCount,
+                }
+              : {};
+          })(),
         },
         audio: audio && {
           track: at?.readyState ?? null,

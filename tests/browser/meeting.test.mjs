@@ -96,6 +96,18 @@ suite.test(
     // (The camera keeps coming; whether it is shown beside the screen is the page's choice.)
     await expectVideoPlaying(teacher.page, anna.pid, 'camera', { shown: false });
     await expectSimulcast(anna.page);
+    // Large enough to read a worksheet: the whole width of the stage (it once got a
+    // 279 px thumbnail), and a button that makes it fill the monitor.
+    const sharing = tile(teacher.page, anna.pid);
+    await sharing.locator('button[data-action=fullscreen]').waitFor({ timeout: WAIT });
+    const widths = await teacher.page.evaluate((pid) => {
+      const grid = document.querySelector('.grid').getBoundingClientRect().width;
+      const screen = document
+        .querySelector(`[data-testid=tile][data-participant=${JSON.stringify(pid)}] video[data-source=screen]`)
+        .getBoundingClientRect().width;
+      return { grid, screen };
+    }, anna.pid);
+    assert.ok(widths.screen >= 0.95 * widths.grid, `the screen share spans the stage (${JSON.stringify(widths)})`);
     await screenshot(teacher.page, 'meeting-screen-share');
 
     // (The screen video may stay in the tile, hidden, or go.)

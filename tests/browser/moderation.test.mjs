@@ -68,9 +68,17 @@ suite.test(
       'the lobby setting is saved',
     );
     await openMeeting(teacher, room);
+    assert.match(
+      await teacher.page.locator('[data-testid=lobby]').innerText(),
+      /Niemand wartet/,
+      'the empty lobby says so',
+    );
 
     // Anna knocks and waits; the teacher lets her in.
     const anna = await joinAsGuest(s, room.inviteUrl, 'Anna', { lobby: true });
+    const waitingText = await anna.page.locator('[data-testid=lobby-waiting]').innerText();
+    const page = await anna.page.locator('body').innerText();
+    assert.equal(page.split(waitingText.trim()).length - 1, 1, 'the waiting guest reads the lobby sentence once');
     const knock = teacher.page.locator('[data-testid=lobby] li[data-participant]');
     await knock.first().waitFor({ timeout: WAIT });
     assert.equal(await knock.count(), 1, 'one guest waits in the lobby');
@@ -164,6 +172,8 @@ suite.test(
     await expectAudioFlowing(ben.page, anna.pid);
     await participantItem(teacher.page, anna.pid).locator('button[data-action=mute]').click();
     await expectShownMuted(teacher.page, anna.pid);
+    // An icon shipped with the page, not an emoji that shows as a box without an emoji font.
+    await tile(ben.page, anna.pid).locator('svg[data-icon=mic-off]').waitFor({ timeout: WAIT });
     await expectAudioStopped(ben.page, anna.pid);
     await expectVideoPlaying(ben.page, anna.pid);
     await expectAudioFlowing(ben.page, teacher.pid);

@@ -70,6 +70,46 @@ suite.test(
 );
 
 suite.test(
+  'a teacher who opens their invite link in their own browser is offered to join as the teacher or to use a private window, and can log out there to join as a guest; fields keep the cursor',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const { page } = await s.person('teacher');
+    await page.goto('/login');
+    await eventually('the cursor is in the email field', () =>
+      page.evaluate(() => document.activeElement?.id === 'login-email'),
+    );
+    await logIn(page, data);
+    const room = await createRoom(page, 'Erdkunde 7c');
+    assert.equal(
+      await page.evaluate(() => getComputedStyle(document.getElementById('main')).outlineStyle),
+      'none',
+      'no frame runs round the content',
+    );
+
+    // The README says: try the link yourself. In the same browser that would join with the
+    // teacher's login and put the other window out of the meeting.
+    const second = await page.context().newPage();
+    await second.goto(room.inviteUrl);
+    const offer = second.locator('[data-testid=join-teacher]');
+    await offer.waitFor({ timeout: WAIT });
+    assert.match(await offer.innerText(), /Erdkunde 7c/, 'the teacher is told it is their room');
+    assert.match(await offer.innerText(), /privaten Fenster/, 'and how to see it as a guest');
+    assert.equal(await second.locator('#nickname').count(), 0, 'no guest form that would join with the login');
+    assert.equal(
+      await second.locator('[data-testid=join-as-teacher]').getAttribute('href'),
+      `/meeting/${room.id}`,
+      'joining as the teacher opens the meeting',
+    );
+    await second.locator('[data-testid=join-logout-as-guest]').click();
+    await second.locator('#nickname').waitFor({ timeout: WAIT });
+    await eventually('the cursor is in the nickname field', () =>
+      second.evaluate(() => document.activeElement?.id === 'nickname'),
+    );
+    await second.close();
+  },
+);
+
+suite.test(
   'on "Meine Räume" a teacher creates rooms, each with its own invite link, and renames one, switches its lobby on and deletes another, all of which a reload keeps',
   async (s) => {
     const data = await suite.portal.provisionTeacher();

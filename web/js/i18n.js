@@ -71,7 +71,8 @@ const de = {
   end_meeting: 'Für alle beenden',
   end_confirm: 'Die Besprechung für alle beenden?',
   participants: 'Teilnehmende',
-  you: 'du',
+  // The own entry: neutral, because teachers are addressed with "Sie" and pupils with "du".
+  you: 'Ich',
   moderator: 'Lehrkraft',
   muted: 'stumm',
   hand_raised: 'meldet sich',
@@ -88,12 +89,25 @@ const de = {
   farewell_ended: 'Die Besprechung wurde beendet.',
   farewell_replaced: 'Du bist in einem anderen Fenster beigetreten.',
   farewell_left: 'Du hast die Besprechung verlassen.',
+  // The same for a teacher (pages for teachers say "Sie").
+  farewell_replaced_formal: 'Sie sind in einem anderen Fenster beigetreten.',
+  farewell_left_formal: 'Sie haben die Besprechung verlassen.',
   back_to_rooms: 'Zurück zu meinen Räumen',
   devices: 'Geräte',
   microphone: 'Mikrofon',
   camera: 'Kamera',
   preview: 'Vorschau',
-  no_devices: 'Kein Zugriff auf Kamera oder Mikrofon – du kannst trotzdem zuhören und chatten.',
+  no_devices: 'Kein Zugriff auf Kamera oder Mikrofon – Zuhören und Chatten gehen trotzdem.',
+  state_lobby: 'Im Warteraum',
+  lobby_empty: 'Niemand wartet.',
+  fullscreen: 'Vollbild',
+  join_teacher_title: 'Sie sind als Lehrkraft angemeldet',
+  join_own_room: 'Das ist Ihr Raum „{0}“.',
+  join_as_teacher: 'Als Lehrkraft beitreten',
+  join_guest_hint: 'Um als Gast teilzunehmen (etwa um die Schülersicht zu testen), öffnen Sie den Link in einem privaten Fenster oder einem anderen Browser: in diesem Browser sind Sie angemeldet, und ein zweiter Beitritt würde Ihr anderes Fenster aus der Besprechung werfen.',
+  join_copy_link: 'Link kopieren',
+  join_link_copied: 'Link kopiert.',
+  join_logout_as_guest: 'Abmelden und hier als Gast beitreten',
   node_full: 'Alle Medienserver sind voll. Neuer Versuch in {0} Sekunden …',
   screen: 'Bildschirm',
   // chat
@@ -196,6 +210,16 @@ const en = {
   join_submit: 'Join',
   join_invalid: 'This invite link is not valid (any more).',
   lobby_waiting: 'You are in the lobby. The teacher will let you in shortly …',
+  state_lobby: 'In the lobby',
+  lobby_empty: 'Nobody is waiting.',
+  fullscreen: 'Full screen',
+  join_teacher_title: 'You are logged in as a teacher',
+  join_own_room: 'This is your room “{0}”.',
+  join_as_teacher: 'Join as the teacher',
+  join_guest_hint: 'To take part as a guest (for instance to see what pupils see), open the link in a private window or another browser: this browser is logged in, and joining a second time would put your other window out of the meeting.',
+  join_copy_link: 'Copy link',
+  join_link_copied: 'Link copied.',
+  join_logout_as_guest: 'Log out and join here as a guest',
   state_joining: 'Connecting …',
   state_connected: 'Connected',
   state_reconnecting: 'Connection lost – reconnecting …',
@@ -300,6 +324,11 @@ export function setLanguage(l) {
 export function t(key, ...args) {
   const s = dictionaries[lang][key] ?? de[key] ?? key;
   return s.replace(/\{(\d)\}/g, (_, i) => String(args[Number(i)] ?? ''));
+}
+
+/** Whether there is a text for `key` (in the chosen language or German). */
+export function has(key) {
+  return key in dictionaries[lang] || key in de;
 }
 
 /** Fills every element with `data-i18n` (static parts of the page). */

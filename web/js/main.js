@@ -38,7 +38,9 @@ async function render() {
     const page = await load();
     main.replaceChildren();
     cleanup = (await page.render(main, ...m.slice(1))) || null;
-    main.focus({ preventScroll: true });
+    // Screen readers start at the new content; a page that put the cursor into its first
+    // field keeps it there.
+    if (!main.contains(document.activeElement)) main.focus({ preventScroll: true });
     return;
   }
   main.replaceChildren(h('h1', {}, t('not_found')));

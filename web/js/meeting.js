@@ -7,7 +7,7 @@
 // this file holds that state, the page layout and the meeting's life (join, leave, end).
 
 import { get } from './api.js';
-import { t } from './i18n.js';
+import { has, t } from './i18n.js';
 import { LIMITS } from './limits.js';
 import { Chat } from './meeting/chat.js';
 import { Media } from './meeting/media.js';
@@ -140,7 +140,7 @@ class Meeting {
     this.body.hidden = true;
     this.lobbyWait?.remove();
     const back = this.role === 'moderator' ? h('a', { href: '/rooms', class: 'button' }, t('back_to_rooms')) : null;
-    this.main.append(h('section', { class: 'card', 'data-testid': 'farewell', 'data-reason': reason }, h('p', {}, t(`farewell_${reason}`)), back));
+    this.main.append(h('section', { class: 'card', 'data-testid': 'farewell', 'data-reason': reason }, h('p', {}, t(farewellKey(reason, this.role))), back));
     window.__aula = undefined;
   }
 
@@ -155,6 +155,12 @@ class Meeting {
     this.stopLocal();
     window.__aula = undefined;
   }
+}
+
+/** Teachers are addressed with "Sie", pupils with "du". */
+function farewellKey(reason, role) {
+  const key = `farewell_${reason}`;
+  return role === 'moderator' && has(`${key}_formal`) ? `${key}_formal` : key;
 }
 
 // The parts' methods become the meeting's; a name given twice would silently shadow one.

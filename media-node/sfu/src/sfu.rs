@@ -1712,8 +1712,10 @@ impl Sfu {
             // while the switch still waits for one (request_keyframe keeps it to one request
             // per source and 300 ms). Asking only once lost requests to the window when several
             // subscribers arrived within it: the later ones stayed without video (issue 13.1).
+            // Selecting is what starts a stream (audio too); only video needs a keyframe.
+            let newly_selected = out.splicer.select(wanted_layer);
             if !audio {
-                if out.splicer.select(wanted_layer) {
+                if newly_selected {
                     need_keyframe = Some(Ask::Once);
                 } else if !keyframe && out.splicer.waits_for_keyframe_of(ssrc) {
                     need_keyframe = need_keyframe.or(Some(Ask::Again));

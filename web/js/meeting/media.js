@@ -135,6 +135,8 @@ export class Media {
     for (const [p, tile] of this.tiles || []) {
       tile.screen.hidden = !screens.has(p);
       if (tile.screen.hidden) tile.screen.srcObject = null;
+      tile.el.classList.toggle('sharing', !tile.screen.hidden);
+      tile.fullscreen.hidden = tile.screen.hidden;
     }
     this.renderPeople();
   }

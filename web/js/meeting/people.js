@@ -4,6 +4,7 @@
 
 import { post } from '../api.js';
 import { t } from '../i18n.js';
+import { icon } from '../icons.js';
 import { errorText, h, toast } from '../ui.js';
 
 export class People {
@@ -17,6 +18,19 @@ export class People {
     screen.muted = true;
     const audio = self ? null : h('audio', { autoplay: true });
     const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
+    // A shared screen can fill the monitor (a worksheet, a slide).
+    const fullscreen = h(
+      'button',
+      {
+        type: 'button',
+        class: 'small secondary fullscreen',
+        'data-action': 'fullscreen',
+        hidden: true,
+        onclick: () => screen.requestFullscreen?.().catch(() => {}),
+      },
+      icon('expand'),
+      t('fullscreen'),
+    );
     const el = h(
       'figure',
       { class: 'tile', 'data-testid': 'tile', 'data-participant': participant || null, 'data-self': self || null },
@@ -24,9 +38,10 @@ export class People {
       camera,
       screen,
       audio,
+      fullscreen,
       h('figcaption', {}, name, badges),
     );
-    return { el, name, badges, camera, screen, audio, avatar };
+    return { el, name, badges, camera, screen, audio, avatar, fullscreen };
   }
 
   peerTile(participant) {
@@ -47,12 +62,12 @@ export class People {
       this.names.set(p.participant, p.name);
       const tile = this.peerTile(p.participant);
       tile.name.textContent = p.name;
+      tile.name.title = p.name;
       tile.avatar.textContent = initials(p.name);
       tile.badges.replaceChildren(
-        ...[
-          p.muted ? h('span', { class: 'badge' }, t('muted')) : null,
-          p.hand_raised ? h('span', { class: 'badge hand' }, '✋') : null,
-        ].filter(Boolean),
+        ...[p.muted ? icon('mic-off', t('muted')) : null, p.hand_raised ? icon('hand', t('hand_raised')) : null].filter(
+          Boolean,
+        ),
       );
       tile.el.classList.toggle('active', this.active === p.participant);
       tile.el.classList.toggle('muted', p.muted);
@@ -64,8 +79,8 @@ export class People {
         { 'data-participant': p.participant, 'data-muted': String(p.muted), 'data-hand': String(p.hand_raised) },
         h('span', {}, p.name),
         p.role === 'moderator' ? h('span', { class: 'badge' }, t('moderator')) : null,
-        p.muted ? h('span', { class: 'badge' }, t('muted')) : null,
-        p.hand_raised ? h('span', { class: 'badge hand' }, t('hand_raised')) : null,
+        p.muted ? h('span', { class: 'badge' }, icon('mic-off'), t('muted')) : null,
+        p.hand_raised ? h('span', { class: 'badge hand' }, icon('hand'), t('hand_raised')) : null,
         moderator && p.role === 'guest'
           ? h(
               'span',
@@ -83,6 +98,10 @@ export class People {
 
   renderLobby() {
     this.lobbyPanel.hidden = this.role !== 'moderator';
+    if (this.knocking.size === 0) {
+      this.lobbyList.replaceChildren(h('li', { class: 'muted', 'data-testid': 'lobby-empty' }, t('lobby_empty')));
+      return;
+    }
     this.lobbyList.replaceChildren(
       ...[...this.knocking].map(([p, name]) =>
         h(

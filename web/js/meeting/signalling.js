@@ -87,14 +87,14 @@ export class Signalling {
         }
         this.names.set(this.me, t('you'));
         this.renderPeople();
-        this.lobbyPanel.hidden = this.role !== 'moderator';
+        this.renderLobby();
         // For tests and debugging in the console: the connections of this meeting.
         window.__aula = { publish: null, subscribe: null, me: this.me, signalling: this.ws };
         await this.publish();
         this.loadHistory();
         break;
       case 'lobby':
-        this.setState('joining', t('lobby_waiting'));
+        this.setState('joining', t('state_lobby'));
         this.body.hidden = true;
         this.lobbyWait = h('p', { class: 'card', 'data-testid': 'lobby-waiting' }, t('lobby_waiting'));
         this.main.append(this.lobbyWait);
