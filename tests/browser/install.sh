@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the browser tests need, and nothing when it is there already:
 #   - Debian's chromium (apt-get), if /usr/bin/chromium is missing;
+#   - Debian's nftables (apt-get), if `nft` is missing: a test cuts the media node's UDP;
 #   - playwright-core, pinned in package-lock.json (npm ci), if node_modules does not match
 #     the lock file. playwright-core downloads no browser; the tests drive Debian's.
 set -euo pipefail
@@ -8,13 +9,16 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { printf '== %s\n' "$*" >&2; }
 
-if [[ ! -x /usr/bin/chromium ]]; then
-  log "installing Debian's chromium (apt-get)"
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v nft >/dev/null || [[ -x /usr/sbin/nft ]] || missing+=(nftables)
+if ((${#missing[@]})); then
+  log "installing Debian's ${missing[*]} (apt-get)"
   sudo=()
   if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 chromium >/dev/null
+  "${sudo[@]}" apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
 fi
 
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -2,6 +2,7 @@
 // screen share reaches the teacher. Every page talks only to the portal and logs no errors.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import {
   aulaSuite,
   logIn,
@@ -15,6 +16,7 @@ import {
   expectMediaOnlyToPortal,
   eventually,
   screenshot,
+  sleep,
   WAIT,
 } from './harness.mjs';
 
@@ -140,6 +142,63 @@ suite.test(
       anna.page.locator('[data-testid=status]').getAttribute('data-state').then((s) => s === 'connected' || null),
       { timeout: 15_000 },
     );
+    await expectVideoPlaying(anna.page, teacher.pid);
+    await expectVideoPlaying(teacher.page, anna.pid);
+  },
+);
+
+/** Drops every UDP datagram to `port` on loopback (the media node's port) until `restore`:
+ * a node that hangs or is cut off answers nothing and closes nothing. Needs root and nft
+ * (tests/browser/install.sh installs Debian's nftables). */
+function cutUdp(port) {
+  const table = `aula_browser_test_${process.pid}`;
+  const nft = (...args) => execFileSync('nft', args, { stdio: ['ignore', 'ignore', 'inherit'] });
+  nft('add', 'table', 'netdev', table);
+  const restore = () => nft('delete', 'table', 'netdev', table);
+  try {
+    nft('add', 'chain', 'netdev', table, 'in', '{ type filter hook ingress device lo priority 0; }');
+    nft('add', 'rule', 'netdev', table, 'in', 'meta', 'protocol', 'ip', 'udp', 'dport', String(port), 'drop');
+  } catch (e) {
+    restore();
+    throw e;
+  }
+  return { restore };
+}
+
+const statusOf = (page) => page.locator('[data-testid=status]').getAttribute('data-state');
+
+suite.test(
+  'when the media node stops answering while the signalling stays open, the page stops saying "Verbunden" within seconds, never claims it while no media flows, and the meeting comes back once the node answers',
+  async (s) => {
+    const portal = suite.portal;
+    const data = await portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Chemie 10b');
+    await openMeeting(teacher, room);
+    const anna = await joinAsGuest(s, room.inviteUrl, 'Anna');
+    await expectVideoPlaying(anna.page, teacher.pid);
+    assert.ok(portal.mediaUdp, 'the portal logged its media UDP address');
+
+    const cut = cutUdp(Number(portal.mediaUdp.split(':').pop()));
+    try {
+      // Chrome notices missing ICE consent answers after about 5 s.
+      await eventually('the page no longer says it is connected', async () => (await statusOf(anna.page)) !== 'connected', {
+        timeout: 10_000,
+      });
+      // It rejoins over the still-working signalling, but media cannot flow: never "Verbunden".
+      const until = Date.now() + 15_000;
+      while (Date.now() < until) {
+        assert.notEqual(await statusOf(anna.page), 'connected', 'the page claims a connection while no media flows');
+        assert.notEqual(await statusOf(teacher.page), 'connected', 'the teacher\'s page claims a connection too');
+        await sleep(250);
+      }
+    } finally {
+      cut.restore();
+    }
+    await eventually('the page is connected again', async () => (await statusOf(anna.page)) === 'connected', {
+      timeout: 30_000,
+    });
     await expectVideoPlaying(anna.page, teacher.pid);
     await expectVideoPlaying(teacher.page, anna.pid);
   },

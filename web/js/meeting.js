@@ -148,6 +148,8 @@ class Meeting {
     if (!this.closed) this.send({ type: 'leave' });
     this.closed = true;
     clearTimeout(this.timer);
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.disconnectedTimer);
     const ws = this.ws;
     this.ws = null;
     ws?.close();

@@ -78,9 +78,7 @@ export class Media {
     }
     if (this.local.screen) this.sources.set(pc.addTransceiver(this.local.screen, { direction: 'sendonly' }), 'screen');
     if (this.local.audio && !this.micOn) this.send({ type: 'set_muted', muted: true });
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === 'failed' && this.publishPc === pc) this.ws?.close();
-    };
+    pc.onconnectionstatechange = () => this.mediaState(pc, pc.connectionState);
     await this.offer(Boolean(old));
     old?.close();
   }
@@ -106,9 +104,7 @@ export class Media {
       this.subscribePc = pc;
       window.__aula.subscribe = pc;
       pc.ontrack = () => this.attachTracks();
-      pc.onconnectionstatechange = () => {
-        if (pc.connectionState === 'failed' && this.subscribePc === pc) this.ws?.close();
-      };
+      pc.onconnectionstatechange = () => this.mediaState(pc, pc.connectionState);
     }
     const pc = this.subscribePc;
     this.tracks = new Map(tracks.map((tr) => [tr.mid, tr]));

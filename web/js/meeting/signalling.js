@@ -8,6 +8,18 @@ import { t } from '../i18n.js';
 import { errorText, h, toast } from '../ui.js';
 
 const PROTOCOL_VERSION = 1;
+/** A node that has not welcomed us this long after the grant is treated as unreachable. */
+const CONNECT_TIMEOUT_MS = 10_000;
+/** A media connection that stays `disconnected` this long is treated as gone: a hung node
+ * never closes the WebSocket, and the browser's close handshake takes over a minute. */
+const DISCONNECTED_GRACE_MS = 4_000;
+
+/** Waits before the `retry`th attempt: doubling from 1 s, capped at 15 s, and spread over
+ * the upper half of that so a class that lost its node does not come back in one instant. */
+export function retryDelay(retry) {
+  const ceiling = Math.min(1000 * 2 ** Math.min(retry - 1, 4), 15_000);
+  return ceiling / 2 + Math.random() * (ceiling / 2);
+}
 
 export class Signalling {
   async connect() {
@@ -18,8 +30,9 @@ export class Signalling {
       grant = await post(`/api/rooms/${this.room}/join`);
     } catch (e) {
       if (e instanceof ApiError && e.code === 'no_capacity') {
-        const wait = Number(e.retryAfter) || 10;
-        this.setState('reconnecting', t('node_full', wait));
+        // Spread over up to half as long again: refused pupils must not all return at once.
+        const wait = (Number(e.retryAfter) || 10) * (1 + Math.random() / 2);
+        this.setState('reconnecting', t('node_full', Math.ceil(wait)));
         this.timer = setTimeout(() => this.connect(), wait * 1000);
         return;
       }
@@ -30,8 +43,17 @@ export class Signalling {
     this.me = grant.participant;
     this.role = grant.role;
     this.endButton.hidden = this.role !== 'moderator';
-    const ws = new WebSocket(grant.node_url);
+    let ws;
+    try {
+      ws = new WebSocket(grant.node_url);
+    } catch (e) {
+      // A URL the page may not open (its content security policy) or cannot parse.
+      toast(errorText(e), 'error');
+      return this.reconnectLater();
+    }
     this.ws = ws;
+    this.welcomed = false;
+    this.expectMedia(ws);
     ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
     ws.onmessage = (e) => {
       let frame;
@@ -56,12 +78,64 @@ export class Signalling {
     };
   }
 
-  reconnectLater() {
+  reconnectLater(delay) {
     if (this.closed) return;
     this.retry += 1;
-    this.setState('reconnecting');
-    const delay = Math.min(1000 * 2 ** Math.min(this.retry - 1, 4), 15000);
+    if (delay === undefined) {
+      this.setState('reconnecting');
+      delay = retryDelay(this.retry);
+    }
+    clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Gives up `ws`'s node unless, within CONNECT_TIMEOUT_MS, it has welcomed us (or put us
+   * in the lobby) and our media connections are up. */
+  expectMedia(ws) {
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (this.ws === ws && !(this.welcomed && this.mediaUp())) this.dropConnection();
+    }, CONNECT_TIMEOUT_MS);
+  }
+
+  /** Gives up the node now (its connection failed, it hangs, or it asked us to move) and
+   * joins again; `moving`: a planned move, said as such and without waiting. */
+  dropConnection({ moving = false } = {}) {
+    if (this.closed || this.farewell) return;
+    const ws = this.ws;
+    this.ws = null;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.disconnectedTimer);
+    ws?.close();
+    this.closePeers();
+    if (moving) {
+      this.setState('reconnecting', t('state_moving'));
+      // A short spread: the whole room moves at once.
+      this.reconnectLater(Math.random() * 500);
+    } else {
+      this.reconnectLater();
+    }
+  }
+
+  /** What a media connection's state says about the node (both connections report here). */
+  mediaState(pc, state) {
+    if (pc !== this.publishPc && pc !== this.subscribePc) return;
+    clearTimeout(this.disconnectedTimer);
+    if (state === 'failed') return this.dropConnection();
+    if (state === 'disconnected') {
+      // Say so at once; a short blip recovers by itself, a lasting one is a lost node.
+      this.setState('reconnecting');
+      this.disconnectedTimer = setTimeout(() => this.dropConnection(), DISCONNECTED_GRACE_MS);
+      return;
+    }
+    if (state === 'connected' && this.welcomed && !this.closed && this.mediaUp()) this.setState('connected');
+  }
+
+  /** Whether every media connection in use has connected (none: nothing to wait for). A
+   * publish connection with nothing to send is never negotiated and does not count. */
+  mediaUp() {
+    const publishing = this.publishPc && this.sources?.size > 0 ? this.publishPc : null;
+    return [publishing, this.subscribePc].every((pc) => !pc || pc.connectionState === 'connected');
   }
 
   send(frame) {
@@ -72,7 +146,10 @@ export class Signalling {
     switch (f.type) {
       case 'welcome':
         this.retry = 0;
-        this.setState('connected');
+        this.welcomed = true;
+        // "Verbunden" only once media flows (mediaState), not when signalling alone works.
+        this.setState('joining');
+        this.expectMedia(this.ws);
         this.lobbyWait?.remove();
         this.lobbyWait = null;
         this.body.hidden = false;
@@ -91,9 +168,13 @@ export class Signalling {
         // For tests and debugging in the console: the connections of this meeting.
         window.__aula = { publish: null, subscribe: null, me: this.me, signalling: this.ws };
         await this.publish();
+        if (this.mediaUp()) this.setState('connected'); // nothing to send or receive yet
         this.loadHistory();
         break;
       case 'lobby':
+        // The node answered: waiting for the teacher is not a connection problem.
+        this.welcomed = true;
+        clearTimeout(this.connectTimer);
         this.setState('joining', t('state_lobby'));
         this.body.hidden = true;
         this.lobbyWait = h('p', { class: 'card', 'data-testid': 'lobby-waiting' }, t('lobby_waiting'));
@@ -142,8 +223,8 @@ export class Signalling {
         this.addMessage(f.message, true);
         break;
       case 'move':
-        // The node shuts down: a new grant places the room on another node.
-        this.ws?.close();
+        // The node shuts down: a new grant places the room on another node, right away.
+        this.dropConnection({ moving: true });
         break;
       case 'bye':
         this.bye(f.reason);
