@@ -1,18 +1,15 @@
 //! The peer connections and every call into `rtc`: SDP steps, demultiplexing the one UDP
 //! port (STUN by the ICE username fragment, everything else by the address ICE validated),
-//! timers, events, received media, keyframe requests, and the fan-out that writes forwarded
-//! packets into subscribers' connections (on several cores when it is wide).
+//! timers, events, received media handed to `fanout.rs`, writing forwarded packets and
+//! keyframe requests.
 
-use crate::forwarder::{self, Binding, Published, Rewrite};
+use crate::forwarder::Binding;
 use crate::media::{self, AUDIO_LEVEL_URI};
-use crate::participant::Subscription;
 use crate::protocol::Source;
-use crate::rewrite::vp8_is_keyframe;
 use crate::sfu::{ConnId, Entropy, Output, PeerId, Sfu, SfuError};
 use crate::speakers;
 use aula_domain::Participant;
 use bytes::BytesMut;
-use rayon::prelude::*;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
@@ -33,13 +30,7 @@ use rtc::stun::textattrs::TextAttribute;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-/// Keyframe requests to one publisher's source are sent at most this often.
-const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
-/// A packet fanned out to at least this many subscribers' connections is encrypted on all
-/// cores; below it, waking other threads costs more than it saves.
-const PARALLEL_FANOUT: usize = 4;
+use std::time::Instant;
 
 pub(crate) struct Peer {
     pc: RTCPeerConnection,
@@ -149,8 +140,31 @@ impl Peer {
         Ok(())
     }
 
+    /// Asks the publisher for a keyframe on each of these streams; returns how many asks
+    /// went out.
+    pub(crate) fn request_keyframes(
+        &mut self,
+        now: Instant,
+        streams: &[(u32, RTCRtpReceiverId)],
+    ) -> u64 {
+        let mut sent = 0;
+        for (ssrc, receiver) in streams {
+            if let Some(mut r) = self.pc.rtp_receiver(*receiver) {
+                let _ = r.write_rtcp(
+                    now,
+                    vec![Box::new(PictureLossIndication {
+                        sender_ssrc: 0,
+                        media_ssrc: *ssrc,
+                    })],
+                );
+                sent += 1;
+            }
+        }
+        sent
+    }
+
     /// Writes forwarded packets into this connection and collects what it sends.
-    fn write(&mut self, now: Instant, writes: Vec<Write>) -> Written {
+    pub(crate) fn write(&mut self, now: Instant, writes: Vec<Write>) -> Written {
         let mut written = Written::default();
         for w in writes {
             let bytes = w.packet.payload.len() as u64;
@@ -180,20 +194,20 @@ impl Peer {
 }
 
 /// One forwarded packet for one subscriber's connection.
-struct Write {
-    peer: PeerId,
-    sender: RTCRtpSenderId,
-    packet: rtc::rtp::Packet,
-    audio: bool,
+pub(crate) struct Write {
+    pub(crate) peer: PeerId,
+    pub(crate) sender: RTCRtpSenderId,
+    pub(crate) packet: rtc::rtp::Packet,
+    pub(crate) audio: bool,
 }
 
 /// What writing a batch to one connection produced.
 #[derive(Default)]
-struct Written {
+pub(crate) struct Written {
     datagrams: Vec<(SocketAddr, BytesMut)>,
     deadline: Option<Instant>,
     /// Packets and payload bytes written: audio, video.
-    forwarded: [(u64, u64); 2],
+    pub(crate) forwarded: [(u64, u64); 2],
 }
 
 /// All peer connections, how datagrams find theirs, and their timers.
@@ -242,8 +256,31 @@ impl Peers {
         self.map.get_mut(&id).map(|p| &mut **p)
     }
 
-    fn connected(&self, id: PeerId) -> bool {
+    pub(crate) fn connected(&self, id: PeerId) -> bool {
         self.map.get(&id).is_some_and(|p| p.connected)
+    }
+
+    /// Queues a forwarded packet, written at the next poll_output.
+    pub(crate) fn queue(&mut self, now: Instant, write: Write) {
+        self.fanout_at = Some(now);
+        self.fanout.push(write);
+    }
+
+    pub(crate) fn take_fanout(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.fanout)
+    }
+
+    /// A connection leaves the map while the fan-out writes it on another thread.
+    pub(crate) fn take(&mut self, id: PeerId) -> Option<Box<Peer>> {
+        self.map.remove(&id)
+    }
+
+    pub(crate) fn put(&mut self, id: PeerId, peer: Box<Peer>) {
+        self.map.insert(id, peer);
+    }
+
+    pub(crate) fn pool(&self) -> Option<&rayon::ThreadPool> {
+        self.pool.as_ref()
     }
 
     /// When the earliest peer connection needs a timeout.
@@ -414,7 +451,7 @@ impl Sfu {
     }
 
     /// Sends what a peer connection queued and re-arms its timer.
-    fn flush(&mut self, peer: PeerId) {
+    pub(crate) fn flush(&mut self, peer: PeerId) {
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };
@@ -423,7 +460,7 @@ impl Sfu {
     }
 
     /// Queues a connection's datagrams and re-arms its timer.
-    fn absorb(&mut self, peer: PeerId, written: Written) {
+    pub(crate) fn absorb(&mut self, peer: PeerId, written: Written) {
         let peers = &mut self.peers;
         let Some(p) = peers.map.get_mut(&peer) else {
             return;
@@ -442,48 +479,6 @@ impl Sfu {
             if let Some(at) = written.deadline {
                 peers.timers.push(Reverse((at, peer)));
             }
-        }
-    }
-
-    /// Writes what forward() queued into the subscribers' connections. SRTP and the
-    /// interceptors cost most of a forwarded packet and every connection is independent,
-    /// so a wide fan-out runs on all cores: the connections leave the map for the moment,
-    /// each is written by one thread, and they come back in the order they left.
-    pub(crate) fn deliver(&mut self, now: Instant) {
-        if self.peers.fanout.is_empty() {
-            return;
-        }
-        let mut batches: Vec<(PeerId, Box<Peer>, Vec<Write>)> = Vec::new();
-        let mut index: HashMap<PeerId, usize> = HashMap::new();
-        for w in std::mem::take(&mut self.peers.fanout) {
-            if let Some(&i) = index.get(&w.peer) {
-                batches[i].2.push(w);
-            } else if let Some(p) = self.peers.map.remove(&w.peer) {
-                index.insert(w.peer, batches.len());
-                batches.push((w.peer, p, vec![w]));
-            }
-        }
-        let write = |(_, peer, writes): &mut (PeerId, Box<Peer>, Vec<Write>)| {
-            peer.write(now, std::mem::take(writes))
-        };
-        let results: Vec<Written> = match &self.peers.pool {
-            Some(pool) if batches.len() >= PARALLEL_FANOUT => {
-                pool.install(|| batches.par_iter_mut().map(write).collect())
-            }
-            _ => batches.iter_mut().map(write).collect(),
-        };
-        for ((id, peer, _), written) in batches.into_iter().zip(results) {
-            for (i, (packets, bytes)) in written.forwarded.iter().enumerate() {
-                let st = if i == 0 {
-                    &mut self.stats.audio
-                } else {
-                    &mut self.stats.video
-                };
-                st.forwarded_packets += packets;
-                st.forwarded_bytes += bytes;
-            }
-            self.peers.map.insert(id, peer);
-            self.absorb(id, written);
         }
     }
 
@@ -569,198 +564,25 @@ impl Sfu {
             _ => {}
         }
     }
-
-    /// RTP from a publisher, to everyone in the room who should get it.
-    ///
-    /// Allocations per packet that remain: the datagram the connection read it from (rtc's),
-    /// and per subscriber the queued [`Write`] (amortised in the fan-out Vec), and for audio
-    /// with a negotiated level the one-entry extension Vec of its header. The member list,
-    /// the layers, the incoming stream's description and the level's byte are borrowed or
-    /// static; the payload is shared (`Bytes`). Writing then costs what rtc's SRTP and
-    /// interceptors allocate.
-    fn forward(&mut self, now: Instant, from: ConnId, mut packet: rtc::rtp::Packet) {
-        // Rooms, members, peers and stats are separate fields: the publisher and room are
-        // read, then each subscriber's forwarder changed, without copying any of them.
-        let Some(m) = self.members.get_mut(&from) else {
-            return;
-        };
-        let ssrc = packet.header.ssrc;
-        let Some(incoming) = m.incoming(ssrc) else {
-            return;
-        };
-        let (source, audio_level_id) = (incoming.source, incoming.audio_level_id);
-        let loss = m.loss.entry(ssrc).or_default();
-        let lost_before = loss.lost;
-        loss.packet(packet.header.sequence_number);
-        let newly_lost = loss.lost.saturating_sub(lost_before);
-        let audio = source.is_audio();
-        let kind_stats = if audio {
-            &mut self.stats.audio
-        } else {
-            &mut self.stats.video
-        };
-        kind_stats.received_packets += 1;
-        kind_stats.lost_packets += newly_lost;
-        let (room_id, publisher) = (m.room, m.participant);
-        if audio && m.muted {
-            return;
-        }
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return;
-        };
-        let mut level = None;
-        if audio
-            && let Some(id) = audio_level_id
-            && let Some(mut raw) = packet.header.get_extension(id)
-            && let Ok(l) = AudioLevelExtension::unmarshal(&mut raw)
-        {
-            level = Some((l.level, l.voice));
-            room.speakers.level(publisher, l.level, l.voice);
-        }
-        let last_n = self.config.last_n;
-        if !forwarder::forwarded(source, room.speakers.is_in_last_n(publisher, last_n)) {
-            return;
-        }
-        let sharpest = room.speakers.active() == Some(publisher) || source == Source::Screen;
-        let layers = if audio { &[][..] } else { m.layers(source) };
-        let published = Published {
-            ssrc,
-            seq: packet.header.sequence_number,
-            timestamp: packet.header.timestamp,
-            audio,
-            keyframe: audio || vp8_is_keyframe(&packet.payload),
-            wanted_layer: forwarder::wanted_layer(layers, ssrc, sharpest, room.members.len()),
-            level,
-        };
-        // Subscribers get the publisher's extensions as their own: none, or the level.
-        packet.header.extension = false;
-        packet.header.extensions.clear();
-        let mut keyframe_wanted = false;
-        let key = (publisher, source);
-        for &conn in &room.members {
-            if conn == from {
-                continue;
-            }
-            let Some(s) = self.members.get_mut(&conn) else {
-                continue;
-            };
-            if !s.in_meeting {
-                continue;
-            }
-            let sub = match s.subscription {
-                Subscription::None => continue,
-                Subscription::Answered(p) | Subscription::Offered { peer: p, .. } => p,
-            };
-            if !self.peers.connected(sub) {
-                continue;
-            }
-            let Some(out) = s.outgoing.get_mut(&key) else {
-                continue;
-            };
-            let decision = out.forwarder.packet(&published);
-            keyframe_wanted |= decision.keyframe_wanted;
-            let Some(rewrite) = decision.forward else {
-                continue;
-            };
-            self.peers.fanout_at = Some(now);
-            self.peers.fanout.push(Write {
-                peer: sub,
-                sender: out.sender,
-                packet: rewritten(&packet, rewrite),
-                audio,
-            });
-        }
-        if keyframe_wanted {
-            self.request_keyframe(now, from, source, false);
-        }
-    }
-
-    /// Keyframe requests from a subscriber, to the publishers of what they asked about.
-    fn feedback(&mut self, now: Instant, conn: ConnId, packets: &[Box<dyn rtc::rtcp::Packet>]) {
-        let Some(m) = self.members.get(&conn) else {
-            return;
-        };
-        let room = m.room;
-        let mut wanted = Vec::new();
-        for p in packets {
-            let any = p.as_any();
-            let ssrcs: Vec<u32> = if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
-                vec![pli.media_ssrc]
-            } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
-                fir.fir.iter().map(|e| e.ssrc).collect()
-            } else {
-                Vec::new()
-            };
-            for ssrc in ssrcs {
-                if let Some(key) = m.out_by_ssrc.get(&ssrc) {
-                    wanted.push(*key);
-                }
-            }
-        }
-        for (participant, source) in wanted {
-            if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                self.request_keyframe(now, p, source, false);
-            }
-        }
-    }
-
-    /// Asks a publisher for a keyframe of a source (all its layers), at most every 300 ms
-    /// unless `now_or_never`: a subscriber whose media just started cannot wait for the next
-    /// window (a browser asks for nothing before it has received anything).
-    pub(crate) fn request_keyframe(
-        &mut self,
-        now: Instant,
-        publisher: ConnId,
-        source: Source,
-        now_or_never: bool,
-    ) {
-        let Some(m) = self.members.get_mut(&publisher) else {
-            return;
-        };
-        if !now_or_never
-            && m.last_keyframe_request
-                .get(&source)
-                .is_some_and(|t| now.saturating_duration_since(*t) < KEYFRAME_REQUEST_INTERVAL)
-        {
-            return;
-        }
-        let Some(peer) = m.publish else {
-            return;
-        };
-        let targets: Vec<(u32, RTCRtpReceiverId)> = m.streams(source).collect();
-        if targets.is_empty() {
-            return;
-        }
-        m.last_keyframe_request.insert(source, now);
-        let Some(p) = self.peers.get_mut(peer) else {
-            return;
-        };
-        for (ssrc, receiver) in targets {
-            if let Some(mut r) = p.pc.rtp_receiver(receiver) {
-                let _ = r.write_rtcp(
-                    now,
-                    vec![Box::new(PictureLossIndication {
-                        sender_ssrc: 0,
-                        media_ssrc: ssrc,
-                    })],
-                );
-                self.stats.keyframe_requests += 1;
-            }
-        }
-        self.flush(peer);
-    }
 }
 
-/// A subscriber's copy of a packet (whose extensions were cleared): the payload is shared,
-/// the header rewritten.
-fn rewritten(packet: &rtc::rtp::Packet, r: Rewrite) -> rtc::rtp::Packet {
-    let mut p = packet.clone();
-    p.header.ssrc = r.ssrc;
-    p.header.payload_type = r.payload_type;
-    p.header.sequence_number = r.seq;
-    p.header.timestamp = r.timestamp;
-    if let Some((id, byte)) = r.audio_level {
-        let _ = p.header.set_extension(id, byte);
+/// The audio level and voice flag a publisher's packet carries under extension `id`.
+pub(crate) fn audio_level(packet: &rtc::rtp::Packet, id: u8) -> Option<(u8, bool)> {
+    let mut raw = packet.header.get_extension(id)?;
+    let l = AudioLevelExtension::unmarshal(&mut raw).ok()?;
+    Some((l.level, l.voice))
+}
+
+/// The SSRCs a subscriber's RTCP asks keyframes of (PLI and FIR).
+pub(crate) fn keyframe_requests(packets: &[Box<dyn rtc::rtcp::Packet>]) -> Vec<u32> {
+    let mut ssrcs = Vec::new();
+    for p in packets {
+        let any = p.as_any();
+        if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
+            ssrcs.push(pli.media_ssrc);
+        } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
+            ssrcs.extend(fir.fir.iter().map(|e| e.ssrc));
+        }
     }
-    p
+    ssrcs
 }

@@ -9,8 +9,10 @@
 //! - `participant.rs`: a participant and its publish/subscribe negotiation states;
 //! - `forwarder.rs`: what each subscriber gets of a packet (layers, last N, splicing,
 //!   audio level), pure;
-//! - `peer.rs`: the peer connections, every call into `rtc`, demultiplexing the one UDP
-//!   port, timers, and the fan-out.
+//! - `fanout.rs`: a published packet to the room's subscribers, the batch written on
+//!   several cores, keyframe requests;
+//! - `peer.rs`: the peer connections and every call into `rtc`, demultiplexing the one UDP
+//!   port, timers, events.
 
 use crate::media::MediaError;
 use crate::participant::Member;
