@@ -66,10 +66,11 @@ impl Sfu {
     ///
     /// Allocations per packet that remain here: none for the packet itself (rtc parsed it,
     /// and its payload is shared `Bytes`); per subscriber, a slot in the fan-out Vec
-    /// (amortised: it grows to the batch once) and, for audio whose subscriber negotiated
-    /// the level extension, the one-entry extension Vec of its header. The member list, the
-    /// layers, the incoming stream's description and the level's byte are borrowed or
-    /// static. Writing the batch then costs what rtc's SRTP and interceptors allocate.
+    /// (amortised: it grows by doubling within a batch) and, for audio whose subscriber
+    /// negotiated the level extension, the one-entry extension Vec of its header. The
+    /// member list, the layers, the incoming stream's description and the level's byte are
+    /// borrowed or static. `deliver` then allocates per batch (its grouping by connection),
+    /// and writing costs what rtc's SRTP and interceptors allocate.
     pub(crate) fn forward(&mut self, now: Instant, from: ConnId, mut packet: rtc::rtp::Packet) {
         // Rooms, members, peers and stats are separate fields: the publisher and room are
         // read, then each subscriber's forwarder changed, without copying any of them.
