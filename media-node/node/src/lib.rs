@@ -13,7 +13,7 @@ use aula_domain::ids::IdGenerator;
 use aula_domain::ports::{MeetingStore, NodeRegistryStore};
 use aula_domain::{Clock, MediaNode as NodeRecord, Meeting, NodeId, RoomId, retention};
 use aula_sfu::protocol::ServerMessage;
-use aula_sfu::{ConnId, Entropy, Joining, Output, Sfu, SfuConfig};
+use aula_sfu::{ConnId, Entropy, Input, Output, Sfu, SfuConfig};
 use axum::Router;
 use axum::routing::get;
 use rand::Rng;
@@ -95,22 +95,9 @@ pub(crate) enum Command {
         /// Set when the media loop drops the client for not reading its frames.
         dropped: Arc<AtomicBool>,
     },
-    Join {
-        conn: ConnId,
-        joining: Joining,
-    },
-    Message {
-        conn: ConnId,
-        message: aula_sfu::protocol::ClientMessage,
-    },
-    Chat {
-        conn: ConnId,
-        message: aula_domain::RelayedMessage,
-    },
-    Closed {
-        conn: ConnId,
-    },
-    Drain,
+    /// Input for the SFU from a WebSocket or the node (joins, frames, chat, closes and
+    /// draining); datagrams and timeouts come from the media loop itself.
+    Sfu(Input<'static>),
 }
 
 /// What the media loop sends to one WebSocket.
@@ -241,7 +228,7 @@ impl MediaNode {
     /// Stops taking rooms, asks every client to move, and returns once the node is empty
     /// or the drain timeout passed.
     pub async fn drain(&self) {
-        let _ = self.commands.send(Command::Drain).await;
+        let _ = self.commands.send(Command::Sfu(Input::Drain)).await;
         let mut empty = self.empty.clone();
         let wait = empty.wait_for(|e| *e);
         let _ = tokio::time::timeout(self.config.drain_timeout, wait).await;
@@ -316,19 +303,19 @@ impl MediaLoop {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((n, from)) => {
                         let now = Instant::now();
-                        self.sfu.handle_datagram(now, from, &buf[..n]);
+                        self.sfu.handle_input(now, Input::Datagram { from, data: &buf[..n] });
                         // Whatever else already waits goes into the same fan-out batch.
                         for _ in 1..RECEIVE_BATCH {
                             let Ok((n, from)) = self.socket.try_recv_from(&mut buf) else {
                                 break;
                             };
-                            self.sfu.handle_datagram(now, from, &buf[..n]);
+                            self.sfu.handle_input(now, Input::Datagram { from, data: &buf[..n] });
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "receiving a datagram failed"),
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.sfu.handle_timeout(Instant::now());
+                    self.sfu.handle_input(Instant::now(), Input::Timeout);
                 }
                 _ = tick.tick() => self.observe(),
             }
@@ -352,16 +339,17 @@ impl MediaLoop {
             } => {
                 self.conns.insert(conn, (frames, dropped));
             }
-            Command::Join { conn, joining } => self.sfu.join(now, conn, joining),
-            Command::Message { conn, message } => self.sfu.handle_message(now, conn, message),
-            Command::Chat { conn, message } => self.sfu.relay_chat(conn, message),
-            Command::Closed { conn } => {
-                self.conns.remove(&conn);
-                self.sfu.leave(now, conn);
-            }
-            Command::Drain => {
-                let _ = self.draining.send(true);
-                self.sfu.drain();
+            Command::Sfu(input) => {
+                match &input {
+                    Input::Leave { conn } => {
+                        self.conns.remove(conn);
+                    }
+                    Input::Drain => {
+                        let _ = self.draining.send(true);
+                    }
+                    _ => {}
+                }
+                self.sfu.handle_input(now, input);
             }
         }
         self.observe_membership();
@@ -396,7 +384,7 @@ impl MediaLoop {
                         dropped.store(true, Ordering::Relaxed);
                         self.conns.remove(&conn);
                         self.metrics.slow_client_dropped();
-                        self.sfu.leave(Instant::now(), conn);
+                        self.sfu.handle_input(Instant::now(), Input::Leave { conn });
                     }
                 }
                 Output::Close { conn } => {

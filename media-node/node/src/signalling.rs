@@ -5,10 +5,10 @@
 use crate::{Command, MediaNode, Outbound, error_frame};
 use aula_domain::services::GrantRole;
 use aula_domain::{Participant, RoomId};
-use aula_sfu::Joining;
 use aula_sfu::protocol::{
     ClientMessage, ErrorCode, MAX_FRAME_BYTES, PROTOCOL_VERSION, parse_client_frame,
 };
+use aula_sfu::{Input, Joining};
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
@@ -121,7 +121,7 @@ async fn session(node: MediaNode, mut socket: WebSocket) {
             }
         }
     }
-    node.send(Command::Closed { conn }).await;
+    node.send(Command::Sfu(Input::Leave { conn })).await;
 }
 
 type Refusal = (ErrorCode, String, bool);
@@ -159,7 +159,7 @@ fn frame_in(
                 room,
                 participant: claims.sub,
             });
-            Ok(Command::Join {
+            Ok(Command::Sfu(Input::Join {
                 conn,
                 joining: Joining {
                     room,
@@ -169,7 +169,7 @@ fn frame_in(
                     settings: claims.settings,
                     lobby: claims.lobby && claims.role == GrantRole::Guest,
                 },
-            })
+            }))
         }
         (ClientMessage::Join { .. }, Some(_)) => Err((
             ErrorCode::NotJoined,
@@ -205,11 +205,11 @@ fn frame_in(
                     false,
                 ));
             }
-            Ok(Command::Chat {
+            Ok(Command::Sfu(Input::Chat {
                 conn,
                 message: claims.message,
-            })
+            }))
         }
-        (message, Some(_)) => Ok(Command::Message { conn, message }),
+        (message, Some(_)) => Ok(Command::Sfu(Input::Message { conn, message })),
     }
 }

@@ -2,13 +2,20 @@
 //! UDP datagrams and timeouts, each with an explicit `now`, and sends what it outputs.
 //! Tests drive it the same way, without sockets or a wall clock.
 
+mod fanout;
+mod forwarder;
 pub mod media;
+mod participant;
+mod peer;
 pub mod protocol;
 pub mod rewrite;
+mod room;
 mod sfu;
 pub mod speakers;
 
-pub use sfu::{ConnId, Entropy, Joining, KindStats, Output, Sfu, SfuConfig, SfuError, Stats};
+pub use sfu::{
+    ConnId, Entropy, Input, Joining, KindStats, Output, Sfu, SfuConfig, SfuError, Stats,
+};
 
 /// A datagram to send.
 pub use bytes::BytesMut as Datagram;
