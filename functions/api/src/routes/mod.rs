@@ -2,13 +2,12 @@
 //! extractors (`extract.rs`) as the types of `types.rs`, parses what is left into domain
 //! types, asks the services and shapes the answer; permissions are the services' business.
 //!
-//! | function | module | endpoints |
-//! |---|---|---|
-//! | auth | `auth.rs` | login, logout, registration, `/api/me`, password, joining by invite, guest status, the privacy page |
-//! | rooms | `rooms.rs` | rooms, invite links, meetings, participants, lobby, join grants |
-//! | chat | `chat.rs` | history, posting, deleting |
-//! | privacy | `privacy.rs` | the caller's own data-subject requests (`/api/me/…`) |
-//! | privacy | `admin.rs` | the admins' actions (`/api/admin/…`), all audited |
+//! - auth (`auth.rs`): login, logout, registration, `/api/me`, the password, joining by
+//!   invite, the guest's status, the privacy page
+//! - rooms (`rooms.rs`): rooms, invite links, meetings, participants, the lobby, join grants
+//! - chat (`chat.rs`): history, posting, deleting
+//! - privacy (`privacy.rs`): the caller's own data-subject requests (`/api/me` and below);
+//!   (`admin.rs`): the admins' actions (`/api/admin/…`), all audited
 
 mod admin;
 mod auth;
