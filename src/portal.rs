@@ -4,14 +4,14 @@
 use crate::config::{Config, StoreKind};
 use crate::web;
 use anyhow::{Context, Result};
-use aula_api::crypto::{Argon2Passwords, HmacHasher, generate_ed25519_pkcs8, random_bytes};
-use aula_api::tokens::{JoinVerifier, TokenLifetimes, Tokens};
-use aula_api::{ApiConfig, ApiState};
+use aula_api::crypto::random_bytes;
+use aula_api::{ApiConfig, ApiState, Keys};
 use aula_domain::ports::Store;
-use aula_domain::services::{Aula, LoginPolicy};
+use aula_domain::services::LoginPolicy;
 use aula_domain::{Clock, Email};
 use aula_media_node::{MediaNode, NodeConfig, NodeDeps, NodeStore};
 use aula_store::{AwsStore, RandomIds, SqliteStore, SystemClock};
+use aula_tokens::{JoinVerifier, generate_ed25519_pkcs8};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,12 +19,6 @@ use axum::routing::get;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-
-/// The deployment's secrets: the Ed25519 key that signs tokens and the HMAC secret.
-pub struct Keys {
-    pub signing_pkcs8: Vec<u8>,
-    pub hash_secret: Vec<u8>,
-}
 
 /// Reads the keys from `dir`, making them on first start (readable by the owner only).
 pub fn load_or_create_keys(dir: &Path) -> Result<Keys> {
@@ -81,20 +75,15 @@ pub struct Parts {
 }
 
 pub fn state(parts: &Parts) -> Result<ApiState> {
-    let tokens = Tokens::from_pkcs8(&parts.keys.signing_pkcs8, TokenLifetimes::default())
-        .context("loading the token signing key")?;
-    Ok(ApiState {
-        aula: Aula {
-            store: parts.store.clone(),
-            clock: parts.clock.clone(),
-            ids: Arc::new(RandomIds),
-            passwords: Arc::new(Argon2Passwords),
-            hasher: Arc::new(HmacHasher::new(&parts.keys.hash_secret)),
-            policy: parts.policy,
-        },
-        tokens,
-        config: Arc::new(parts.api.clone()),
-    })
+    ApiState::new(
+        parts.store.clone(),
+        parts.clock.clone(),
+        Arc::new(RandomIds),
+        &parts.keys,
+        parts.policy,
+        parts.api.clone(),
+    )
+    .context("loading the token signing key")
 }
 
 /// The whole portal: the API of every function, the health check and the frontend, with

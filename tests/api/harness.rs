@@ -2,10 +2,9 @@
 //! to it like a browser or an API client would.
 
 use async_trait::async_trait;
-use aula::portal::{self, Keys, Parts};
-use aula_api::crypto::Argon2Passwords;
-use aula_api::crypto::{generate_ed25519_pkcs8, random_bytes};
-use aula_api::{ApiConfig, ApiState};
+use aula::portal::{self, Parts};
+use aula_api::crypto::{Argon2Passwords, random_bytes};
+use aula_api::{ApiConfig, ApiState, Keys};
 use aula_domain::ids::IdGenerator;
 use aula_domain::inventory::RecordKind;
 use aula_domain::ports::{Store, StoreError};
@@ -16,6 +15,7 @@ use aula_domain::{
 };
 use aula_store::RandomIds;
 use aula_store::{AwsStore, Introspect, SqliteStore, StoredFields};
+use aula_tokens::{JoinVerifier, generate_ed25519_pkcs8};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -379,6 +379,11 @@ impl TestApp {
 
     pub fn clock_now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// What a media node of this deployment holds: the verifier with its public key alone.
+    pub fn media_node(&self) -> JoinVerifier {
+        JoinVerifier::from_public_key(self.state.tokens.public_key()).expect("a public key")
     }
 
     /// Whether `needle` is stored in any table, item or object.

@@ -66,8 +66,8 @@ pub async fn tampered_expired_wrong_audience_and_unsigned_tokens_are_refused(app
         .session(moderator, sid, now.minus(Span::seconds(13 * 3600)))
         .expect("signed");
     // Wrong key: a well-formed token from another deployment.
-    let stranger = aula_api::tokens::Tokens::from_pkcs8(
-        &aula_api::crypto::generate_ed25519_pkcs8().expect("key"),
+    let stranger = aula_tokens::Tokens::from_pkcs8(
+        &aula_tokens::generate_ed25519_pkcs8().expect("key"),
         Default::default(),
     )
     .expect("tokens")
@@ -107,18 +107,12 @@ pub async fn tampered_expired_wrong_audience_and_unsigned_tokens_are_refused(app
         .await;
     let grant = grant.body["grant"].as_str().expect("grant");
     let (other_room, _) = app.room(&t, false).await;
+    let node = app.media_node();
     assert!(
-        app.state
-            .tokens
-            .verify_join(grant, other_room.parse().expect("id"), now)
+        node.verify(grant, other_room.parse().expect("id"), now)
             .is_err()
     );
-    assert!(
-        app.state
-            .tokens
-            .verify_join(grant, room.parse().expect("id"), now)
-            .is_ok()
-    );
+    assert!(node.verify(grant, room.parse().expect("id"), now).is_ok());
 }
 
 pub async fn a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout(app: &TestApp) {

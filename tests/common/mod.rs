@@ -1,11 +1,12 @@
 //! What the service-level tests share: the portal's state on a private in-memory store.
 
-use aula::portal::{self, Keys, Parts};
-use aula_api::ApiConfig;
-use aula_api::crypto::{generate_ed25519_pkcs8, random_bytes};
+use aula::portal::{self, Parts};
+use aula_api::crypto::random_bytes;
+use aula_api::{ApiConfig, Keys};
 use aula_domain::Clock;
 use aula_domain::services::{Aula, LoginPolicy};
 use aula_store::SqliteStore;
+use aula_tokens::generate_ed25519_pkcs8;
 use std::sync::Arc;
 
 /// The services as the portal builds them, on a fresh in-memory SQLite store.

@@ -10,7 +10,6 @@ use aula_domain::{
     AuditReason, ChatBody, FederalState, IdempotencyKey, InviteToken, Nickname, Organisation,
     PersonName, RoomName,
 };
-use std::collections::BTreeMap;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, header::HeaderBuilder};
@@ -232,9 +231,11 @@ or_null!(
     millis_or_null = millis,
 );
 
-/// Marks every path parameter required, as OpenAPI demands: utoipa leaves it unset for a
-/// parameter whose schema comes from `schema_with`.
-pub fn require_path_parameters(doc: &mut utoipa::openapi::OpenApi) {
+/// What every operation of the document has in common, written once here rather than on
+/// each handler: its path parameters are required (OpenAPI demands it; utoipa leaves it
+/// unset for a parameter whose schema comes from `schema_with`), and after its successes it
+/// lists every error answer of the one mapping (`error.rs`), all of the `ErrorBody` shape.
+pub fn complete(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::Required;
     use utoipa::openapi::path::ParameterIn;
     for item in doc.paths.paths.values_mut() {
@@ -253,6 +254,9 @@ pub fn require_path_parameters(doc: &mut utoipa::openapi::OpenApi) {
                 if p.parameter_in == ParameterIn::Path {
                     p.required = Required::True;
                 }
+            }
+            for (status, refusal) in refusals() {
+                op.responses.responses.entry(status).or_insert(refusal);
             }
         }
     }
@@ -322,22 +326,15 @@ fn refusal(description: &str, retry_after: bool) -> Response {
     }
 }
 
-/// Every error answer an operation can give; listed on each operation after its successes.
-pub struct Refusals;
-
-impl utoipa::IntoResponses for Refusals {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        REFUSALS
-            .iter()
-            .map(|&(status, description)| {
-                let retry_after = matches!(status, 429 | 503);
-                (
-                    status.to_string(),
-                    RefOr::T(refusal(description, retry_after)),
-                )
-            })
-            .collect()
-    }
+/// Every error answer, by status.
+fn refusals() -> impl Iterator<Item = (String, RefOr<Response>)> {
+    REFUSALS.iter().map(|&(status, description)| {
+        let retry_after = matches!(status, 429 | 503);
+        (
+            status.to_string(),
+            RefOr::T(refusal(description, retry_after)),
+        )
+    })
 }
 
 #[cfg(test)]

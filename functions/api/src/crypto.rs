@@ -1,5 +1,5 @@
-//! The crypto adapters of the domain's ports: Argon2id for passwords, HMAC-SHA256 for
-//! keyed hashes, and Ed25519 keys for tokens.
+//! The crypto adapters of the domain's ports: Argon2id for passwords and HMAC-SHA256 for
+//! keyed hashes. (Token keys and signatures are the crate `aula-tokens`.)
 
 use aula_domain::PasswordHash;
 use aula_domain::services::{KeyedHasher, Password, PasswordHasher, ServiceError};
@@ -73,13 +73,6 @@ impl KeyedHasher for HmacHasher {
         // 128 bits are plenty to tell values apart and keep the entries short.
         URL_SAFE_NO_PAD.encode(&ctx.sign().as_ref()[..16])
     }
-}
-
-/// A new Ed25519 key pair as PKCS#8 DER (the local portal makes one on first start).
-pub fn generate_ed25519_pkcs8() -> Result<Vec<u8>, ServiceError> {
-    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-        .map(|doc| doc.as_ref().to_vec())
-        .map_err(|_| ServiceError::Internal("generating a signing key failed"))
 }
 
 /// Random bytes from the system's CSPRNG (for secrets the portal makes itself).

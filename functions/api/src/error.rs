@@ -4,6 +4,7 @@
 
 use aula_domain::ParseError;
 use aula_domain::services::ServiceError;
+use aula_tokens::TokenError;
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -100,6 +101,24 @@ impl From<ParseError> for ApiError {
     }
 }
 
+/// A token the caller offers and that does not verify means they are not who they claim;
+/// failing to sign one (a bad key, the crypto library) is ours, and logged with its cause.
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid(_) => ServiceError::Unauthenticated.into(),
+            TokenError::BadKey | TokenError::KeyGeneration | TokenError::Sign(_) => {
+                tracing::error!(error = %aula_domain::ErrorChain(&e), "token failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the service is unavailable; please try again",
+                )
+            }
+        }
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         ApiError::new(e.status(), "invalid_json", e.body_text())
@@ -140,3 +159,34 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aula_domain::{RoomId, Timestamp};
+    use aula_tokens::{JoinVerifier, TokenLifetimes, Tokens};
+
+    #[test]
+    fn a_token_that_does_not_verify_is_unauthenticated_and_a_key_failure_tells_nothing() {
+        let room = RoomId::parse("0b7e4a0c-58a4-4c4f-9d55-2f1c7e0a9b11").expect("an id");
+        let verifier = JoinVerifier::from_public_key(&[7; 32]).expect("32 bytes");
+        let forged = verifier
+            .verify("e30.e30.c2ln", room, Timestamp::from_secs(1_800_000_000))
+            .expect_err("not signed by the deployment");
+        let answer = ApiError::from(forged);
+        assert_eq!(
+            (answer.status, answer.code),
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        );
+
+        let Err(bad_key) = Tokens::from_pkcs8(b"not a key", TokenLifetimes::default()) else {
+            panic!("a key that is not PKCS#8 was accepted");
+        };
+        let answer = ApiError::from(bad_key);
+        assert_eq!(
+            (answer.status, answer.code),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert!(!answer.message.contains("PKCS"), "{}", answer.message);
+    }
+}

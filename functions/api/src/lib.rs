@@ -1,20 +1,30 @@
 //! Aula's HTTP API. Each function (auth, rooms, chat, privacy) is a router; a Lambda binary
 //! runs one of them, the local portal mounts them all. Every router identifies the caller
 //! from the session cookie or guest grant and writes one access-log entry per request.
+//!
+//! Where things are: `routes/` the handlers, one module per function; `types.rs` the
+//! request and response types; `extract.rs` the extractors that refuse input in the error
+//! shape; `error.rs` the one mapping from errors to HTTP; `contract.rs` the input contract
+//! of the OpenAPI document; `identity.rs` who is calling; `access_log.rs` the access log;
+//! `crypto.rs` Argon2id and keyed hashes. The tokens are the crate `aula-tokens`.
 
 pub mod access_log;
 pub mod contract;
 pub mod crypto;
 pub mod error;
+mod extract;
 pub mod identity;
 mod routes;
-pub mod tokens;
+mod types;
 
-use aula_domain::services::Aula;
+use aula_domain::Clock;
+use aula_domain::ids::IdGenerator;
+use aula_domain::ports::Store;
+use aula_domain::services::{Aula, LoginPolicy};
+use aula_tokens::{TokenError, TokenLifetimes, Tokens};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
 use std::sync::Arc;
-use tokens::Tokens;
 
 pub use error::{ApiError, ApiResult};
 
@@ -81,6 +91,42 @@ pub struct ApiState {
     pub config: Arc<ApiConfig>,
 }
 
+/// A deployment's secrets: the Ed25519 key (PKCS#8 DER) that signs tokens, and the secret
+/// of the keyed hashes (access log, known devices).
+pub struct Keys {
+    pub signing_pkcs8: Vec<u8>,
+    pub hash_secret: Vec<u8>,
+}
+
+impl ApiState {
+    /// The one place the API's state is put together, for the Lambda functions, the local
+    /// portal and the tests alike: the services over `store` with Argon2id for passwords
+    /// and keyed hashes under the deployment's secret, and tokens signed with its key.
+    /// What differs between them (the store, the clock, the ids, the keys, the policy and the
+    /// settings) comes in.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        keys: &Keys,
+        policy: LoginPolicy,
+        config: ApiConfig,
+    ) -> Result<Self, TokenError> {
+        Ok(ApiState {
+            aula: Aula {
+                store,
+                clock,
+                ids,
+                passwords: Arc::new(crypto::Argon2Passwords),
+                hasher: Arc::new(crypto::HmacHasher::new(&keys.hash_secret)),
+                policy,
+            },
+            tokens: Tokens::from_pkcs8(&keys.signing_pkcs8, TokenLifetimes::default())?,
+            config: Arc::new(config),
+        })
+    }
+}
+
 /// The functions the API is split into, one Lambda each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
@@ -97,15 +143,6 @@ impl Function {
         Function::Chat,
         Function::Privacy,
     ];
-}
-
-fn routes(function: Function) -> utoipa_axum::router::OpenApiRouter<ApiState> {
-    match function {
-        Function::Auth => routes::auth(),
-        Function::Rooms => routes::rooms(),
-        Function::Chat => routes::chat(),
-        Function::Privacy => routes::privacy(),
-    }
 }
 
 #[derive(utoipa::OpenApi)]
@@ -132,17 +169,17 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .into_iter()
         .fold(
             utoipa_axum::router::OpenApiRouter::<ApiState>::with_openapi(ApiDoc::openapi()),
-            |r, f| r.merge(routes(f)),
+            |r, f| r.merge(routes::of(f)),
         )
         .into_openapi();
-    contract::require_path_parameters(&mut doc);
+    contract::complete(&mut doc);
     doc
 }
 
 /// One function's router, with identification and the access log. The auth function also
 /// serves the OpenAPI document.
 pub fn function_router(function: Function, state: ApiState) -> Router {
-    let (router, _) = routes(function).split_for_parts();
+    let (router, _) = routes::of(function).split_for_parts();
     let router = if function == Function::Auth {
         router.route("/api/openapi.json", axum::routing::get(serve_openapi))
     } else {
@@ -155,7 +192,9 @@ pub fn function_router(function: Function, state: ApiState) -> Router {
 pub fn router(state: ApiState) -> Router {
     let router = Function::ALL
         .into_iter()
-        .fold(Router::new(), |r, f| r.merge(routes(f).split_for_parts().0))
+        .fold(Router::new(), |r, f| {
+            r.merge(routes::of(f).split_for_parts().0)
+        })
         .route("/api/openapi.json", axum::routing::get(serve_openapi));
     finish(router, state)
 }

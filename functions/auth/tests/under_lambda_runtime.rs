@@ -3,12 +3,13 @@
 //! HTTP API event, against DynamoDB at the local endpoint: the same path as in AWS, from
 //! the runtime API to the table, with the keys read from a Secrets Manager secret.
 
-use aula_api::crypto::{Argon2Passwords, generate_ed25519_pkcs8, random_bytes};
+use aula_api::crypto::{Argon2Passwords, random_bytes};
 use aula_domain::ids::IdGenerator;
 use aula_domain::ports::{AccessLogStore, ModeratorStore};
 use aula_domain::services::{Password, PasswordHasher};
 use aula_domain::*;
 use aula_store::{AwsStore, RandomIds};
+use aula_tokens::generate_ed25519_pkcs8;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};

@@ -4,10 +4,8 @@
 //! portal, so a handler is the same code in both places.
 
 use anyhow::{Context, Result, bail};
-use aula_api::crypto::{Argon2Passwords, HmacHasher};
-use aula_api::tokens::{TokenLifetimes, Tokens};
-use aula_api::{ApiConfig, ApiState, Function};
-use aula_domain::services::{Aula, LoginPolicy};
+use aula_api::{ApiConfig, ApiState, Function, Keys};
+use aula_domain::services::LoginPolicy;
 use aula_store::{AwsConfig, AwsStore, RandomIds, SystemClock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -263,9 +261,12 @@ struct SecretKeys {
 
 /// The signing key and the hashing secret: from the Secrets Manager secret named by
 /// `AULA_SECRETS_ARN` (production), or from `AULA_SIGNING_KEY` / `AULA_HASH_SECRET`.
-async fn keys(sdk: &aws_config::SdkConfig) -> Result<(Vec<u8>, Vec<u8>)> {
+async fn keys(sdk: &aws_config::SdkConfig) -> Result<Keys> {
     let Ok(arn) = std::env::var("AULA_SECRETS_ARN") else {
-        return Ok((secret("AULA_SIGNING_KEY")?, secret("AULA_HASH_SECRET")?));
+        return Ok(Keys {
+            signing_pkcs8: secret("AULA_SIGNING_KEY")?,
+            hash_secret: secret("AULA_HASH_SECRET")?,
+        });
     };
     let value = aws_sdk_secretsmanager::Client::new(sdk)
         .get_secret_value()
@@ -285,46 +286,45 @@ async fn keys(sdk: &aws_config::SdkConfig) -> Result<(Vec<u8>, Vec<u8>)> {
     let hash = STANDARD
         .decode(keys.hash_secret.trim())
         .unwrap_or_else(|_| keys.hash_secret.into_bytes());
-    Ok((signing, hash))
+    Ok(Keys {
+        signing_pkcs8: signing,
+        hash_secret: hash,
+    })
 }
 
 async fn state() -> Result<ApiState> {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()
         .await;
-    let (signing_key, hash_secret) = keys(&sdk).await?;
-    let tokens = Tokens::from_pkcs8(&signing_key, TokenLifetimes::default())
-        .context("the signing key must be an Ed25519 PKCS#8 key")?;
+    let keys = keys(&sdk).await?;
     let host_id = format!(
         "{}/{}",
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_default(),
         std::env::var("AWS_LAMBDA_LOG_STREAM_NAME").unwrap_or_default()
     );
-    Ok(ApiState {
-        aula: Aula {
-            store: Arc::new(AwsStore::new(&sdk, AwsConfig::from_env())),
-            clock: Arc::new(SystemClock),
-            ids: Arc::new(RandomIds),
-            passwords: Arc::new(Argon2Passwords),
-            hasher: Arc::new(HmacHasher::new(&hash_secret)),
-            policy: LoginPolicy {
-                self_registration: std::env::var("AULA_SELF_REGISTRATION")
-                    .is_ok_and(|v| v == "true"),
-                ..LoginPolicy::default()
-            },
+    let policy = LoginPolicy {
+        self_registration: std::env::var("AULA_SELF_REGISTRATION").is_ok_and(|v| v == "true"),
+        ..LoginPolicy::default()
+    };
+    let config = ApiConfig {
+        contacts: aula_api::PrivacyContacts {
+            supervisory_authority: required("AULA_SUPERVISORY_AUTHORITY")?,
+            data_protection_officer: required("AULA_DATA_PROTECTION_OFFICER")?,
         },
-        tokens,
-        config: Arc::new(ApiConfig {
-            contacts: aula_api::PrivacyContacts {
-                supervisory_authority: required("AULA_SUPERVISORY_AUTHORITY")?,
-                data_protection_officer: required("AULA_DATA_PROTECTION_OFFICER")?,
-            },
-            public_url: required("AULA_PUBLIC_URL")?,
-            processing: aula_api::Processing::from_env(),
-            host_id,
-            media_node_url: std::env::var("AULA_MEDIA_NODE_URL")
-                .ok()
-                .filter(|v| !v.trim().is_empty()),
-        }),
-    })
+        public_url: required("AULA_PUBLIC_URL")?,
+        processing: aula_api::Processing::from_env(),
+        host_id,
+        media_node_url: std::env::var("AULA_MEDIA_NODE_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty()),
+    };
+    ApiState::new(
+        Arc::new(AwsStore::new(&sdk, AwsConfig::from_env())),
+        Arc::new(SystemClock),
+        Arc::new(RandomIds),
+        &keys,
+        policy,
+        config,
+    )
+    .context("the signing key must be an Ed25519 PKCS#8 key")
 }

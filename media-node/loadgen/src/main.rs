@@ -8,13 +8,12 @@
 //!     target/release/aula-loadgen --rooms 10 --participants 10
 
 use anyhow::{Context as _, bail};
-use aula_api::crypto::generate_ed25519_pkcs8;
-use aula_api::tokens::{TokenLifetimes, Tokens};
 use aula_domain::services::{GrantRole, JoinGrant};
 use aula_domain::{Clock, GuestId, ModeratorId, Participant, RoomId, RoomSettings};
 use aula_loadgen::{Client, ClientStats, Joined, LightClient, Publish, percentile};
 use aula_sfu::protocol::Source;
 use aula_store::SystemClock;
+use aula_tokens::{TokenLifetimes, Tokens, generate_ed25519_pkcs8};
 use base64::Engine as _;
 use clap::Parser;
 use std::process::{Child, Command, Stdio};

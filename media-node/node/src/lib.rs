@@ -8,12 +8,12 @@ pub mod http;
 pub mod metrics;
 mod signalling;
 
-use aula_api::tokens::JoinVerifier;
 use aula_domain::ids::IdGenerator;
 use aula_domain::ports::{MeetingStore, NodeRegistryStore};
 use aula_domain::{Clock, MediaNode as NodeRecord, Meeting, NodeId, RoomId, retention};
 use aula_sfu::protocol::ServerMessage;
 use aula_sfu::{ConnId, Entropy, Input, Output, Sfu, SfuConfig};
+use aula_tokens::JoinVerifier;
 use axum::Router;
 use axum::routing::get;
 use rand::Rng;

@@ -1,12 +1,12 @@
 //! The media node binary a media host runs (as a systemd service; see infra/).
 
 use anyhow::Context as _;
-use aula_api::tokens::JoinVerifier;
 use aula_domain::NodeId;
 use aula_domain::ids::IdGenerator as _;
 use aula_media_node::http::{self, HttpLimits};
 use aula_media_node::{MediaNode, NodeConfig, NodeDeps, OUTBOUND_FRAMES};
 use aula_store::{AwsStore, RandomIds, SqliteStore, SystemClock};
+use aula_tokens::JoinVerifier;
 use base64::Engine as _;
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};

@@ -1,8 +1,6 @@
 //! A real media node on loopback (UDP port, WebSocket signalling) with real WebRTC clients
 //! (webrtc-rs): media flows, moderation works, bad grants and bad frames are refused.
 
-use aula_api::crypto::generate_ed25519_pkcs8;
-use aula_api::tokens::{JoinVerifier, TokenLifetimes, Tokens};
 use aula_domain::ports::{MeetingStore, NodeRegistryStore};
 use aula_domain::services::{GrantRole, JoinGrant};
 use aula_domain::{
@@ -14,6 +12,7 @@ use aula_media_node::http::{self, HttpLimits};
 use aula_media_node::{MediaNode, NodeConfig, NodeDeps};
 use aula_sfu::protocol::{ClientMessage, ErrorCode, Farewell, ServerMessage, Source};
 use aula_store::{RandomIds, SqliteStore, SystemClock};
+use aula_tokens::{JoinVerifier, TokenLifetimes, Tokens, generate_ed25519_pkcs8};
 use std::sync::Arc;
 use std::time::Duration;
 

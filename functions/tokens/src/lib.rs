@@ -1,5 +1,10 @@
 //! Signed tokens (JWT, EdDSA/Ed25519): the moderator's session cookie, a guest's grant for
-//! one room, and the short join grant a media node checks with the public key alone.
+//! one room, the short join grant and the chat relay token a media node checks with the
+//! public key alone ([`JoinVerifier`]).
+//!
+//! A crate of its own so that a media node links the verifier without the HTTP API (axum
+//! routers, Argon2id, the OpenAPI schemas): it depends on the domain's types and the JWT
+//! library only.
 
 pub use aula_domain::RelayedMessage;
 use aula_domain::services::{GrantRole, JoinGrant};
@@ -99,6 +104,8 @@ pub struct JoinClaims {
 pub enum TokenError {
     #[error("the signing key is not a valid Ed25519 PKCS#8 key")]
     BadKey,
+    #[error("generating a signing key failed")]
+    KeyGeneration,
     #[error("signing failed")]
     Sign(#[source] jsonwebtoken::errors::Error),
     #[error("the token is not valid")]
@@ -235,15 +242,6 @@ impl Tokens {
         Ok((token, exp))
     }
 
-    pub fn verify_join(
-        &self,
-        token: &str,
-        room: RoomId,
-        now: Timestamp,
-    ) -> Result<JoinClaims, TokenError> {
-        self.verify(token, &room_audience(room), now)
-    }
-
     /// Signs a stored message for live delivery through the room's media node.
     pub fn chat_relay(
         &self,
@@ -263,7 +261,15 @@ impl Tokens {
     }
 }
 
-/// Checks join grants with the public key alone: what media nodes hold.
+/// A new Ed25519 key pair as PKCS#8 DER (the local portal makes one on first start; tests
+/// and the load generator make their own deployment's key).
+pub fn generate_ed25519_pkcs8() -> Result<Vec<u8>, TokenError> {
+    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|_| TokenError::KeyGeneration)
+}
+
+/// Checks join grants and chat relay tokens with the public key alone: what media nodes hold.
 #[derive(Clone)]
 pub struct JoinVerifier {
     decoding: DecodingKey,
@@ -327,7 +333,6 @@ impl JoinVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::generate_ed25519_pkcs8;
     use aula_domain::services::{GrantRole, JoinGrant};
     use aula_domain::{ChatBody, Conversation, GuestId, MessageId, Participant};
 
