@@ -51,7 +51,7 @@ async fn a_thousand_rooms_spread_over_five_nodes_within_ten_percent_of_even() {
     let mut per_node: HashMap<String, u32> = HashMap::new();
     for _ in 0..1000 {
         let placed = aula
-            .place(RandomIds.room_id(), PlacementPolicy::default())
+            .place(RandomIds.room_id(), PlacementPolicy::default(), None)
             .await
             .expect("placed");
         *per_node.entry(placed.address).or_default() += 1;
@@ -74,12 +74,12 @@ async fn a_room_stays_on_its_node_and_moves_when_the_node_stops_heartbeating() {
     aula.store.put_node(&b).await.expect("b");
     let room = RandomIds.room_id();
     let first = aula
-        .place(room, PlacementPolicy::default())
+        .place(room, PlacementPolicy::default(), None)
         .await
         .expect("placed");
     for _ in 0..5 {
         let again = aula
-            .place(room, PlacementPolicy::default())
+            .place(room, PlacementPolicy::default(), None)
             .await
             .expect("placed");
         assert_eq!(
@@ -99,10 +99,70 @@ async fn a_room_stays_on_its_node_and_moves_when_the_node_stops_heartbeating() {
     };
     aula.store.put_node(&renewed).await.expect("heartbeat");
     let moved = aula
-        .place(room, PlacementPolicy::default())
+        .place(room, PlacementPolicy::default(), None)
         .await
         .expect("placed");
     assert_eq!(moved.id, survivor.id, "the room moved to the live node");
+}
+
+#[tokio::test]
+async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the_node_has_gone_quiet_but_not_on_a_client_word_alone()
+ {
+    let (aula, clock) = aula();
+    let a = node(0, 100, clock.now());
+    let b = node(0, 100, clock.now());
+    aula.store.put_node(&a).await.expect("a");
+    aula.store.put_node(&b).await.expect("b");
+    let room = RandomIds.room_id();
+    let first = aula
+        .place(room, PlacementPolicy::default(), None)
+        .await
+        .expect("placed");
+    let (dead, survivor) = if first.id == a.id { (a, b) } else { (b, a) };
+
+    // A client says it cannot reach the node, whose heartbeat is fresh: one client's network
+    // (or a malicious guest) does not take a healthy node out of service.
+    let kept = aula
+        .place(room, PlacementPolicy::default(), Some(&dead.address))
+        .await
+        .expect("placed");
+    assert_eq!(
+        kept.id, dead.id,
+        "a node with a fresh heartbeat keeps its rooms"
+    );
+
+    // The node dies; 4 s later (its registry entry lives 15 s) the survivor has renewed its
+    // heartbeat and the dead node has not.
+    clock
+        .0
+        .fetch_add(Span::seconds(4).millis(), Ordering::SeqCst);
+    let renewed = MediaNode {
+        last_heartbeat: clock.now(),
+        expires_at: retention::heartbeat_expiry(clock.now()),
+        ..survivor.clone()
+    };
+    aula.store.put_node(&renewed).await.expect("heartbeat");
+    let unreported = aula
+        .place(room, PlacementPolicy::default(), None)
+        .await
+        .expect("placed");
+    assert_eq!(
+        unreported.id, dead.id,
+        "without a report the registry entry still counts"
+    );
+    let moved = aula
+        .place(room, PlacementPolicy::default(), Some(&dead.address))
+        .await
+        .expect("placed");
+    assert_eq!(
+        moved.id, survivor.id,
+        "reported and quiet: the room moves now"
+    );
+    let stays = aula
+        .place(room, PlacementPolicy::default(), None)
+        .await
+        .expect("placed");
+    assert_eq!(stays.id, survivor.id, "and stays on its new node");
 }
 
 #[tokio::test]
@@ -123,13 +183,13 @@ async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
     let mut per_node: HashMap<String, u32> = HashMap::new();
     for _ in 0..4 {
         let n = aula
-            .place(RandomIds.room_id(), small)
+            .place(RandomIds.room_id(), small, None)
             .await
             .expect("placed");
         *per_node.entry(n.address).or_default() += 1;
     }
     assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![2, 2]);
-    let full = aula.place(RandomIds.room_id(), small).await;
+    let full = aula.place(RandomIds.room_id(), small, None).await;
     assert!(
         matches!(
             full,
@@ -145,7 +205,7 @@ async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
 async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
     let (aula, clock) = aula();
     let nothing = aula
-        .place(RandomIds.room_id(), PlacementPolicy::default())
+        .place(RandomIds.room_id(), PlacementPolicy::default(), None)
         .await;
     assert!(matches!(nothing, Err(ServiceError::NoCapacity { .. })));
     for _ in 0..3 {
@@ -155,7 +215,7 @@ async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
             .expect("full node");
     }
     let full = aula
-        .place(RandomIds.room_id(), PlacementPolicy::default())
+        .place(RandomIds.room_id(), PlacementPolicy::default(), None)
         .await;
     assert!(matches!(
         full,

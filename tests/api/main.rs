@@ -82,4 +82,13 @@ mod placing {
         let app = crate::harness::spawn_placing(crate::harness::Backend::Embedded).await;
         crate::placement::a_join_grant_names_a_live_node_or_says_when_to_retry(&app).await;
     }
+
+    #[tokio::test]
+    async fn a_client_that_lost_its_node_gets_another_once_that_node_has_gone_quiet() {
+        let app = crate::harness::spawn_placing(crate::harness::Backend::Embedded).await;
+        crate::placement::a_client_that_lost_its_node_gets_another_once_that_node_has_gone_quiet(
+            &app,
+        )
+        .await;
+    }
 }

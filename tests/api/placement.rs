@@ -2,7 +2,7 @@
 
 use crate::harness::TestApp;
 use aula_domain::ids::IdGenerator;
-use aula_domain::{MediaNode, retention};
+use aula_domain::{MediaNode, Span, retention};
 use aula_store::RandomIds;
 use serde_json::json;
 
@@ -33,4 +33,61 @@ pub async fn a_join_grant_names_a_live_node_or_says_when_to_retry(app: &TestApp)
         .await;
     assert_eq!(granted.status, 200, "{:?}", granted.body);
     assert_eq!(granted.body["node_url"], node.address.as_str());
+}
+
+fn registered(app: &TestApp) -> MediaNode {
+    let now = app.clock_now();
+    MediaNode {
+        id: RandomIds.node_id(),
+        address: format!("wss://node-{}.aula.example", RandomIds.uuid().simple()),
+        capacity: 1_000_000,
+        load: 0,
+        last_heartbeat: now,
+        expires_at: retention::heartbeat_expiry(now),
+    }
+}
+
+async fn granted_node(
+    app: &TestApp,
+    auth: &crate::harness::Auth,
+    room: &str,
+    body: serde_json::Value,
+) -> String {
+    let r = app
+        .post(&format!("/api/rooms/{room}/join"), body, auth)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    r.body["node_url"].as_str().expect("a node").to_owned()
+}
+
+pub async fn a_client_that_lost_its_node_gets_another_once_that_node_has_gone_quiet(app: &TestApp) {
+    let t = app.teacher().await;
+    let (room, _) = app.room(&t, false).await;
+    let first = registered(app);
+    app.store.put_node(&first).await.expect("registered");
+    let grant = |body: serde_json::Value| granted_node(app, &t.auth, &room, body);
+    assert_eq!(grant(json!({})).await, first.address);
+    // A second node comes up; a client reports the first unreachable while its heartbeat
+    // is fresh: the word of one client does not move the room.
+    let second = registered(app);
+    app.store.put_node(&second).await.expect("registered");
+    assert_eq!(
+        grant(json!({ "unreachable": first.address })).await,
+        first.address
+    );
+    // The first node dies; 4 s later only the second has renewed its heartbeat.
+    app.clock.advance(Span::seconds(4));
+    let now = app.clock_now();
+    let renewed = MediaNode {
+        last_heartbeat: now,
+        expires_at: retention::heartbeat_expiry(now),
+        ..second.clone()
+    };
+    app.store.put_node(&renewed).await.expect("heartbeat");
+    assert_eq!(
+        grant(json!({ "unreachable": first.address })).await,
+        second.address,
+        "reported and quiet: the room moves at once"
+    );
+    assert_eq!(grant(json!({})).await, second.address, "and stays there");
 }

@@ -283,6 +283,15 @@ pub struct LobbyOut {
     pub waiting: Vec<GuestOut>,
 }
 
+#[derive(Deserialize, ToSchema)]
+pub struct JoinGrantIn {
+    /// The `node_url` of an earlier grant that the client could not reach or that stopped
+    /// answering: the room moves if that node's heartbeat has gone quiet too.
+    #[serde(default)]
+    #[schema(max_length = 2048)]
+    pub unreachable: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct GrantOut {
     /// The join grant (EdDSA JWT, audience `aula:room:<id>`) for the media node.

@@ -28,6 +28,10 @@ pub const GUEST_GRANT: Span = Span::seconds(12 * 3600);
 pub const KNOWN_DEVICE: Span = Span::days(90);
 /// A media node that stops renewing its heartbeat is considered dead after this.
 pub const NODE_HEARTBEAT: Span = Span::seconds(15);
+/// A node renews its heartbeat every second; one whose last heartbeat is older than this
+/// is presumed dead or hung once a client reports it unreachable (a client's word alone
+/// never takes a node with a fresh heartbeat out of service).
+pub const NODE_SUSPECT_AFTER: Span = Span::seconds(3);
 
 pub fn history_expiry(last_use: Timestamp) -> Expiry {
     Expiry::at(last_use.plus(HISTORY))

@@ -73,7 +73,9 @@ impl NodeConfig {
             last_n: 20,
             fanout_threads: 2,
             drain_timeout: Duration::from_secs(30),
-            heartbeat_every: Duration::from_secs(5),
+            // Placement passes over a reported node whose heartbeat is 3 s old
+            // (retention::NODE_SUSPECT_AFTER): renew well within that.
+            heartbeat_every: Duration::from_secs(1),
             outbound_frames: OUTBOUND_FRAMES,
         }
     }

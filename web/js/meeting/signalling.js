@@ -27,7 +27,9 @@ export class Signalling {
     this.setState(this.retry ? 'reconnecting' : 'joining');
     let grant;
     try {
-      grant = await post(`/api/rooms/${this.room}/join`);
+      // Naming the node we lost lets the portal move the room at once if that node's
+      // heartbeat has gone quiet too (instead of after its registry entry expires).
+      grant = await post(`/api/rooms/${this.room}/join`, this.lostNode ? { unreachable: this.lostNode } : {});
     } catch (e) {
       if (e instanceof ApiError && e.code === 'no_capacity') {
         // Spread over up to half as long again: refused pupils must not all return at once.
@@ -52,6 +54,7 @@ export class Signalling {
       return this.reconnectLater();
     }
     this.ws = ws;
+    this.nodeUrl = grant.node_url;
     this.welcomed = false;
     this.expectMedia(ws);
     ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
@@ -73,7 +76,10 @@ export class Signalling {
         if (this.ws !== ws) return;
         this.ws = null;
         this.closePeers();
-        if (!this.closed && !this.farewell) this.reconnectLater();
+        if (!this.closed && !this.farewell) {
+          this.lostNode = this.nodeUrl;
+          this.reconnectLater();
+        }
       });
     };
   }
@@ -108,6 +114,7 @@ export class Signalling {
     clearTimeout(this.disconnectedTimer);
     ws?.close();
     this.closePeers();
+    if (!moving) this.lostNode = this.nodeUrl;
     if (moving) {
       this.setState('reconnecting', t('state_moving'));
       // A short spread: the whole room moves at once.
@@ -147,6 +154,7 @@ export class Signalling {
       case 'welcome':
         this.retry = 0;
         this.welcomed = true;
+        this.lostNode = null;
         // "Verbunden" only once media flows (mediaState), not when signalling alone works.
         this.setState('joining');
         this.expectMedia(this.ws);

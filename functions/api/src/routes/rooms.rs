@@ -268,12 +268,14 @@ async fn deny(
     tag = "rooms",
     summary = "A short join grant for the room's media node.",
     params(RoomPath),
+    request_body = JoinGrantIn,
     responses((status = 200, body = GrantOut))
 )]
 async fn join_grant(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(RoomPath { room }): Path<RoomPath>,
+    Body(input): Body<JoinGrantIn>,
 ) -> ApiResult<Json<GrantOut>> {
     let grant = st.aula.join_grant(&caller, room).await?;
     let (token, expires) = st.tokens.join(&grant, st.aula.clock.now())?;
@@ -281,7 +283,11 @@ async fn join_grant(
         Some(url) => url.clone(),
         None => {
             st.aula
-                .place(grant.room, services::PlacementPolicy::default())
+                .place(
+                    grant.room,
+                    services::PlacementPolicy::default(),
+                    input.unreachable.as_deref(),
+                )
                 .await?
                 .address
         }

@@ -2,6 +2,9 @@
 //! lives; a new room goes to the less loaded of two live nodes picked at random ("power of
 //! two random choices"), counting rooms placed there since the node's last heartbeat, so an
 //! exam-morning burst spreads out instead of herding onto the node that looked emptiest.
+//! A client that could not reach its node says so; if that node's heartbeat has also gone
+//! quiet for [`retention::NODE_SUSPECT_AFTER`], the room moves at once instead of waiting
+//! until the node's registry entry expires.
 
 use super::{Aula, ServiceError, ServiceResult};
 use crate::retention;
@@ -31,10 +34,27 @@ const ATTEMPTS: usize = 4;
 
 impl Aula {
     /// The node the room's meetings run on, placing the room if it has no live node.
+    /// `unreachable`: the address of a node the caller could not reach (or that stopped
+    /// answering); it is passed over when its heartbeat is quiet too.
     #[tracing::instrument(skip_all, fields(room = %room))]
-    pub async fn place(&self, room: RoomId, policy: PlacementPolicy) -> ServiceResult<MediaNode> {
+    pub async fn place(
+        &self,
+        room: RoomId,
+        policy: PlacementPolicy,
+        unreachable: Option<&str>,
+    ) -> ServiceResult<MediaNode> {
         let now = self.now();
-        let nodes = self.store.live_nodes(now).await?;
+        let mut nodes = self.store.live_nodes(now).await?;
+        if let Some(address) = unreachable {
+            nodes.retain(|n| {
+                let suspect = n.address == address
+                    && now.minus(retention::NODE_SUSPECT_AFTER) > n.last_heartbeat;
+                if suspect {
+                    tracing::warn!(node = %n.id, "a client reports the node unreachable and its heartbeat is quiet: passed over");
+                }
+                !suspect
+            });
+        }
         let current = self.store.placement(room, now).await?;
         if let Some(p) = &current
             && let Some(node) = nodes.iter().find(|n| n.id == p.node_id)
