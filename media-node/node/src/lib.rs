@@ -32,6 +32,10 @@ pub use metrics::Metrics;
 pub trait NodeStore: NodeRegistryStore + MeetingStore + Send + Sync {}
 impl<T: NodeRegistryStore + MeetingStore + Send + Sync + ?Sized> NodeStore for T {}
 
+/// How often a node renews its registry heartbeat. Placement passes over a reported node
+/// whose heartbeat is 3 s old (`retention::NODE_SUSPECT_AFTER`): renew well within that.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub id: NodeId,
@@ -73,9 +77,7 @@ impl NodeConfig {
             last_n: 20,
             fanout_threads: 2,
             drain_timeout: Duration::from_secs(30),
-            // Placement passes over a reported node whose heartbeat is 3 s old
-            // (retention::NODE_SUSPECT_AFTER): renew well within that.
-            heartbeat_every: Duration::from_secs(1),
+            heartbeat_every: HEARTBEAT_EVERY,
             outbound_frames: OUTBOUND_FRAMES,
         }
     }

@@ -116,7 +116,7 @@ async fn main() -> anyhow::Result<()> {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         }),
         drain_timeout: Duration::from_secs(args.drain_seconds),
-        heartbeat_every: NodeConfig::default().heartbeat_every,
+        heartbeat_every: aula_media_node::HEARTBEAT_EVERY,
         outbound_frames: OUTBOUND_FRAMES,
     };
     let node = MediaNode::start(
