@@ -1676,10 +1676,9 @@ impl Sfu {
             // while the switch still waits for one (request_keyframe keeps it to one request
             // per source and 300 ms). Asking only once lost requests to the window when several
             // subscribers arrived within it: the later ones stayed without video (issue 13.1).
-            if !audio
-                && (out.splicer.select(wanted_layer)
-                    || (!keyframe && out.splicer.waits_for_keyframe_of(ssrc)))
-            {
+            // Audio is selected too (its only stream), or the splicer drops every packet.
+            let selected = out.splicer.select(wanted_layer);
+            if !audio && (selected || (!keyframe && out.splicer.waits_for_keyframe_of(ssrc))) {
                 need_keyframe = true;
             }
             let Verdict::Forward { seq, timestamp } = out.splicer.packet(
