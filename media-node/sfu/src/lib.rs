@@ -7,6 +7,8 @@ pub mod protocol;
 pub mod rewrite;
 mod sfu;
 pub mod speakers;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use sfu::{ConnId, Entropy, Joining, KindStats, Output, Sfu, SfuConfig, SfuError, Stats};
 
