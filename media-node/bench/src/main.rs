@@ -159,7 +159,10 @@ fn print_method(args: &Args, runs: usize, overhead: MeterOverhead) {
          simulated time; audio: {} B every 20 ms). Timed: only the SFU side's calls (datagrams \
          in, RTP out, RTP written per subscriber, datagrams polled, timers), with \
          CLOCK_THREAD_CPUTIME_ID and Instant, minus the meter's own cost per timed block \
-         ({} ns CPU, {} ns wall). {runs} runs per case, libraries taking turns; counts and wall \
+         ({} ns CPU, {} ns wall). `aula-sfu`: the node's SFU core (aula_sfu::Sfu on rtc, \
+         fan-out on the calling thread) between rtc clients, timed around every call into the \
+         Sfu (datagram in, outputs polled, timeouts); fw-path: a publisher's datagram and the \
+         outputs polled after it. {runs} runs per case, libraries taking turns; counts and wall \
          time of the median run.",
         cpu_model().unwrap_or_else(|| "CPU unknown".to_owned()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
