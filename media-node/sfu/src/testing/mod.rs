@@ -2,7 +2,9 @@
 //! the real [`Sfu`] and real `rtc` client peer connections (one per participant and
 //! direction, as browsers have), signalling with the protocol's own messages, and datagrams
 //! handed between the clients and the SFU on a simulated clock. ICE, DTLS and SRTP really
-//! run; only the sockets and the wall clock are missing, so every run is the same.
+//! run; only the sockets and the wall clock are missing, so what happens when never depends
+//! on the machine's speed or load (the libraries' own randomness, keys and ICE tie-breakers,
+//! aside).
 //!
 //! [`Meeting::progress`] is the one step (after str0m's `tests/common.rs`): everything due
 //! now happens, then the clock moves on to the next thing anyone waits for. Clients behave
