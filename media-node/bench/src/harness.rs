@@ -2,12 +2,9 @@
 //! memory, a simulated clock, and a meter around the SFU side only.
 
 use anyhow::{Context, Result, bail};
+use aula_sfu::testing::client_addr;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// The made-up address of the SFU's one UDP port (as in the node: every SFU-side peer shares it).
-pub const SFU_ADDR: SocketAddr =
-    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7882);
 
 /// One end of a peer connection, driven sans-IO. Every mutation is followed by [`Peer::poll`]
 /// (str0m requires it; the node does the same with `rtc`).
@@ -139,7 +136,7 @@ fn per_packet(d: Duration, packets: u64) -> f64 {
 
 /// The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID): unlike wall time, it leaves out
 /// time the thread was preempted by other processes.
-fn thread_cpu() -> Duration {
+pub fn thread_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(
         u64::try_from(t.tv_sec).unwrap_or(0),
@@ -473,14 +470,6 @@ fn intact_index(p: &[u8], len: usize) -> Option<usize> {
     let index = usize::try_from(u64::from_be_bytes(p.get(1..9)?.try_into().ok()?)).ok()?;
     let expected = payload(index, len, p[0] == 0x10);
     (p == expected.as_slice()).then_some(index)
-}
-
-fn client_addr(i: usize) -> Result<SocketAddr> {
-    let port = u16::try_from(50_000 + i).context("too many subscribers for made-up ports")?;
-    Ok(SocketAddr::new(
-        std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-        port,
-    ))
 }
 
 /// Connects everyone, streams `packets` from the publisher, and measures the SFU side.

@@ -1,10 +1,12 @@
 //! `aula-forward-bench`: how much SFU-side CPU one forwarded RTP packet costs with `rtc`
-//! (configured as the media node configures it) and with str0m. One publisher, K
-//! subscribers, everything in memory on one thread: ICE, DTLS and SRTP really run; only
-//! the sockets are missing. Only the SFU side's calls are timed.
+//! (configured as the media node configures it), with str0m, and through Aula's real SFU
+//! core (`aula_sfu::Sfu`, with `rtc` underneath). One publisher, K subscribers, everything
+//! in memory on one thread: ICE, DTLS and SRTP really run; only the sockets are missing.
+//! Only the SFU side's calls are timed.
 
 mod harness;
 mod rtc_lib;
+mod sfu_mode;
 mod str0m_lib;
 
 use anyhow::{Context, Result};
@@ -12,7 +14,9 @@ use clap::{Parser, ValueEnum};
 use harness::{Figures, Library, Media, MeterOverhead, Scenario};
 
 #[derive(Parser)]
-#[command(about = "SFU-side CPU per forwarded RTP packet: rtc (as the node uses it) vs str0m")]
+#[command(
+    about = "SFU-side CPU per forwarded RTP packet: rtc (as the node uses it) vs str0m, and the node's SFU core"
+)]
 struct Args {
     /// RTP packets the publisher sends per run.
     #[arg(long, default_value_t = 20_000)]
@@ -32,7 +36,9 @@ struct Args {
     /// Media to run, comma-separated.
     #[arg(long, value_delimiter = ',', default_values = ["video", "audio"])]
     media: Vec<MediaArg>,
-    /// Libraries to run, comma-separated.
+    /// What runs the SFU side, comma-separated: the libraries alone (`rtc`, `str0m`: the
+    /// RTP written straight to each subscriber's connection), or `sfu`, the node's SFU core
+    /// (`aula_sfu::Sfu` on `rtc`: routing, forwarding decisions, header rewrite, fan-out).
     #[arg(long, value_delimiter = ',', default_values = ["rtc", "str0m"])]
     library: Vec<LibraryArg>,
     /// Runs per case, the libraries taking turns (so background load hits both alike);
@@ -51,6 +57,7 @@ enum MediaArg {
 enum LibraryArg {
     Rtc,
     Str0m,
+    Sfu,
 }
 
 /// All runs of one library on one case, sorted by CPU per forwarded packet.
@@ -103,6 +110,7 @@ fn main() -> Result<()> {
                     library: match lib {
                         LibraryArg::Rtc => <rtc_lib::RtcLib as Library>::NAME,
                         LibraryArg::Str0m => <str0m_lib::Str0mLib as Library>::NAME,
+                        LibraryArg::Sfu => sfu_mode::NAME,
                     },
                     media,
                     subscribers: k,
@@ -114,6 +122,9 @@ fn main() -> Result<()> {
                     let f = match lib {
                         LibraryArg::Rtc => measure(&mut rtc_lib::RtcLib::default(), &scenario)?,
                         LibraryArg::Str0m => measure(&mut str0m_lib::Str0mLib, &scenario)?,
+                        LibraryArg::Sfu => sfu_mode::run(&scenario).with_context(|| {
+                            format!("{} {} K={k}", sfu_mode::NAME, media.name())
+                        })?,
                     };
                     case.runs.push(f);
                 }
@@ -148,7 +159,10 @@ fn print_method(args: &Args, runs: usize, overhead: MeterOverhead) {
          simulated time; audio: {} B every 20 ms). Timed: only the SFU side's calls (datagrams \
          in, RTP out, RTP written per subscriber, datagrams polled, timers), with \
          CLOCK_THREAD_CPUTIME_ID and Instant, minus the meter's own cost per timed block \
-         ({} ns CPU, {} ns wall). {runs} runs per case, libraries taking turns; counts and wall \
+         ({} ns CPU, {} ns wall). `aula-sfu`: the node's SFU core (aula_sfu::Sfu on rtc, \
+         fan-out on the calling thread) between rtc clients, timed around every call into the \
+         Sfu (datagram in, outputs polled, timeouts); fw-path: a publisher's datagram and the \
+         outputs polled after it. {runs} runs per case, libraries taking turns; counts and wall \
          time of the median run.",
         cpu_model().unwrap_or_else(|| "CPU unknown".to_owned()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -276,5 +290,21 @@ mod tests {
     #[test]
     fn str0m_delivers_every_packet_intact_to_every_subscriber() -> Result<()> {
         assert_forwards_everything(&mut str0m_lib::Str0mLib)
+    }
+
+    #[test]
+    fn the_sfu_core_delivers_every_packet_intact_to_every_subscriber() -> Result<()> {
+        for media in [Media::Video, Media::Audio] {
+            let f = sfu_mode::run(&small(media))?;
+            let what = media.name();
+            assert!(f.sfu_received >= 120, "{what}: {}", f.sfu_received);
+            assert_eq!(f.forwarded, f.sfu_received * 3, "{what}");
+            assert_eq!(f.delivered, f.expected, "{what}");
+            assert!(
+                f.cpu > std::time::Duration::ZERO,
+                "{what}: the SFU was timed"
+            );
+        }
+        Ok(())
     }
 }

@@ -2,22 +2,16 @@
 //! comes from `aula_sfu::media::peer_connection` (ICE-lite, one host candidate, Opus + VP8,
 //! audio level, NACK responder, RTCP reports, TWCC feedback, keyframe-request passthrough).
 
-use crate::harness::{Library, Media, Outgoing, Peer, SFU_ADDR};
+use crate::harness::{Library, Media, Outgoing, Peer};
 use anyhow::{Context, Result, anyhow, bail};
-use aula_sfu::media::{OPUS_PT, VP8_PT, engine_and_interceptors, peer_connection, track};
+use aula_sfu::media::{OPUS_PT, VP8_PT, peer_connection, track};
+use aula_sfu::testing::{Endpoint, SFU_ADDR, client_pc};
 use bytes::BytesMut;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_sender_only;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::{RTCIceConnectionState, RTCPeerConnectionState};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
-use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -33,13 +27,12 @@ struct Sending {
     pt: u8,
 }
 
+/// One end, in memory (the SFU crate's test harness), and the track it sends if any.
 pub struct RtcPeer {
-    pc: RTCPeerConnection,
-    local: SocketAddr,
-    remote: SocketAddr,
+    end: Endpoint,
     sending: Option<Sending>,
-    connected: bool,
-    deadline: Option<Instant>,
+    /// Scratch for what the end received.
+    received: Vec<RTCMessage>,
 }
 
 impl RtcLib {
@@ -54,25 +47,6 @@ fn kind(media: Media) -> (RtpCodecKind, u8) {
         Media::Video => (RtpCodecKind::Video, VP8_PT),
         Media::Audio => (RtpCodecKind::Audio, OPUS_PT),
     }
-}
-
-/// A client peer (a browser's stand-in): full ICE with one host candidate, the node's
-/// codecs and interceptors, plus transport-wide sequence numbers on what it sends, as
-/// browsers put them (so the SFU side produces TWCC feedback as in real life).
-fn client_pc(now: Instant, addr: SocketAddr) -> Result<RTCPeerConnection> {
-    let (mut engine, registry) = engine_and_interceptors()?;
-    let registry = configure_twcc_sender_only(registry, &mut engine)?;
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(rtc::ice::mdns::MulticastDnsMode::Disabled)
-        .build();
-    let mut pc = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(settings)
-        .with_media_engine(engine)
-        .with_interceptor_registry(registry)
-        .build(now)?;
-    aula_sfu::media::add_host_candidate(&mut pc, addr)?;
-    Ok(pc)
 }
 
 /// Offer from `offerer`, answer from `answerer`, as SDP text (what signalling carries).
@@ -107,12 +81,9 @@ impl RtcPeer {
         sending: Option<Sending>,
     ) -> Self {
         RtcPeer {
-            pc,
-            local,
-            remote,
+            end: Endpoint::new(pc, now, local, remote),
             sending,
-            connected: false,
-            deadline: Some(now),
+            received: Vec::new(),
         }
     }
 
@@ -121,7 +92,8 @@ impl RtcPeer {
             .sending
             .as_ref()
             .ok_or_else(|| anyhow!("this peer sends no track"))?;
-        self.pc
+        self.end
+            .pc
             .rtp_sender(s.sender)
             .ok_or_else(|| anyhow!("the sender is gone"))?
             .write_rtp(now, packet)?;
@@ -216,23 +188,11 @@ impl Peer for RtcPeer {
     type Rtp = rtc::rtp::Packet;
 
     fn receive(&mut self, now: Instant, data: &[u8]) -> Result<()> {
-        // Copied into the connection's own buffer, as the node does from its socket buffer.
-        self.pc.handle_read(TaggedBytesMut {
-            now,
-            transport: TransportContext {
-                local_addr: self.local,
-                peer_addr: self.remote,
-                ecn: None,
-                transport_protocol: TransportProtocol::UDP,
-            },
-            message: BytesMut::from(data),
-        })?;
-        Ok(())
+        Ok(self.end.receive(now, data)?)
     }
 
     fn timeout(&mut self, now: Instant) -> Result<()> {
-        self.pc.handle_timeout(now)?;
-        Ok(())
+        Ok(self.end.timeout(now)?)
     }
 
     fn poll(
@@ -241,52 +201,22 @@ impl Peer for RtcPeer {
         out: &mut Vec<BytesMut>,
         rtp: &mut Vec<Self::Rtp>,
     ) -> Result<()> {
-        // A few rounds at most: a timer due now may queue more output.
-        for _ in 0..16 {
-            while let Some(ev) = self.pc.poll_event() {
-                match ev {
-                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                        RTCPeerConnectionState::Connected,
-                    ) => self.connected = true,
-                    RTCPeerConnectionEvent::OnConnectionStateChangeEvent(
-                        RTCPeerConnectionState::Failed,
-                    )
-                    | RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(
-                        RTCIceConnectionState::Failed,
-                    ) => bail!("an rtc peer connection failed"),
-                    _ => {}
-                }
-            }
-            while let Some(msg) = self.pc.poll_read() {
-                if let RTCMessage::RtpPacket(_, packet) = msg.message {
-                    rtp.push(packet);
-                }
-            }
-            while let Some(w) = self.pc.poll_write() {
-                if w.transport.peer_addr != self.remote {
-                    bail!(
-                        "rtc sent to {}, not its peer {}",
-                        w.transport.peer_addr,
-                        self.remote
-                    );
-                }
-                out.push(w.message);
-            }
-            self.deadline = self.pc.poll_timeout();
-            match self.deadline {
-                Some(d) if d <= now => self.pc.handle_timeout(now)?,
-                _ => break,
+        self.end
+            .poll(now, out, &mut self.received, &mut Vec::new())?;
+        for m in self.received.drain(..) {
+            if let RTCMessage::RtpPacket(_, packet) = m {
+                rtp.push(packet);
             }
         }
         Ok(())
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.end.deadline()
     }
 
     fn connected(&self) -> bool {
-        self.connected
+        self.end.connected()
     }
 
     fn forward(&mut self, now: Instant, packet: &Self::Rtp) -> Result<()> {

@@ -3,8 +3,9 @@
 //! side ICE-lite with one host candidate and fixed ICE credentials. Differences that cost
 //! work are listed in the README section.
 
-use crate::harness::{Library, Media, Outgoing, Peer, SFU_ADDR};
+use crate::harness::{Library, Media, Outgoing, Peer};
 use anyhow::{Context, Result, anyhow, bail};
+use aula_sfu::testing::SFU_ADDR;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;

@@ -12,6 +12,8 @@ pub mod rewrite;
 mod room;
 mod sfu;
 pub mod speakers;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use sfu::{
     ConnId, Entropy, Input, Joining, KindStats, Output, Sfu, SfuConfig, SfuError, Stats,
