@@ -126,6 +126,55 @@ fn when_the_class_grows_the_camera_switches_to_a_smaller_layer_at_a_keyframe_wit
 }
 
 #[test]
+fn when_the_browser_stops_sending_its_full_layer_the_subscriber_gets_the_middle_one_within_two_seconds()
+-> Result<(), HarnessError> {
+    let mut m = Meeting::new(MeetingConfig::default());
+    let t = m.join(teacher());
+    m.publish(t, SIMULCAST, false)?;
+    let p = m.join(pupil(1));
+    until_receiving(&mut m, p, t, Source::Camera)?;
+    m.run_for(secs(1.0))?;
+    let since = |m: &Meeting, n: usize| got(m, p, t, Source::Camera).split_off(n);
+    let before = count(&m, p, t, Source::Camera);
+    assert!(
+        since(&m, before.saturating_sub(10))
+            .iter()
+            .all(|r| r.content.is_some_and(|c| c.layer == 2)),
+        "two people: the full picture"
+    );
+
+    // Chrome drops its full layer (short of CPU): the picture must not freeze.
+    m.stop_layer(t, 2, true);
+    let dropped = count(&m, p, t, Source::Camera);
+    m.run_for(secs(2.0))?;
+    let after = since(&m, dropped);
+    let frames_of_middle = after
+        .iter()
+        .filter(|r| r.content.is_some_and(|c| c.layer == 1 && c.frame_start))
+        .count();
+    assert!(
+        frames_of_middle >= 15,
+        "the middle layer flows again within 2 s ({frames_of_middle} frames)"
+    );
+    assert_continuous(&got(&m, p, t, Source::Camera));
+
+    // The full layer comes back: the subscriber gets it again.
+    m.stop_layer(t, 2, false);
+    let resumed = count(&m, p, t, Source::Camera);
+    m.run_for(secs(2.0))?;
+    assert!(
+        since(&m, resumed)
+            .iter()
+            .rev()
+            .take(10)
+            .all(|r| r.content.is_some_and(|c| c.layer == 2)),
+        "the full picture again once it flows"
+    );
+    assert_continuous(&got(&m, p, t, Source::Camera));
+    Ok(())
+}
+
+#[test]
 fn a_participant_beyond_the_last_n_speakers_is_heard_but_not_seen_until_they_speak()
 -> Result<(), HarnessError> {
     let mut m = Meeting::new(MeetingConfig {

@@ -130,6 +130,8 @@ pub(super) struct Publisher {
     pub(super) microphone: Option<Stream>,
     pub(super) camera: Vec<Stream>,
     pub(super) camera_mid: Option<String>,
+    /// Simulcast layers the browser stopped sending (short of CPU or uplink).
+    pub(super) stopped_layers: HashSet<u8>,
     pub(super) ext: Extensions,
     pub(super) keyframe_due: bool,
     pub(super) next_frame: Instant,
@@ -305,6 +307,7 @@ impl Publisher {
             microphone,
             camera,
             camera_mid,
+            stopped_layers: HashSet::new(),
             ext: Extensions::default(),
             keyframe_due: true,
             next_frame: now,
@@ -368,6 +371,9 @@ impl Publisher {
         self.frames += 1;
         let per_frame = config.packets_per_frame.max(1);
         for layer in 0..self.camera.len() {
+            if self.stopped_layers.contains(&self.camera[layer].layer) {
+                continue;
+            }
             for j in 0..per_frame {
                 let s = &mut self.camera[layer];
                 let c = Content {

@@ -301,6 +301,18 @@ impl Meeting {
         Ok(())
     }
 
+    /// The browser stops (or resumes) sending one simulcast layer of its camera, as Chrome
+    /// does when CPU or uplink runs short. A resumed layer starts with a keyframe.
+    pub fn stop_layer(&mut self, who: Who, layer: u8, stopped: bool) {
+        if let Some(p) = self.clients[who.0].publish.as_mut() {
+            if stopped {
+                p.stopped_layers.insert(layer);
+            } else if p.stopped_layers.remove(&layer) {
+                p.keyframe_due = true;
+            }
+        }
+    }
+
     /// Whether the microphone carries speech (a loud audio level) or silence.
     pub fn set_speaking(&mut self, who: Who, speaking: bool) {
         self.clients[who.0].speaking = speaking;
