@@ -52,6 +52,19 @@ pub struct ServeArgs {
     /// (e.g. this machine's LAN address, so other computers can join).
     #[arg(long, env = "AULA_MEDIA_PUBLIC_IP")]
     media_public_ip: Option<std::net::IpAddr>,
+    /// Participants the in-process media node takes at most (as `aula-media-node`'s
+    /// `AULA_NODE_CAPACITY`); beyond it, placement answers 503 with `Retry-After`.
+    #[arg(long, env = "AULA_NODE_CAPACITY", default_value_t = 500)]
+    media_capacity: u32,
+    /// Further origins of media nodes the page may open WebSockets to (its Content Security
+    /// Policy), for separately run nodes this portal places rooms on: e.g.
+    /// `wss://*.media.example` or `ws://127.0.0.1:*`; several separated by commas.
+    #[arg(
+        long = "media-origin",
+        env = "AULA_MEDIA_ORIGINS",
+        value_delimiter = ','
+    )]
+    media_origins: Vec<String>,
     /// The supervisory authority the privacy page names.
     #[arg(
         long,
@@ -99,6 +112,8 @@ pub struct Config {
     pub media_node_url: Option<String>,
     pub media_udp: SocketAddr,
     pub media_public_ip: Option<std::net::IpAddr>,
+    pub media_capacity: u32,
+    pub media_origins: Vec<String>,
     pub host_id: String,
     pub contacts: aula_api::PrivacyContacts,
     pub processing_location: Option<String>,
@@ -125,6 +140,12 @@ impl ServeArgs {
                 .filter(|h| !h.is_empty())
                 .unwrap_or_else(|| "aula-portal".to_owned())
         });
+        for origin in &self.media_origins {
+            anyhow::ensure!(
+                is_csp_origin(origin),
+                "--media-origin {origin:?} is not an origin like wss://*.media.example or ws://127.0.0.1:*"
+            );
+        }
         Ok(Config {
             listen: self.listen,
             store: self.store,
@@ -137,6 +158,8 @@ impl ServeArgs {
             media_node_url: self.media_node_url,
             media_udp: self.media_udp,
             media_public_ip: self.media_public_ip,
+            media_capacity: self.media_capacity,
+            media_origins: self.media_origins,
             host_id,
             processing_location: self.processing_location,
             contacts: aula_api::PrivacyContacts {
@@ -164,5 +187,51 @@ pub fn init_tracing() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Whether `s` is a WebSocket (or HTTP) origin a Content Security Policy can name: scheme,
+/// host (a leading `*.` allowed) and an optional port or `*`; nothing that could end the
+/// directive or add another.
+fn is_csp_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    matches!(scheme, "ws" | "wss" | "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && port.is_none_or(|p| p == "*" || (!p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::is_csp_origin;
+
+    #[test]
+    fn media_origins_are_plain_origins_that_cannot_inject_into_the_policy() {
+        for ok in [
+            "wss://*.media.example",
+            "ws://127.0.0.1:*",
+            "wss://node-1.example:8443",
+        ] {
+            assert!(is_csp_origin(ok), "{ok}");
+        }
+        for bad in [
+            "wss://a.example; script-src *",
+            "wss://a.example/path",
+            "javascript://x",
+            "wss://",
+            "*",
+            "wss://a.example:",
+        ] {
+            assert!(!is_csp_origin(bad), "{bad}");
+        }
     }
 }

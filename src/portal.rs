@@ -89,12 +89,17 @@ pub fn state(parts: &Parts) -> Result<ApiState> {
 /// The whole portal: the API of every function, the health check and the frontend, with
 /// the security headers (the CSP allows the portal's origin and its media nodes).
 pub fn app(state: ApiState, store_kind: &'static str) -> Router {
-    app_with_media(state, store_kind, None)
+    app_with_media(state, store_kind, None, &[])
 }
 
 /// The portal with an in-process media node's signalling (`/media`) under the same
-/// security headers.
-pub fn app_with_media(state: ApiState, store_kind: &'static str, media: Option<Router>) -> Router {
+/// security headers; `more_origins`: separately run nodes the page may connect to.
+pub fn app_with_media(
+    state: ApiState,
+    store_kind: &'static str,
+    media: Option<Router>,
+    more_origins: &[String],
+) -> Router {
     let mut media_origins: Vec<String> = [
         Some(state.config.public_url.as_str()),
         state.config.media_node_url.as_deref(),
@@ -102,6 +107,8 @@ pub fn app_with_media(state: ApiState, store_kind: &'static str, media: Option<R
     .into_iter()
     .flatten()
     .filter_map(web::websocket_origin)
+    .chain(more_origins.iter().map(|o| o.trim().to_owned()))
+    .filter(|o| !o.is_empty())
     .collect();
     media_origins.dedup();
     let health = Router::new()
@@ -229,6 +236,7 @@ pub async fn run(config: Config) -> Result<()> {
         state.clone(),
         store_kind,
         node.as_ref().map(MediaNode::router),
+        &config.media_origins,
     );
     if let (Some(node), Some(metrics_addr)) = (&node, config.metrics_listen) {
         let metrics = tokio::net::TcpListener::bind(metrics_addr)
@@ -281,6 +289,7 @@ async fn start_media_node(
         .media_public_ip
         .map(|ip| std::net::SocketAddr::new(ip, config.media_udp.port()));
     node_config.drain_timeout = std::time::Duration::from_secs(5);
+    node_config.capacity = config.media_capacity;
     MediaNode::start(
         node_config,
         NodeDeps {
