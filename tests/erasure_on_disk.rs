@@ -3,74 +3,10 @@
 //! nicknames or their chat can be read from the embedded store's files with `strings` —
 //! not in the database file, not in its write-ahead log.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::serve::{session_cookie, start};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-struct Portal {
-    child: Child,
-    base: String,
-    admin_password: String,
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data: &Path) -> Portal {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aula"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(["--data-dir", data.to_str().expect("utf-8 path")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the aula binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut admin_password = String::new();
-    let base = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the portal prints its URL within 30 s");
-        if let Some(rest) = line.split("initial password ").nth(1) {
-            admin_password = rest.split_whitespace().next().unwrap_or("").to_owned();
-        }
-        if line.starts_with("Aula is running at") {
-            break line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .expect("the line names a URL")
-                .trim_end_matches('/')
-                .to_owned();
-        }
-    };
-    Portal {
-        child,
-        base,
-        admin_password,
-    }
-}
-
-fn session_cookie(r: &reqwest::Response) -> String {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("aula_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_owned()
-}
 
 /// Every marker that occurs anywhere in the store's files (database, WAL, shared memory).
 fn markers_on_disk(data: &Path, markers: &[&str]) -> Vec<String> {
@@ -95,14 +31,14 @@ fn markers_on_disk(data: &Path, markers: &[&str]) -> Vec<String> {
 async fn an_erased_teacher_leaves_nothing_readable_in_the_embedded_store_files() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let portal = start(&data);
+    let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
     let http = reqwest::Client::new();
     let base = portal.base.clone();
 
     let admin = http
         .post(format!("{base}/api/auth/login"))
         .json(
-            &serde_json::json!({ "email": "admin@aula.local", "password": portal.admin_password }),
+            &serde_json::json!({ "email": "admin@aula.local", "password": portal.initial_password() }),
         )
         .send()
         .await

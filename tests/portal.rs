@@ -2,65 +2,11 @@
 //! health check on the embedded store and on DynamoDB at the local endpoint, and keeps
 //! its data in the data directory.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::serve::{Portal, session_cookie, start};
+use std::process::Command;
 use std::time::Duration;
-
-struct Portal {
-    child: Child,
-    base: String,
-    /// What it printed before the "running at" line.
-    preamble: Vec<String>,
-}
-
-impl Drop for Portal {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the portal binary on a free loopback port and waits for its "running at" line.
-fn start(args: &[&str]) -> Portal {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aula"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the aula binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let mut preamble = Vec::new();
-    let line = loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .expect("the portal prints its URL within 30 s");
-        if line.starts_with("Aula is running at") {
-            break line;
-        }
-        preamble.push(line);
-    };
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the line names a URL")
-        .trim_end_matches('/')
-        .to_owned();
-    Portal {
-        child,
-        base,
-        preamble,
-    }
-}
 
 async fn health(p: &Portal) -> (u16, serde_json::Value) {
     let r = reqwest::get(format!("{}/healthz", p.base))
@@ -86,13 +32,7 @@ async fn the_portal_starts_on_the_embedded_store_and_reports_healthy() {
     );
 
     // The first start made an admin and printed the initial password; it works.
-    let told = portal.preamble.join("\n");
-    let password = told
-        .split("initial password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no initial password in {told:?}"))
-        .to_owned();
+    let password = portal.initial_password();
     let login = |base: String| {
         let password = password.clone();
         async move {
@@ -158,18 +98,6 @@ fn a_bad_flag_is_refused_with_a_message_not_a_panic() {
     assert!(!err.contains("panicked"));
 }
 
-/// `name=value` of the session cookie a login response sets.
-fn session_cookie(r: &reqwest::Response) -> String {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("aula_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teacher_and_a_guest_hold_a_meeting_on_the_one_machine_portal() {
     use aula_loadgen::{Client, Joined, Publish};
@@ -177,14 +105,7 @@ async fn a_teacher_and_a_guest_hold_a_meeting_on_the_one_machine_portal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
-    let password = portal
-        .preamble
-        .join("\n")
-        .split("initial password ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("the initial password")
-        .to_owned();
+    let password = portal.initial_password();
     let http = reqwest::Client::new();
     let base = &portal.base;
     let login = http

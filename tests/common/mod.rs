@@ -1,4 +1,9 @@
-//! What the service-level tests share: the portal's state on a private in-memory store.
+//! What the integration tests share: the portal's state on a private in-memory store, and
+//! `aula serve` as a child process (`serve`).
+// Each test crate compiles this module and uses only its part of it.
+#![allow(dead_code)]
+
+pub mod serve;
 
 use aula::portal::{self, Parts};
 use aula_api::crypto::random_bytes;

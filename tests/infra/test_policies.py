@@ -164,12 +164,14 @@ NODE_TABLE = {"Fn::Sub": "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::A
 
 
 def meeting_attributes() -> set[str]:
-    """The attribute names the store writes for a meeting (functions/store/src/aws.rs,
-    meeting_item; `kind` is added by item())."""
-    src = (__import__("conftest").REPO / "functions/store/src/aws.rs").read_text()
+    """The attribute names the store writes for a meeting (functions/store/src/aws/rooms.rs,
+    meeting_item; `kind` is added by item() in functions/store/src/aws/codec.rs)."""
+    store = __import__("conftest").REPO / "functions/store/src/aws"
+    src = (store / "rooms.rs").read_text()
     body = re.search(r"^fn meeting_item\(.*?^\}$", src, re.M | re.S).group(0)
     names = set(re.findall(r'\(\s*"([a-z_]+)",', body)) | set(re.findall(r'insert\("([a-z_]+)"', body))
-    assert re.search(r'm\.insert\("kind"\.into\(\)', src), "item() no longer adds `kind`?"
+    codec = (store / "codec.rs").read_text()
+    assert re.search(r'm\.insert\("kind"\.into\(\)', codec), "item() no longer adds `kind`?"
     return names | {"kind"}
 
 

@@ -1,0 +1,74 @@
+//! Attempt counters, one row per key and window.
+
+use super::SqliteStore;
+use super::codec::db;
+use async_trait::async_trait;
+use aula_domain::ports::*;
+use aula_domain::*;
+use rusqlite::{OptionalExtension, params};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS rate_counter (
+    key TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+"#;
+
+#[async_trait]
+impl RateLimitStore for SqliteStore {
+    async fn hit(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        expires_at: Expiry,
+    ) -> StoreResult<u32> {
+        let key = key.clone();
+        self.run("counting an attempt", move |c| {
+            c.query_row(
+                "INSERT INTO rate_counter (key, window_start, count, expires_at) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1
+                 RETURNING count",
+                params![key.as_str(), window_start.millis(), expires_at.epoch_secs()],
+                |r| r.get(0),
+            )
+            .map_err(db("counting an attempt"))
+        })
+        .await
+    }
+
+    async fn attempts(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<u32> {
+        let key = key.clone();
+        self.run("reading attempts", move |c| {
+            c.query_row(
+                "SELECT count FROM rate_counter WHERE key = ?1 AND window_start = ?2 AND expires_at * 1000 > ?3",
+                params![key.as_str(), window_start.millis(), now.millis()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(db("reading attempts"))
+        })
+        .await
+    }
+
+    async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
+        let key = key.clone();
+        self.run("clearing attempts", move |c| {
+            c.execute(
+                "DELETE FROM rate_counter WHERE key = ?1 AND window_start = ?2",
+                params![key.as_str(), window_start.millis()],
+            )
+            .map(|_| ())
+            .map_err(db("clearing attempts"))
+        })
+        .await
+    }
+}

@@ -1,0 +1,320 @@
+//! Rooms, their guests and their meetings. Deleting a room deletes everything of it.
+
+use super::SqliteStore;
+use super::codec::{col, db, expiry, is_unique_violation, read_err, ts};
+use crate::backend;
+use async_trait::async_trait;
+use aula_domain::ports::*;
+use aula_domain::*;
+use rusqlite::{OptionalExtension, Row, params};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS room (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    lobby INTEGER NOT NULL,
+    guests_may_share_screen INTEGER NOT NULL,
+    guests_may_send_video INTEGER NOT NULL,
+    mute_on_join INTEGER NOT NULL,
+    invite_token TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS room_by_owner ON room (owner, created_at);
+CREATE TABLE IF NOT EXISTS guest (
+    id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    nickname TEXT NOT NULL,
+    admission TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS guest_by_room ON guest (room_id);
+CREATE TABLE IF NOT EXISTS meeting (
+    id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    peak_participants INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS meeting_by_room ON meeting (room_id, started_at);
+"#;
+
+fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
+    Ok(Room {
+        id: col(row, "id", |s: String| RoomId::parse(&s))?,
+        owner: col(row, "owner", |s: String| ModeratorId::parse(&s))?,
+        name: col(row, "name", |s: String| RoomName::parse(&s))?,
+        settings: RoomSettings {
+            lobby: row.get("lobby")?,
+            guests_may_share_screen: row.get("guests_may_share_screen")?,
+            guests_may_send_video: row.get("guests_may_send_video")?,
+            mute_on_join: row.get("mute_on_join")?,
+        },
+        invite_token: col(row, "invite_token", |s: String| InviteToken::parse(&s))?,
+        created_at: ts(row, "created_at")?,
+        last_used_at: ts(row, "last_used_at")?,
+        expires_at: expiry(row)?,
+    })
+}
+
+fn guest_from_row(row: &Row<'_>) -> rusqlite::Result<Guest> {
+    Ok(Guest {
+        id: col(row, "id", |s: String| GuestId::parse(&s))?,
+        room_id: col(row, "room_id", |s: String| RoomId::parse(&s))?,
+        nickname: col(row, "nickname", |s: String| Nickname::parse(&s))?,
+        admission: col(row, "admission", |s: String| Admission::parse(&s))?,
+        created_at: ts(row, "created_at")?,
+        last_used_at: ts(row, "last_used_at")?,
+        expires_at: expiry(row)?,
+    })
+}
+
+fn meeting_from_row(row: &Row<'_>) -> rusqlite::Result<Meeting> {
+    Ok(Meeting {
+        id: col(row, "id", |s: String| MeetingId::parse(&s))?,
+        room_id: col(row, "room_id", |s: String| RoomId::parse(&s))?,
+        started_at: ts(row, "started_at")?,
+        ended_at: row
+            .get::<_, Option<i64>>("ended_at")?
+            .map(Timestamp::from_millis),
+        peak_participants: row.get("peak_participants")?,
+        expires_at: expiry(row)?,
+    })
+}
+
+#[async_trait]
+impl RoomStore for SqliteStore {
+    async fn create_room(&self, r: &Room) -> StoreResult<()> {
+        let r = r.clone();
+        self.run("creating a room", move |c| {
+            c.execute(
+                "INSERT INTO room (id, owner, name, lobby, guests_may_share_screen, guests_may_send_video, mute_on_join, invite_token, created_at, last_used_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    r.id.to_string(),
+                    r.owner.to_string(),
+                    r.name.as_str(),
+                    r.settings.lobby,
+                    r.settings.guests_may_share_screen,
+                    r.settings.guests_may_send_video,
+                    r.settings.mute_on_join,
+                    r.invite_token.as_str(),
+                    r.created_at.millis(),
+                    r.last_used_at.millis(),
+                    r.expires_at.epoch_secs(),
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict { what: "the room" }
+                } else {
+                    backend("creating a room")(e)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn room(&self, id: RoomId, now: Timestamp) -> StoreResult<Option<Room>> {
+        self.run("reading a room", move |c| {
+            c.query_row(
+                "SELECT * FROM room WHERE id = ?1 AND expires_at * 1000 > ?2",
+                params![id.to_string(), now.millis()],
+                room_from_row,
+            )
+            .optional()
+            .map_err(read_err("room", "reading a room"))
+        })
+        .await
+    }
+
+    async fn room_by_invite(
+        &self,
+        token: &InviteToken,
+        now: Timestamp,
+    ) -> StoreResult<Option<Room>> {
+        let token = token.clone();
+        self.run("reading a room", move |c| {
+            c.query_row(
+                "SELECT * FROM room WHERE invite_token = ?1 AND expires_at * 1000 > ?2",
+                params![token.as_str(), now.millis()],
+                room_from_row,
+            )
+            .optional()
+            .map_err(read_err("room", "reading a room"))
+        })
+        .await
+    }
+
+    async fn rooms_of(&self, owner: ModeratorId, now: Timestamp) -> StoreResult<Vec<Room>> {
+        self.run("listing rooms", move |c| {
+            let mut st = c
+                .prepare("SELECT * FROM room WHERE owner = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
+                .map_err(db("listing rooms"))?;
+            st.query_map(params![owner.to_string(), now.millis()], room_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(read_err("room", "listing rooms"))
+        })
+        .await
+    }
+
+    async fn update_room(&self, r: &Room, now: Timestamp) -> StoreResult<()> {
+        let r = r.clone();
+        self.run_forgetting("updating a room", move |c| {
+            let n = c
+                .execute(
+                    "UPDATE room SET name = ?2, lobby = ?3, guests_may_share_screen = ?4, guests_may_send_video = ?5,
+                     mute_on_join = ?6, invite_token = ?7, last_used_at = ?8, expires_at = ?9
+                     WHERE id = ?1 AND expires_at * 1000 > ?10",
+                    params![
+                        r.id.to_string(),
+                        r.name.as_str(),
+                        r.settings.lobby,
+                        r.settings.guests_may_share_screen,
+                        r.settings.guests_may_send_video,
+                        r.settings.mute_on_join,
+                        r.invite_token.as_str(),
+                        r.last_used_at.millis(),
+                        r.expires_at.epoch_secs(),
+                        now.millis(),
+                    ],
+                )
+                .map_err(db("updating a room"))?;
+            if n == 0 {
+                return Err(StoreError::NotFound { what: "the room" });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_room(&self, id: RoomId) -> StoreResult<()> {
+        self.run_forgetting("deleting a room", move |c| {
+            let tx = c.transaction().map_err(db("deleting a room"))?;
+            let id = id.to_string();
+            for sql in [
+                "DELETE FROM chat_message WHERE room_id = ?1",
+                "DELETE FROM guest WHERE room_id = ?1",
+                "DELETE FROM meeting WHERE room_id = ?1",
+                "DELETE FROM placement WHERE room_id = ?1",
+                "DELETE FROM room WHERE id = ?1",
+            ] {
+                tx.execute(sql, params![id])
+                    .map_err(db("deleting a room"))?;
+            }
+            tx.commit().map_err(db("deleting a room"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl GuestStore for SqliteStore {
+    async fn put_guest(&self, g: &Guest) -> StoreResult<()> {
+        let g = g.clone();
+        self.run("saving a guest", move |c| {
+            c.execute(
+                "INSERT INTO guest (id, room_id, nickname, admission, created_at, last_used_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET nickname = excluded.nickname, admission = excluded.admission,
+                   last_used_at = excluded.last_used_at, expires_at = excluded.expires_at",
+                params![
+                    g.id.to_string(),
+                    g.room_id.to_string(),
+                    g.nickname.as_str(),
+                    g.created_at.millis(),
+                    g.last_used_at.millis(),
+                    g.expires_at.epoch_secs(),
+                    g.admission.as_str(),
+                ],
+            )
+            .map(|_| ())
+            .map_err(db("saving a guest"))
+        })
+        .await
+    }
+
+    async fn guest(&self, room: RoomId, id: GuestId, now: Timestamp) -> StoreResult<Option<Guest>> {
+        self.run("reading a guest", move |c| {
+            c.query_row(
+                "SELECT * FROM guest WHERE id = ?1 AND room_id = ?2 AND expires_at * 1000 > ?3",
+                params![id.to_string(), room.to_string(), now.millis()],
+                guest_from_row,
+            )
+            .optional()
+            .map_err(read_err("guest", "reading a guest"))
+        })
+        .await
+    }
+
+    async fn guests_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Guest>> {
+        self.run("listing guests", move |c| {
+            let mut st = c
+                .prepare("SELECT * FROM guest WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
+                .map_err(db("listing guests"))?;
+            st.query_map(params![room.to_string(), now.millis()], guest_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(read_err("guest", "listing guests"))
+        })
+        .await
+    }
+
+    async fn delete_guest(&self, room: RoomId, id: GuestId) -> StoreResult<()> {
+        self.run_forgetting("deleting a guest", move |c| {
+            c.execute(
+                "DELETE FROM guest WHERE id = ?1 AND room_id = ?2",
+                params![id.to_string(), room.to_string()],
+            )
+            .map(|_| ())
+            .map_err(db("deleting a guest"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MeetingStore for SqliteStore {
+    async fn put_meeting(&self, m: &Meeting) -> StoreResult<()> {
+        let m = m.clone();
+        self.run("saving a meeting", move |c| {
+            c.execute(
+                "INSERT INTO meeting (id, room_id, started_at, ended_at, peak_participants, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at,
+                   peak_participants = excluded.peak_participants, expires_at = excluded.expires_at",
+                params![
+                    m.id.to_string(),
+                    m.room_id.to_string(),
+                    m.started_at.millis(),
+                    m.ended_at.map(Timestamp::millis),
+                    m.peak_participants,
+                    m.expires_at.epoch_secs(),
+                ],
+            )
+            .map(|_| ())
+            .map_err(db("saving a meeting"))
+        })
+        .await
+    }
+
+    async fn meetings_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Meeting>> {
+        self.run("listing meetings", move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT * FROM meeting WHERE room_id = ?1 AND expires_at * 1000 > ?2
+                     ORDER BY started_at DESC, id DESC",
+                )
+                .map_err(db("listing meetings"))?;
+            st.query_map(params![room.to_string(), now.millis()], meeting_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(read_err("meeting", "listing meetings"))
+        })
+        .await
+    }
+}
