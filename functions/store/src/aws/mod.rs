@@ -55,6 +55,7 @@ mod rooms;
 mod table;
 
 use aula_domain::ObjectClass;
+use std::time::Duration;
 
 /// Where the AWS resources are; read once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,13 +86,30 @@ pub struct AwsStore {
 
 impl AwsStore {
     pub fn new(sdk: &aws_config::SdkConfig, cfg: AwsConfig) -> Self {
+        // Without timeouts the SDK waits as long as the endpoint does: during an outage a
+        // join hung until the endpoint came back. DynamoDB answers in milliseconds; an
+        // attempt still gets 5 s and the whole call (with the SDK's retries) 12 s, because a
+        // retry after a slow write that did land meets its own condition (moto on a loaded
+        // CI machine has taken over 2 s). S3 carries exports and log archives, which may
+        // take longer to upload.
+        let timeouts = |attempt: u64, operation: u64| {
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(attempt))
+                .operation_timeout(Duration::from_secs(operation))
+                .build()
+        };
+        let ddb_conf = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .timeout_config(timeouts(5, 12))
+            .build();
         // Path-style addressing for a local endpoint (moto, LocalStack); real S3 prefers
         // virtual-hosted style.
         let s3_conf = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(sdk.endpoint_url().is_some())
+            .timeout_config(timeouts(20, 60))
             .build();
         AwsStore {
-            ddb: aws_sdk_dynamodb::Client::new(sdk),
+            ddb: aws_sdk_dynamodb::Client::from_conf(ddb_conf),
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             cfg,
         }
