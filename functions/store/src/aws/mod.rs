@@ -63,16 +63,26 @@ pub struct AwsConfig {
     pub table: String,
     pub export_bucket: String,
     pub log_bucket: String,
+    /// How long one DynamoDB call may take in all, retries included (S3 gets six times as
+    /// long: exports and log archives are uploads).
+    pub call_timeout: Duration,
 }
 
 impl AwsConfig {
-    /// `AULA_TABLE`, `AULA_EXPORT_BUCKET`, `AULA_LOG_BUCKET`, with the local defaults.
+    /// `AULA_TABLE`, `AULA_EXPORT_BUCKET`, `AULA_LOG_BUCKET`, `AULA_AWS_CALL_SECONDS`
+    /// (default 10), with the local defaults.
     pub fn from_env() -> Self {
         let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
         AwsConfig {
             table: var("AULA_TABLE", "aula"),
             export_bucket: var("AULA_EXPORT_BUCKET", "aula-exports"),
             log_bucket: var("AULA_LOG_BUCKET", "aula-log-archive"),
+            call_timeout: Duration::from_secs(
+                var("AULA_AWS_CALL_SECONDS", "10")
+                    .parse()
+                    .unwrap_or(10)
+                    .max(1),
+            ),
         }
     }
 }
@@ -87,26 +97,24 @@ pub struct AwsStore {
 impl AwsStore {
     pub fn new(sdk: &aws_config::SdkConfig, cfg: AwsConfig) -> Self {
         // Without timeouts the SDK waits as long as the endpoint does: during an outage a
-        // join hung until the endpoint came back. DynamoDB answers in milliseconds; an
-        // attempt still gets 5 s and the whole call (with the SDK's retries) 12 s, because a
-        // retry after a slow write that did land meets its own condition (moto on a loaded
-        // CI machine has taken over 2 s). S3 carries exports and log archives, which may
-        // take longer to upload.
-        let timeouts = |attempt: u64, operation: u64| {
+        // join hung until the endpoint came back. Only the whole call is bounded, not each
+        // attempt: a retry after a slow write that did land would meet its own condition
+        // (a conflict for an account that was just created), so a slow answer is waited
+        // for, within the call's limit. Connecting is bounded (nothing was sent yet).
+        let timeouts = |call: Duration| {
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(attempt))
-                .operation_timeout(Duration::from_secs(operation))
+                .operation_timeout(call)
                 .build()
         };
         let ddb_conf = aws_sdk_dynamodb::config::Builder::from(sdk)
-            .timeout_config(timeouts(5, 12))
+            .timeout_config(timeouts(cfg.call_timeout))
             .build();
         // Path-style addressing for a local endpoint (moto, LocalStack); real S3 prefers
         // virtual-hosted style.
         let s3_conf = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(sdk.endpoint_url().is_some())
-            .timeout_config(timeouts(20, 60))
+            .timeout_config(timeouts(cfg.call_timeout * 6))
             .build();
         AwsStore {
             ddb: aws_sdk_dynamodb::Client::from_conf(ddb_conf),
