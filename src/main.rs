@@ -26,6 +26,22 @@ enum Command {
     Serve(config::ServeArgs),
     /// Print the HTTP API's OpenAPI document (JSON).
     Openapi,
+    /// The operator's account commands (they take the same store settings as `serve`).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)]
+enum AdminCommand {
+    /// Give an account a new random password (printed once, to be changed at the next
+    /// login), unblock it and end its sessions: for an admin who lost theirs.
+    ResetPassword {
+        /// The account's email address.
+        email: String,
+        #[command(flatten)]
+        store: config::ServeArgs,
+    },
 }
 
 #[tokio::main]
@@ -34,6 +50,9 @@ async fn main() -> Result<()> {
     config::init_tracing();
     match cli.command {
         Command::Serve(args) => portal::run(args.into_config()?).await,
+        Command::Admin(AdminCommand::ResetPassword { email, store }) => {
+            portal::reset_password(store.into_config()?, &email).await
+        }
         Command::Openapi => {
             println!("{}", serde_json::to_string_pretty(&aula_api::openapi())?);
             Ok(())

@@ -148,7 +148,7 @@ pub async fn bootstrap_admin(state: &ApiState, email: Email) -> Result<()> {
         Ok(Some((admin, password))) => {
             println!(
                 "First start: created the admin account {} with the initial password {}\n\
-                 (shown only now and never stored in clear; log in and change it: POST /api/me/password)",
+                 (shown only now and never stored in clear; the portal asks for a new one at the first login)",
                 admin.email,
                 password.expose()
             );
@@ -159,43 +159,43 @@ pub async fn bootstrap_admin(state: &ApiState, email: Email) -> Result<()> {
     }
 }
 
-pub async fn run(config: Config) -> Result<()> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (store, node_store, store_kind): (Arc<dyn Store>, Arc<dyn NodeStore>, &'static str) =
-        match config.store {
-            StoreKind::Embedded => {
-                create_private_dir(&config.data_dir)?;
-                let path = config.data_dir.join("aula.sqlite3");
-                let store = SqliteStore::open(&path)
-                    .with_context(|| format!("opening the embedded store {}", path.display()))?;
-                tokio::spawn(sweep_forever(
-                    store.clone(),
-                    clock.clone(),
-                    config.sweep_every,
-                ));
-                tracing::info!(path = %path.display(), "embedded store open");
-                let store = Arc::new(store);
-                (store.clone(), store, "embedded")
-            }
-            StoreKind::Dynamodb => {
-                let store = AwsStore::from_env().await;
-                tracing::info!(table = %store.config().table, "using DynamoDB and S3");
-                let store = Arc::new(store);
-                (store.clone(), store, "dynamodb")
-            }
-        };
+/// Opens the store the configuration names; for the embedded one also returns it as
+/// itself, for the sweeper.
+async fn open_store(
+    config: &Config,
+) -> Result<(
+    Arc<dyn Store>,
+    Arc<dyn NodeStore>,
+    &'static str,
+    Option<SqliteStore>,
+)> {
+    Ok(match config.store {
+        StoreKind::Embedded => {
+            create_private_dir(&config.data_dir)?;
+            let path = config.data_dir.join("aula.sqlite3");
+            let store = SqliteStore::open(&path)
+                .with_context(|| format!("opening the embedded store {}", path.display()))?;
+            tracing::info!(path = %path.display(), "embedded store open");
+            let shared = Arc::new(store.clone());
+            (shared.clone(), shared, "embedded", Some(store))
+        }
+        StoreKind::Dynamodb => {
+            let store = AwsStore::from_env().await;
+            tracing::info!(table = %store.config().table, "using DynamoDB and S3");
+            let store = Arc::new(store);
+            (store.clone(), store, "dynamodb", None)
+        }
+    })
+}
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener
-        .local_addr()
-        .context("reading the listening address")?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
-    let parts = Parts {
+fn parts(
+    config: &Config,
+    store: Arc<dyn Store>,
+    store_kind: &'static str,
+    clock: Arc<dyn Clock>,
+    public_url: &str,
+) -> Result<Parts> {
+    Ok(Parts {
         store,
         store_kind,
         clock,
@@ -204,7 +204,7 @@ pub async fn run(config: Config) -> Result<()> {
             // Without a fixed node, placement picks among registered nodes: here the
             // in-process one.
             media_node_url: config.media_node_url.clone(),
-            public_url: public_url.clone(),
+            public_url: public_url.to_owned(),
             host_id: config.host_id.clone(),
             contacts: config.contacts.clone(),
             processing: aula_api::Processing {
@@ -224,7 +224,59 @@ pub async fn run(config: Config) -> Result<()> {
             self_registration: config.self_registration,
             ..LoginPolicy::default()
         },
-    };
+    })
+}
+
+/// `aula admin reset-password`: the operator gives an account (typically the only admin,
+/// who lost the initial password) a new random password, printed once; it must be changed
+/// at the next login. Uses the same store and keys as `aula serve` with the same settings.
+pub async fn reset_password(config: Config, email: &str) -> Result<()> {
+    let email = Email::parse(email).context("the email address")?;
+    let (store, _, store_kind, _) = open_store(&config).await?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let state = state(&parts(
+        &config,
+        store,
+        store_kind,
+        Arc::new(SystemClock),
+        &public_url,
+    )?)?;
+    let (account, password) = state
+        .aula
+        .operator_reset_password(&email)
+        .await
+        .map_err(|e| anyhow::anyhow!("resetting the password of {email}: {e}"))?;
+    println!(
+        "New password for {} ({}): {}\n\
+         (shown only now; it must be changed at the next login; all sessions of the account ended)",
+        account.email,
+        account.role.as_str(),
+        password.expose()
+    );
+    Ok(())
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (store, node_store, store_kind, embedded) = open_store(&config).await?;
+    if let Some(embedded) = embedded {
+        tokio::spawn(sweep_forever(embedded, clock.clone(), config.sweep_every));
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let parts = parts(&config, store, store_kind, clock, &public_url)?;
     let state = state(&parts)?;
     bootstrap_admin(&state, config.admin_email.clone()).await?;
 

@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn the_forms_limits_are_the_servers() {
         use aula_domain::services::Password;
-        use aula_domain::{ChatBody, Nickname, Organisation, PersonName, RoomName};
+        use aula_domain::{AuditReason, ChatBody, Nickname, Organisation, PersonName, RoomName};
         let file = Assets::get("js/limits.js").expect("limits.js is embedded");
         let text = String::from_utf8_lossy(&file.data);
         let limit = |name: &str| -> usize {
@@ -142,6 +142,7 @@ mod tests {
         assert_eq!(limit("organisation"), Organisation::MAX_CHARS);
         assert_eq!(limit("chat_message"), ChatBody::MAX_CHARS);
         assert_eq!(limit("password"), Password::MAX_CHARS);
+        assert_eq!(limit("reason"), AuditReason::MAX_CHARS);
     }
 
     /// The modules the frontend module `module` (say `js/meeting/chat.js`) imports, statically

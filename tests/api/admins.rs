@@ -97,3 +97,99 @@ pub async fn the_only_admin_cannot_restrict_or_erase_themselves_but_a_second_adm
         "the other admin is restricted: this one is the last"
     );
 }
+
+async fn accounts(app: &TestApp) -> usize {
+    app.get("/api/admin/moderators", &app.admin).await.body["moderators"]
+        .as_array()
+        .map_or(0, |a| a.len())
+}
+
+/// A school's list as a spreadsheet exports it: a dry run reports each bad line by number and
+/// creates nothing; the real run creates the good lines, each with an initial password that
+/// works once and must then be changed.
+pub async fn an_admins_list_of_teachers_is_checked_line_by_line_and_only_good_lines_become_accounts(
+    app: &TestApp,
+) {
+    let tag = crate::harness::unique();
+    let csv = format!(
+        "Nachname;Vorname;E-Mail;Bundesland;Schule\n\
+         Meier;Anna;anna-{tag}@schule.test;Bayern;Gymnasium\n\
+         Kurz;Ben;kein-at-{tag};BY;Gymnasium\n\
+         Roth;Tim;tim-{tag}@schule.test;DE-HE;\"Realschule \"\"Am Park\"\"\"\n\
+         Meier;Anna;anna-{tag}@schule.test;Bayern;Gymnasium\n\
+         Zu;wenig;felder\n"
+    );
+    let before = accounts(app).await;
+    let check = app
+        .post(
+            "/api/admin/moderators/import",
+            json!({ "csv": csv, "dry_run": true }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(check.status, 200, "{:?}", check.body);
+    let problems: Vec<(u64, serde_json::Value)> = check.body["lines"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .map(|l| (l["line"].as_u64().expect("line"), l["problem"].clone()))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (2, serde_json::Value::Null),
+            (3, json!("email")),
+            (4, serde_json::Value::Null),
+            (5, json!("duplicate_in_file")),
+            (6, json!("columns")),
+        ]
+    );
+    assert_eq!(check.body["valid"], 2);
+    assert_eq!(accounts(app).await, before, "a dry run creates nothing");
+
+    let done = app
+        .post(
+            "/api/admin/moderators/import",
+            json!({ "csv": csv }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(done.status, 200, "{:?}", done.body);
+    assert_eq!(accounts(app).await, before + 2);
+    let tim = &done.body["lines"][2];
+    assert_eq!(tim["account"]["organisation"], "Realschule \"Am Park\"");
+    assert_eq!(tim["account"]["must_change_password"], true);
+    let initial = tim["initial_password"].as_str().expect("initial password");
+    let session = app
+        .login(&format!("tim-{tag}@schule.test"), initial)
+        .await
+        .expect("the initial password works");
+    assert_eq!(
+        app.get("/api/me", &session).await.body["must_change_password"],
+        true
+    );
+    let changed = app
+        .post(
+            "/api/me/password",
+            json!({ "current": initial, "new": "ein eigenes Passwort" }),
+            &session,
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{:?}", changed.body);
+    assert_eq!(
+        app.get("/api/me", &session).await.body["must_change_password"],
+        false
+    );
+
+    // The same list again: every address is taken now, nothing new is created.
+    let again = app
+        .post(
+            "/api/admin/moderators/import",
+            json!({ "csv": csv }),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(again.body["valid"], 0, "{:?}", again.body);
+    assert_eq!(again.body["lines"][0]["problem"], "email_taken");
+    assert_eq!(accounts(app).await, before + 2);
+}

@@ -197,6 +197,7 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
         role: Role::Admin,
         status: AccountStatus::Active,
         password_hash: Argon2Passwords.hash(&password).expect("hash"),
+        must_change_password: false,
         created_at: clock.now(),
     };
     store_dyn

@@ -475,6 +475,7 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
         ("delete", "/api/rooms/{room}/chat/{message}"),
         ("get", "/api/admin/moderators"),
         ("post", "/api/admin/moderators"),
+        ("post", "/api/admin/moderators/import"),
         ("post", "/api/admin/moderators/{id}/export"),
         ("post", "/api/admin/moderators/{id}/restrict"),
         ("post", "/api/admin/moderators/{id}/unrestrict"),

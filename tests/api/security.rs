@@ -440,6 +440,14 @@ pub async fn every_endpoint_allows_exactly_the_callers_it_should(app: &TestApp) 
         ),
         (
             "POST",
+            "/api/admin/moderators/import".into(),
+            Some(
+                json!({"csv": format!("Neu;Nina;liste-{}@schule.example.de;BE;Schule", unique()), "dry_run": true}),
+            ),
+            [401, 403, 403, 403, 403, 200],
+        ),
+        (
+            "POST",
             format!("/api/admin/moderators/{}/export", mod_b.id),
             reason(),
             [401, 403, 403, 403, 403, 200],

@@ -242,6 +242,7 @@ pub async fn two_hundred_teachers_behind_one_school_address_all_get_in_despite_t
                     role: Role::Moderator,
                     status: AccountStatus::Active,
                     password_hash: hash.clone(),
+                    must_change_password: false,
                     created_at: app.clock_now(),
                 };
                 app.store.create_moderator(&m).await.expect("account");

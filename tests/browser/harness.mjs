@@ -306,11 +306,19 @@ export class Portal {
   }
   #admin;
 
+  /** The admin's password changed (a test set an own one, or the operator reset it): the
+   *  API calls log in with the new one. */
+  adminPasswordIs(password) {
+    this.password = password;
+    this.#admin = undefined;
+  }
+
   /**
    * Has the admin provision a teacher (POST /api/admin/moderators); resolves to the
-   * profile with `password` (the initial one) and `account`.
+   * profile with `password` (the teacher's own, set after the first login, or with
+   * `keepInitialPassword` the initial one), `initial_password` and `account`.
    */
-  async provisionTeacher(profile = {}) {
+  async provisionTeacher(profile = {}, { keepInitialPassword = false } = {}) {
     const n = ++Portal.#teachers;
     const teacher = {
       last_name: 'Lehrerin',
@@ -327,7 +335,19 @@ export class Portal {
     if (res.status !== 201 || !res.body?.initial_password) {
       throw new Error(`provisioning a teacher failed: ${res.status} ${JSON.stringify(res.body)}`);
     }
-    return { ...teacher, password: res.body.initial_password, account: res.body.account };
+    // The portal asks for an own password at the first login (the initial one was handed
+    // over); the teachers of the tests have set theirs, unless a test wants the first login.
+    const initial = res.body.initial_password;
+    if (!keepInitialPassword) {
+      const own = `${initial}-eigenes`;
+      const cookie = await this.login(teacher.email, initial);
+      const changed = await this.api('POST', '/api/me/password', { body: { current: initial, new: own }, cookie });
+      if (changed.status !== 204) {
+        throw new Error(`setting the teacher's own password failed: ${changed.status} ${JSON.stringify(changed.body)}`);
+      }
+      return { ...teacher, password: own, initial_password: initial, account: res.body.account };
+    }
+    return { ...teacher, password: initial, initial_password: initial, account: res.body.account };
   }
   static #teachers = 0;
 

@@ -8,4 +8,5 @@ export const LIMITS = {
   organisation: 200,
   chat_message: 4000,
   password: 256,
+  reason: 500,
 };

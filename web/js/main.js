@@ -13,6 +13,8 @@ const routes = [
   [/^\/login$/, () => import('./login.js')],
   [/^\/rooms$/, () => import('./rooms.js')],
   [/^\/me$/, () => import('./me.js')],
+  [/^\/password$/, () => import('./password.js')],
+  [/^\/admin$/, () => import('./admin.js')],
   [/^\/privacy$/, () => import('./privacy.js')],
   [/^\/j\/([A-Za-z0-9_-]+)$/, () => import('./join.js')],
   [/^\/meeting\/([0-9a-f-]{36})$/, () => import('./meeting.js')],
@@ -30,7 +32,12 @@ async function render() {
   }
   const path = location.pathname;
   const main = document.getElementById('main');
-  await renderNav();
+  const who = await renderNav();
+  // A handed-over password (initial, or reset by the operator) is changed before anything
+  // else; the privacy page stays readable.
+  if (who?.must_change_password && !['/password', '/privacy'].includes(path)) {
+    return navigate('/password', true);
+  }
   for (const [pattern, load] of routes) {
     const m = path.match(pattern);
     if (!m) continue;
@@ -54,12 +61,14 @@ async function renderNav() {
   if (who) {
     nav.replaceChildren(
       link('/rooms', 'nav_rooms'),
+      who.role === 'admin' ? link('/admin', 'nav_admin') : '',
       link('/me', 'nav_me'),
       h('button', { type: 'button', class: 'link', id: 'logout', onclick: logout }, t('nav_logout')),
     );
   } else {
     nav.replaceChildren(link('/login', 'nav_login'));
   }
+  return who;
 }
 
 async function logout() {

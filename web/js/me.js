@@ -80,6 +80,7 @@ export async function render(main) {
     h('h1', {}, t('me_title')),
     h('p', { class: 'muted' }, t('me_intro')),
     h('section', { class: 'card' }, exportButton),
+    h('section', { class: 'card' }, h('a', { href: '/password', id: 'change-password' }, t('password_change'))),
     correction,
     h('section', { class: 'card' }, restrict),
     h('section', { class: 'card' }, field(t('delete_account_password'), password), erase),

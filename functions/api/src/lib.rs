@@ -15,6 +15,7 @@ pub mod error;
 mod extract;
 pub mod identity;
 mod routes;
+mod teacher_list;
 mod types;
 
 use aula_domain::Clock;

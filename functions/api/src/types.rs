@@ -392,6 +392,59 @@ pub struct ProvisionIn {
     pub admin: bool,
 }
 
+/// A list of teachers to create, as a spreadsheet exports it.
+#[derive(Deserialize, ToSchema)]
+pub struct ImportIn {
+    /// One teacher per line: last name, first name, email, Bundesland (name or code),
+    /// organisation; separated by `;` or `,` (the first line decides), fields may be quoted.
+    /// A header line is recognised and skipped. At most 200 teachers.
+    #[schema(max_length = 200000)]
+    pub csv: String,
+    /// Only check: nothing is created, the answer says what would happen to each line.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Why a line of a list was not (or would not be) created.
+#[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportProblem {
+    /// Not five fields.
+    Columns,
+    LastName,
+    FirstName,
+    Email,
+    FederalState,
+    Organisation,
+    /// The same email came earlier in the list.
+    DuplicateInFile,
+    /// An account with this email exists already.
+    EmailTaken,
+}
+
+/// What became of one line.
+#[derive(Serialize, ToSchema)]
+pub struct ImportLine {
+    /// The line number in the uploaded text (1 = the first line).
+    pub line: u64,
+    pub email: Option<String>,
+    /// None: created (or, in a dry run, would be).
+    pub problem: Option<ImportProblem>,
+    /// The parser's explanation, for `problem`s of a field.
+    pub detail: Option<String>,
+    pub account: Option<AccountView>,
+    /// Shown once, to hand over; only its hash is stored.
+    pub initial_password: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImportOut {
+    pub dry_run: bool,
+    /// Lines without a problem (created, or that would be).
+    pub valid: usize,
+    pub lines: Vec<ImportLine>,
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct DisclosureIn {
     #[schema(schema_with = contract::moderator_id_or_null)]

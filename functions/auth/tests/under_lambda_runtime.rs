@@ -66,6 +66,7 @@ async fn the_auth_function_logs_a_teacher_in_under_the_lambda_runtime() {
         role: Role::Moderator,
         status: AccountStatus::Active,
         password_hash: Argon2Passwords.hash(&password).expect("hash"),
+        must_change_password: false,
         created_at: Timestamp::from_secs(1_795_766_400),
     };
     store

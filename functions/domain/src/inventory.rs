@@ -171,6 +171,10 @@ pub const INVENTORY: &[RecordSpec] = &[
                 "password_hash",
                 "Argon2id hash of the password (never the password)",
             ),
+            f(
+                "must_change_password",
+                "whether the password was handed over by someone else and must be changed at the next login",
+            ),
             f("created_at", "when the account was created"),
         ],
     },
@@ -558,6 +562,7 @@ mod tests {
                 "role",
                 "status",
                 "password_hash",
+                "must_change_password",
                 "created_at"
             ]
         );

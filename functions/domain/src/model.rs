@@ -108,6 +108,10 @@ pub struct Moderator {
     pub role: Role,
     pub status: AccountStatus,
     pub password_hash: PasswordHash,
+    /// Set while the password is one somebody else handed over (provisioned, bootstrapped,
+    /// reset by the operator): the portal asks for a new one before anything else.
+    #[serde(default)]
+    pub must_change_password: bool,
     pub created_at: Timestamp,
 }
 
@@ -403,10 +407,11 @@ pub enum AuditAction {
     ExportRoom,
     EraseRoom,
     AuthorityDisclosure,
+    ResetPassword,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 8] = [
+    pub const ALL: [AuditAction; 9] = [
         AuditAction::ProvisionModerator,
         AuditAction::ExportModerator,
         AuditAction::RestrictModerator,
@@ -415,6 +420,7 @@ impl AuditAction {
         AuditAction::ExportRoom,
         AuditAction::EraseRoom,
         AuditAction::AuthorityDisclosure,
+        AuditAction::ResetPassword,
     ];
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -426,6 +432,7 @@ impl AuditAction {
             AuditAction::ExportRoom => "export_room",
             AuditAction::EraseRoom => "erase_room",
             AuditAction::AuthorityDisclosure => "authority_disclosure",
+            AuditAction::ResetPassword => "reset_password",
         }
     }
     pub fn parse(s: &str) -> Result<Self, ParseError> {

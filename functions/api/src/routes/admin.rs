@@ -4,9 +4,10 @@
 
 use super::{R, attachment, parse_opt};
 use crate::extract::{Body, Path, Query};
+use crate::teacher_list;
 use crate::types::*;
 use crate::{ApiResult, ApiState};
-use aula_domain::services::{self, AccountView, Caller, DisclosureRequest};
+use aula_domain::services::{self, AccountView, Caller, DisclosureRequest, Provisioned};
 use aula_domain::*;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,6 +18,7 @@ use utoipa_axum::routes;
 pub fn router() -> R {
     R::new()
         .routes(routes!(admin_list, admin_provision))
+        .routes(routes!(admin_import))
         .routes(routes!(admin_export_moderator))
         .routes(routes!(admin_restrict))
         .routes(routes!(admin_unrestrict))
@@ -73,6 +75,63 @@ async fn admin_provision(
         }),
     )
         .into_response())
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/admin/moderators/import",
+    tag = "privacy",
+    summary = "Creates the teachers of a list (CSV) or checks it (dry run); each line answered on its own (admins); every account audited.",
+    request_body = ImportIn,
+    responses((status = 200, body = ImportOut))
+)]
+async fn admin_import(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Body(input): Body<ImportIn>,
+) -> ApiResult<Json<ImportOut>> {
+    let list = teacher_list::parse(&input.csv)?;
+    let mut lines: Vec<ImportLine> = Vec::with_capacity(list.len());
+    let mut valid = Vec::new();
+    for l in list {
+        let (problem, detail) = match l.parsed {
+            Ok(teacher) => {
+                valid.push((lines.len(), teacher));
+                (None, None)
+            }
+            Err((problem, detail)) => (Some(problem), Some(detail)),
+        };
+        lines.push(ImportLine {
+            line: l.line,
+            email: l.email,
+            problem,
+            detail,
+            account: None,
+            initial_password: None,
+        });
+    }
+    let (at, teachers): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
+    let outcomes = st
+        .aula
+        .provision_many(&caller, teachers, input.dry_run)
+        .await?;
+    for (i, outcome) in at.into_iter().zip(outcomes) {
+        let line = &mut lines[i];
+        match outcome {
+            Provisioned::WouldCreate => {}
+            Provisioned::Created(m, password) => {
+                line.account = Some(AccountView::from(&*m));
+                line.initial_password = Some(password.expose().to_owned());
+            }
+            Provisioned::EmailTaken => line.problem = Some(ImportProblem::EmailTaken),
+            Provisioned::DuplicateInBatch => line.problem = Some(ImportProblem::DuplicateInFile),
+        }
+    }
+    Ok(Json(ImportOut {
+        dry_run: input.dry_run,
+        valid: lines.iter().filter(|l| l.problem.is_none()).count(),
+        lines,
+    }))
 }
 
 #[utoipa::path(

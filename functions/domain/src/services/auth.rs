@@ -122,6 +122,19 @@ pub struct NewModerator {
     pub organisation: Organisation,
 }
 
+/// What became of one row of a list of accounts to create.
+#[derive(Debug)]
+pub enum Provisioned {
+    /// (dry run) the row is valid and its email free.
+    WouldCreate,
+    /// The account, and its initial password to hand over once.
+    Created(Box<Moderator>, Password),
+    /// An account with this email exists already.
+    EmailTaken,
+    /// The same email came earlier in the list.
+    DuplicateInBatch,
+}
+
 impl Aula {
     fn rate_key(&self, purpose: &str, value: &str) -> ServiceResult<RateKey> {
         let hash = self.hasher.keyed_hash(purpose, value.as_bytes());
@@ -161,6 +174,7 @@ impl Aula {
         input: NewModerator,
         role: Role,
         password: &Password,
+        handed_over: bool,
     ) -> ServiceResult<Moderator> {
         Ok(Moderator {
             id: self.ids.moderator_id(),
@@ -172,6 +186,7 @@ impl Aula {
             role,
             status: AccountStatus::Active,
             password_hash: self.passwords.hash(password)?,
+            must_change_password: handed_over,
             created_at: self.now(),
         })
     }
@@ -186,7 +201,7 @@ impl Aula {
     ) -> ServiceResult<(Moderator, Password)> {
         let admin = Self::admin_id(caller)?;
         let password = self.random_password();
-        let m = self.moderator_from(input, role, &password)?;
+        let m = self.moderator_from(input, role, &password, true)?;
         self.store.create_moderator(&m).await?;
         self.audit(
             admin,
@@ -196,6 +211,43 @@ impl Aula {
         )
         .await?;
         Ok((m, password))
+    }
+
+    /// An admin creates many accounts at once (a school's list). Each row is checked on
+    /// its own: an email twice in the list or already registered is reported for that row
+    /// and the others go ahead. With `dry_run` nothing is written; the answer says what
+    /// would happen. Every created account is audited like a single one.
+    #[tracing::instrument(skip_all, fields(rows = rows.len(), dry_run))]
+    pub async fn provision_many(
+        &self,
+        caller: &Caller,
+        rows: Vec<NewModerator>,
+        dry_run: bool,
+    ) -> ServiceResult<Vec<Provisioned>> {
+        Self::admin_id(caller)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if !seen.insert(row.email.clone()) {
+                out.push(Provisioned::DuplicateInBatch);
+                continue;
+            }
+            if self.store.moderator_by_email(&row.email).await?.is_some() {
+                out.push(Provisioned::EmailTaken);
+                continue;
+            }
+            if dry_run {
+                out.push(Provisioned::WouldCreate);
+                continue;
+            }
+            match self.provision_moderator(caller, row, Role::Moderator).await {
+                Ok((m, password)) => out.push(Provisioned::Created(Box::new(m), password)),
+                // Taken between the check and the write (another admin, the same list twice).
+                Err(ServiceError::Conflict(_)) => out.push(Provisioned::EmailTaken),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Self-registration, where the deployment enables it.
@@ -208,7 +260,7 @@ impl Aula {
         if !self.policy.self_registration {
             return Err(ServiceError::RegistrationClosed);
         }
-        let m = self.moderator_from(input, Role::Moderator, password)?;
+        let m = self.moderator_from(input, Role::Moderator, password, false)?;
         self.store.create_moderator(&m).await?;
         Ok(m)
     }
@@ -231,7 +283,7 @@ impl Aula {
             federal_state: FederalState::Berlin,
             organisation: Organisation::parse("Aula")?,
         };
-        let m = self.moderator_from(input, Role::Admin, &password)?;
+        let m = self.moderator_from(input, Role::Admin, &password, true)?;
         self.store.create_moderator(&m).await?;
         Ok(Some((m, password)))
     }
@@ -372,9 +424,45 @@ impl Aula {
         if !self.passwords.verify(current, &m.password_hash) {
             return Err(ServiceError::BadCredentials);
         }
+        if new.expose() == current.expose() {
+            return Err(ServiceError::Refused(
+                "the new password must differ from the current one",
+            ));
+        }
         m.password_hash = self.passwords.hash(new)?;
+        m.must_change_password = false;
         self.store.update_moderator(&m).await?;
         Ok(())
+    }
+
+    /// The operator (someone with access to the server, not an admin in the portal) gives
+    /// an account a new random password, e.g. when the only admin lost theirs. The account
+    /// is unblocked, its sessions end, the new password must be changed at the next login,
+    /// and the audit log records the reset with the account itself as the actor.
+    #[tracing::instrument(skip_all)]
+    pub async fn operator_reset_password(
+        &self,
+        email: &Email,
+    ) -> ServiceResult<(Moderator, Password)> {
+        let mut m = self
+            .store
+            .moderator_by_email(email)
+            .await?
+            .ok_or(ServiceError::NotFound("an account with this email"))?;
+        let password = self.random_password();
+        m.password_hash = self.passwords.hash(&password)?;
+        m.must_change_password = true;
+        m.status = AccountStatus::Active;
+        self.store.update_moderator(&m).await?;
+        self.store.delete_sessions_of(m.id).await?;
+        self.audit(
+            m.id,
+            AuditAction::ResetPassword,
+            format!("moderator:{}", m.id),
+            "password reset by the operator on the server (aula admin reset-password)",
+        )
+        .await?;
+        Ok((m, password))
     }
 
     /// A guest opens the invite link and gives a nickname. With the lobby on they wait

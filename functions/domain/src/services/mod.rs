@@ -10,7 +10,9 @@ mod privacy;
 mod rooms;
 pub mod throttle;
 
-pub use auth::{ClientAddress, DeviceToken, LoggedIn, LoginPolicy, NewModerator, Password};
+pub use auth::{
+    ClientAddress, DeviceToken, LoggedIn, LoginPolicy, NewModerator, Password, Provisioned,
+};
 pub use chat::{ChatView, MAX_PAGE, NewPost};
 pub use placement::PlacementPolicy;
 pub use privacy::{

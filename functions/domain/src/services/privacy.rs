@@ -23,6 +23,8 @@ pub struct AccountView {
     pub organisation: Organisation,
     pub role: Role,
     pub status: AccountStatus,
+    /// The password was handed over (initial or reset): the portal asks for a new one first.
+    pub must_change_password: bool,
     pub created_at: Timestamp,
 }
 
@@ -37,6 +39,7 @@ impl From<&Moderator> for AccountView {
             organisation: m.organisation.clone(),
             role: m.role,
             status: m.status,
+            must_change_password: m.must_change_password,
             created_at: m.created_at,
         }
     }

@@ -2,7 +2,7 @@
 //! (`EMAIL#<email>`), and sessions (`SESSION#<id>`, listed per moderator on gsi1).
 
 use super::AwsStore;
-use super::codec::{Fields, Item, is_live, item, n, s};
+use super::codec::{Fields, Item, b, is_live, item, n, s};
 use async_trait::async_trait;
 use aula_domain::inventory::RecordKind;
 use aula_domain::ports::*;
@@ -33,6 +33,7 @@ fn moderator_item(m: &Moderator) -> Item {
             ("role", s(m.role.as_str())),
             ("status", s(m.status.as_str())),
             ("password_hash", s(m.password_hash.as_str())),
+            ("must_change_password", b(m.must_change_password)),
             ("created_at", n(m.created_at.millis())),
         ],
     )
@@ -50,6 +51,9 @@ fn moderator_from(i: &Item) -> StoreResult<Moderator> {
         role: f.parse("role", Role::parse)?,
         status: f.parse("status", AccountStatus::parse)?,
         password_hash: f.parse("password_hash", PasswordHash::parse)?,
+        // Accounts written before the flag existed have none: nothing to change.
+        must_change_password: i.contains_key("must_change_password")
+            && f.bool("must_change_password")?,
         created_at: f.ts("created_at")?,
     })
 }

@@ -19,6 +19,7 @@ CREATE TABLE IF NOT EXISTS moderator (
     role TEXT NOT NULL,
     status TEXT NOT NULL,
     password_hash TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS session (
@@ -31,6 +32,22 @@ CREATE TABLE IF NOT EXISTS session (
 CREATE INDEX IF NOT EXISTS session_by_moderator ON session (moderator_id);
 "#;
 
+/// Databases created before a column existed get it added (SQLite's `CREATE TABLE IF NOT
+/// EXISTS` leaves an old table as it was).
+pub(super) fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has: bool = c.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('moderator') WHERE name = 'must_change_password'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has {
+        c.execute_batch(
+            "ALTER TABLE moderator ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
+}
+
 fn moderator_from_row(row: &Row<'_>) -> rusqlite::Result<Moderator> {
     Ok(Moderator {
         id: col(row, "id", |s: String| ModeratorId::parse(&s))?,
@@ -42,6 +59,7 @@ fn moderator_from_row(row: &Row<'_>) -> rusqlite::Result<Moderator> {
         role: col(row, "role", |s: String| Role::parse(&s))?,
         status: col(row, "status", |s: String| AccountStatus::parse(&s))?,
         password_hash: col(row, "password_hash", |s: String| PasswordHash::parse(&s))?,
+        must_change_password: row.get("must_change_password")?,
         created_at: ts(row, "created_at")?,
     })
 }
@@ -62,8 +80,8 @@ impl ModeratorStore for SqliteStore {
         let m = m.clone();
         self.run("creating a moderator", move |c| {
             c.execute(
-                "INSERT INTO moderator (id, last_name, first_name, email, federal_state, organisation, role, status, password_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "INSERT INTO moderator (id, last_name, first_name, email, federal_state, organisation, role, status, password_hash, created_at, must_change_password)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     m.id.to_string(),
                     m.last_name.as_str(),
@@ -75,6 +93,7 @@ impl ModeratorStore for SqliteStore {
                     m.status.as_str(),
                     m.password_hash.as_str(),
                     m.created_at.millis(),
+                    m.must_change_password,
                 ],
             )
             .map(|_| ())
@@ -122,7 +141,8 @@ impl ModeratorStore for SqliteStore {
             let n = c
                 .execute(
                     "UPDATE moderator SET last_name = ?2, first_name = ?3, email = ?4, federal_state = ?5,
-                     organisation = ?6, role = ?7, status = ?8, password_hash = ?9 WHERE id = ?1",
+                     organisation = ?6, role = ?7, status = ?8, password_hash = ?9,
+                     must_change_password = ?10 WHERE id = ?1",
                     params![
                         m.id.to_string(),
                         m.last_name.as_str(),
@@ -133,6 +153,7 @@ impl ModeratorStore for SqliteStore {
                         m.role.as_str(),
                         m.status.as_str(),
                         m.password_hash.as_str(),
+                        m.must_change_password,
                     ],
                 )
                 .map_err(|e| {

@@ -105,6 +105,7 @@ impl SqliteStore {
                     .iter()
                     .try_for_each(|tables| conn.execute_batch(tables))
             })
+            .and_then(|_| accounts::migrate(&conn))
             .map_err(backend("creating the embedded schema"))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),

@@ -37,6 +37,8 @@ fn moderator_with(email: Email) -> Moderator {
             "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
         )
         .expect("phc"),
+        // true, so that a store dropping the flag fails the round trip.
+        must_change_password: true,
         created_at: T0,
     }
 }
