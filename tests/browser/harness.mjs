@@ -132,7 +132,7 @@ export class Portal {
    * Starts the portal, reads the admin's initial password and the URL it prints, and checks
    * that it serves the frontend (a page at /login); on any failure it stops again and throws.
    */
-  static async start(name) {
+  static async start(name, { args = [], env: extra = {} } = {}) {
     const bin = portalBinary();
     if (!fs.existsSync(bin)) {
       throw new Error(
@@ -154,8 +154,9 @@ export class Portal {
       AULA_STORE: 'embedded',
       AULA_SUPERVISORY_AUTHORITY: SUPERVISORY_AUTHORITY,
       AULA_DATA_PROTECTION_OFFICER: DATA_PROTECTION_OFFICER,
+      ...extra,
     });
-    const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+    const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -405,6 +406,8 @@ export class Recorder {
     this.allowed = [];
     this.transcript = [];
     this.recording = true;
+    /** host:port of separately run media nodes the page may open WebSockets to. */
+    this.mediaHosts = new Set();
     this.#seen = new WeakSet();
   }
   #seen;
@@ -420,6 +423,7 @@ export class Recorder {
     if (['data:', 'blob:', 'about:'].includes(u.protocol)) return true;
     const secure = this.origin.protocol === 'https:';
     const schemes = secure ? ['https:', 'wss:'] : ['http:', 'ws:'];
+    if (u.protocol === schemes[1] && this.mediaHosts.has(u.host)) return true;
     return schemes.includes(u.protocol) && u.host === this.origin.host;
   }
 
@@ -509,11 +513,14 @@ export class Recorder {
  * One test file's portal and browser, started before its first test and stopped after its
  * last. Returns `{ test(sentence, fn, options) }`.
  */
-export function aulaSuite(name) {
+export function aulaSuite(name, { portal: portalOptions } = {}) {
   const shared = { portal: null, browser: null };
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    const [portal, browser] = await Promise.allSettled([Portal.start(name), launchBrowser()]);
+    // `portalOptions` may be a function: what the portal needs may only exist once the
+    // file's own `before` has run (a local AWS endpoint, say).
+    const options = typeof portalOptions === 'function' ? await portalOptions() : portalOptions;
+    const [portal, browser] = await Promise.allSettled([Portal.start(name, options), launchBrowser()]);
     shared.portal = portal.value ?? null;
     shared.browser = browser.value ?? null;
     if (portal.status === 'rejected') throw portal.reason;

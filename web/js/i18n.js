@@ -12,6 +12,7 @@ const de = {
   cancel: 'Abbrechen',
   error_generic: 'Das hat nicht geklappt: {0}',
   error_network: 'Keine Verbindung zum Server.',
+  error_unavailable: 'Der Server ist gerade nicht erreichbar. Bitte versuchen Sie es in ein paar Sekunden noch einmal.',
   // login
   login_title: 'Anmelden',
   login_intro: 'Für Lehrkräfte. Schülerinnen und Schüler brauchen keine Anmeldung: Sie treten über den Einladungslink bei.',
@@ -212,6 +213,7 @@ const de = {
   chat_input: 'Nachricht',
   chat_send: 'Senden',
   chat_private: 'privat',
+  chat_pending: 'wird gesendet …',
   chat_unread: '{0} ungelesen',
   // me
   me_title: 'Meine Daten',
@@ -266,6 +268,7 @@ const en = {
   cancel: 'Cancel',
   error_generic: 'That did not work: {0}',
   error_network: 'No connection to the server.',
+  error_unavailable: 'The server cannot be reached right now. Please try again in a few seconds.',
   login_title: 'Log in',
   login_intro: 'For teachers. Pupils do not log in: they join with the invite link.',
   email: 'Email address',
@@ -457,6 +460,7 @@ const en = {
   chat_input: 'Message',
   chat_send: 'Send',
   chat_private: 'private',
+  chat_pending: 'sending …',
   chat_unread: '{0} unread',
   me_title: 'My data',
   me_intro: 'What is stored about you – see, download, correct, restrict or delete it (GDPR Art. 15–18).',

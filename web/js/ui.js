@@ -61,5 +61,7 @@ export function field(label, input) {
 
 export function errorText(e) {
   if (e && e.code === 'network') return t('error_network');
+  // The store did not answer in time (an outage): nothing is wrong with what was sent.
+  if (e && e.code === 'unavailable') return t('error_unavailable');
   return t('error_generic', (e && e.message) || String(e));
 }

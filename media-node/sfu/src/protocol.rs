@@ -103,6 +103,9 @@ pub enum ClientMessage {
     },
     EndMeeting,
     Leave,
+    /// Asks for a `pong`. A hung node closes nothing and its WebSocket stays open, so a
+    /// page that has heard nothing from its node for a few seconds gives it up.
+    Ping,
 }
 
 /// Someone in the meeting, as the others see them.
@@ -200,6 +203,8 @@ pub enum ServerMessage {
     /// The node is shutting down: get a new grant and join again (you will be placed on
     /// another node).
     Move,
+    /// The answer to `ping`, from the media loop (so a stuck loop is noticed too).
+    Pong,
     Bye {
         reason: Farewell,
     },

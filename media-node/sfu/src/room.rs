@@ -312,6 +312,10 @@ impl Sfu {
                 "this connection already joined",
             )),
             ClientMessage::Chat { .. } => Ok(()),
+            ClientMessage::Ping => {
+                self.signal(conn, ServerMessage::Pong);
+                Ok(())
+            }
             ClientMessage::Leave => {
                 self.close(conn);
                 self.leave_room(now, conn);

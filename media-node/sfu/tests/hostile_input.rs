@@ -213,6 +213,7 @@ fn message() -> impl Strategy<Value = ClientMessage> {
         participant().prop_map(|participant| ClientMessage::Remove { participant }),
         Just(ClientMessage::EndMeeting),
         Just(ClientMessage::Leave),
+        Just(ClientMessage::Ping),
         (any::<u32>(), any::<String>()).prop_map(|(v, grant)| ClientMessage::Join {
             v,
             room: room(),

@@ -197,6 +197,21 @@ fn joining_again_replaces_the_older_connection() {
 }
 
 #[test]
+fn a_ping_is_answered_with_a_pong_to_the_one_who_pinged_and_nobody_else() {
+    let now = Instant::now();
+    let mut s = sfu(10);
+    s.join(now, 1, joining(teacher(), false));
+    s.join(now, 2, joining(guest(1), true));
+    outputs(&mut s);
+    s.handle_message(now, 1, ClientMessage::Ping);
+    s.handle_message(now, 2, ClientMessage::Ping);
+    let out = outputs(&mut s);
+    assert_eq!(frames(&out, 1), vec![ServerMessage::Pong]);
+    // Waiting in the lobby is being connected too: the page must not give the node up.
+    assert_eq!(frames(&out, 2), vec![ServerMessage::Pong]);
+}
+
+#[test]
 fn a_full_node_refuses_newcomers_and_a_draining_node_asks_everyone_to_move() {
     let now = Instant::now();
     let mut s = sfu(2);

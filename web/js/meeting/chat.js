@@ -89,8 +89,8 @@ export class Chat {
       h('span', { class: 'meta' }, `${author} · ${formatTime(m.posted_at)}`, m.conversation !== 'room' ? ` · ${t('chat_private')}` : ''),
       h('span', { class: 'body' }, m.body),
     );
-    // Keep the log in posting order (ids sort by posting time).
-    const after = [...this.chatList.children].find((x) => x.dataset.id > m.id);
+    // Keep the log in posting order (ids sort by posting time), before what is still sending.
+    const after = [...this.chatList.children].find((x) => x.dataset.id > m.id || x.classList.contains('pending'));
     this.chatList.insertBefore(li, after || null);
     if (unread) {
       this.unread.set(m.conversation, (this.unread.get(m.conversation) || 0) + 1);
@@ -102,21 +102,57 @@ export class Chat {
     }
   }
 
-  async sendChat() {
+  /** Queues what was typed; the queue goes out one message after the other. */
+  sendChat() {
     const body = this.chatInput.value.trim();
     if (!body) return;
     const to = this.chatTo.value === 'room' ? null : this.chatTo.value;
-    const key = idempotencyKey();
-    let posted;
-    for (let attempt = 0; attempt < 3 && !posted; attempt++) {
-      try {
-        posted = await post(`/api/rooms/${this.room}/chat`, { body, to, idempotency_key: key });
-      } catch (e) {
-        if (e.code !== 'network' || attempt === 2) return toast(errorText(e), 'error');
-      }
-    }
     this.chatInput.value = '';
-    this.addMessage(posted, true);
-    this.send({ type: 'chat', relay: posted.relay });
+    const li = h(
+      'li',
+      { 'data-testid': 'chat-pending', class: 'pending' },
+      h('span', { class: 'meta' }, t('chat_pending')),
+      h('span', { class: 'body' }, body),
+    );
+    this.chatList.append(li);
+    li.scrollIntoView({ block: 'nearest' });
+    this.outbox ??= [];
+    this.outbox.push({ body, to, key: idempotencyKey(), li });
+    if (!this.sendingChat) this.sendOutbox();
+  }
+
+  /** Posts the queued messages in the order they were written, each retried with its own
+   * idempotency key until the server has it: the store (and so everyone's log, which sorts
+   * by the server's ids) receives them in that order even when an outage makes some wait,
+   * and a retry of a post the server did get is not stored twice. */
+  async sendOutbox() {
+    this.sendingChat = true;
+    let failures = 0;
+    while (this.outbox.length > 0 && !this.closed) {
+      const m = this.outbox[0];
+      let posted;
+      try {
+        posted = await post(`/api/rooms/${this.room}/chat`, { body: m.body, to: m.to, idempotency_key: m.key });
+      } catch (e) {
+        const transient = e.code === 'network' || e.code === 'unavailable' || e.status >= 500;
+        if (transient) {
+          failures += 1;
+          await new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** failures, 5_000)));
+          continue;
+        }
+        // Refused (too long, not allowed): say so, and give the text back to edit.
+        toast(errorText(e), 'error');
+        this.outbox.shift();
+        m.li.remove();
+        if (!this.chatInput.value) this.chatInput.value = m.body;
+        continue;
+      }
+      failures = 0;
+      this.outbox.shift();
+      m.li.remove();
+      this.addMessage(posted, true);
+      this.send({ type: 'chat', relay: posted.relay });
+    }
+    this.sendingChat = false;
   }
 }

@@ -140,6 +140,7 @@ export class Media {
   }
 
   closePeers() {
+    this.finishMove();
     this.publishPc?.close();
     this.subscribePc?.close();
     this.publishPc = null;

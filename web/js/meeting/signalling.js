@@ -13,6 +13,21 @@ const CONNECT_TIMEOUT_MS = 10_000;
 /** A media connection that stays `disconnected` this long is treated as gone: a hung node
  * never closes the WebSocket, and the browser's close handshake takes over a minute. */
 const DISCONNECTED_GRACE_MS = 4_000;
+/** A `ping` goes to the node this often; the node is given up when one stays unanswered
+ * (and nothing else came) for SILENCE_MS: a hung node closes nothing, and ICE consent
+ * takes longer to notice. (A node on a machine starved of CPU has been seen silent for
+ * 3 s and back after: giving it up then costs more than it saves.) */
+const PING_EVERY_MS = 1_000;
+const SILENCE_MS = 4_000;
+/** The portal keeps naming a node we lost until its heartbeat is quiet too (a few seconds):
+ * ask again this many times, about every 0.75 s, before trying that node once more. */
+const SAME_NODE_ASKS = 4;
+/** After joining again, people not (yet) on the new node keep their tiles this long: the
+ * class reconnects within seconds, and what one sees should not reset meanwhile. */
+const REJOIN_GRACE_MS = 5_000;
+/** After a move, the old node's media plays on this long once the new node's is up: the
+ * others arrive there at about the same time, and their video should not freeze meanwhile. */
+const MOVE_OVERLAP_MS = 3_000;
 
 /** Waits before the `retry`th attempt: doubling from 1 s, capped at 15 s, and spread over
  * the upper half of that so a class that lost its node does not come back in one instant. */
@@ -24,7 +39,9 @@ export function retryDelay(retry) {
 export class Signalling {
   async connect() {
     if (this.closed) return;
-    this.setState(this.retry ? 'reconnecting' : 'joining');
+    // A planned move says so until the new node's media is up.
+    const moving = this.movingFrom ? t('state_moving') : undefined;
+    this.setState(this.retry ? 'reconnecting' : 'joining', moving);
     let grant;
     try {
       // Naming the node we lost lets the portal move the room at once if that node's
@@ -41,6 +58,11 @@ export class Signalling {
       if (e instanceof ApiError && e.code === 'denied') return this.bye('denied');
       if (e instanceof ApiError && (e.status === 401 || e.status === 404)) return this.bye('denied');
       return this.reconnectLater();
+    }
+    if (grant.node_url === this.lostNode && (this.sameNodeAsks || 0) < SAME_NODE_ASKS) {
+      this.sameNodeAsks = (this.sameNodeAsks || 0) + 1;
+      this.timer = setTimeout(() => this.connect(), 500 + Math.random() * 500);
+      return;
     }
     this.me = grant.participant;
     this.role = grant.role;
@@ -59,6 +81,7 @@ export class Signalling {
     this.expectMedia(ws);
     ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
     ws.onmessage = (e) => {
+      this.heardAt = Date.now();
       let frame;
       try {
         frame = JSON.parse(e.data);
@@ -112,16 +135,86 @@ export class Signalling {
     this.ws = null;
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectedTimer);
-    ws?.close();
-    this.closePeers();
-    if (!moving) this.lostNode = this.nodeUrl;
     if (moving) {
+      // The node forwards until this connection closes: the class stays seen and heard
+      // through it until the new node's media is up (finishMove).
+      this.finishMove();
+      this.movingFrom = { ws, pcs: [this.publishPc, this.subscribePc] };
+      this.movingFrom.timer = setTimeout(() => this.finishMove(), CONNECT_TIMEOUT_MS + MOVE_OVERLAP_MS);
+      this.publishPc = null;
+      this.subscribePc = null;
       this.setState('reconnecting', t('state_moving'));
       // A short spread: the whole room moves at once.
-      this.reconnectLater(Math.random() * 500);
-    } else {
-      this.reconnectLater();
+      this.reconnectLater(Math.random() * 200);
+      return;
     }
+    ws?.close();
+    this.closePeers();
+    this.lostNode = this.nodeUrl;
+    this.reconnectLater();
+  }
+
+  /** Media bytes received so far on the subscribe connection (0 without one). */
+  async bytesReceived() {
+    let bytes = 0;
+    const stats = await this.subscribePc?.getStats().catch(() => null);
+    stats?.forEach((r) => {
+      if (r.type === 'inbound-rtp') bytes += r.bytesReceived || 0;
+    });
+    return bytes;
+  }
+
+  /** Closes what a move kept of the old node once the new node's media has played a while. */
+  moved() {
+    const from = this.movingFrom;
+    if (!from || from.ending) return;
+    from.ending = true;
+    clearTimeout(from.timer);
+    from.timer = setTimeout(() => this.finishMove(), MOVE_OVERLAP_MS);
+  }
+
+  /** Closes what a move kept of the old node (its media, then its connection). */
+  finishMove() {
+    const from = this.movingFrom;
+    if (!from) return;
+    this.movingFrom = null;
+    clearTimeout(from.timer);
+    for (const pc of from.pcs) pc?.close();
+    from.ws?.close();
+  }
+
+  /** Pings `ws`'s node and gives it up when a ping stays unanswered for SILENCE_MS while
+   * no media arrives either (a browser starved of CPU reads its frames late, but its
+   * media still comes). */
+  keepAlive(ws) {
+    let pingedAt = null;
+    let bytesWhenOverdue = null;
+    this.heardAt = Date.now();
+    const timer = setInterval(async () => {
+      if (this.ws !== ws) return clearInterval(timer);
+      const now = Date.now();
+      if (pingedAt !== null && this.heardAt < pingedAt) {
+        if (now - pingedAt <= SILENCE_MS) return;
+        const bytes = await this.bytesReceived();
+        if (this.ws !== ws) return clearInterval(timer);
+        if (bytesWhenOverdue === null) {
+          bytesWhenOverdue = bytes;
+        } else if (bytes > bytesWhenOverdue) {
+          // Media flows: the node lives. Ask again.
+          bytesWhenOverdue = null;
+          pingedAt = null;
+        } else {
+          clearInterval(timer);
+          this.dropConnection();
+        }
+        return;
+      }
+      bytesWhenOverdue = null;
+      if (pingedAt === null || now - pingedAt >= PING_EVERY_MS) {
+        pingedAt = now;
+        this.send({ type: 'ping' });
+      }
+    }, PING_EVERY_MS / 2);
   }
 
   /** What a media connection's state says about the node (both connections report here). */
@@ -135,7 +228,10 @@ export class Signalling {
       this.disconnectedTimer = setTimeout(() => this.dropConnection(), DISCONNECTED_GRACE_MS);
       return;
     }
-    if (state === 'connected' && this.welcomed && !this.closed && this.mediaUp()) this.setState('connected');
+    if (state === 'connected' && this.welcomed && !this.closed && this.mediaUp()) {
+      this.moved();
+      this.setState('connected');
+    }
   }
 
   /** Whether every media connection in use has connected (none: nothing to wait for). A
@@ -149,34 +245,61 @@ export class Signalling {
     if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
   }
 
+  /** The people the node welcomed us with. On a first join that is everyone; after joining
+   * again (a move, a lost node) the others are on their way too, so the people not there
+   * yet keep their tiles (and chat partners) for REJOIN_GRACE_MS. */
+  rejoined(participants) {
+    const first = !this.present;
+    this.present = new Set(participants.map((p) => p.participant));
+    for (const p of participants) this.peers.set(p.participant, p);
+    const forget = () => {
+      for (const p of [...this.peers.keys()]) {
+        if (this.present.has(p)) continue;
+        this.peers.delete(p);
+        this.tiles?.get(p)?.el.remove();
+        this.tiles?.delete(p);
+      }
+      this.renderPeople();
+    };
+    clearTimeout(this.rejoinTimer);
+    if (first) forget();
+    else this.rejoinTimer = setTimeout(forget, REJOIN_GRACE_MS);
+  }
+
   async onFrame(f) {
     switch (f.type) {
       case 'welcome':
         this.retry = 0;
         this.welcomed = true;
         this.lostNode = null;
+        this.sameNodeAsks = 0;
+        this.keepAlive(this.ws);
         // "Verbunden" only once media flows (mediaState), not when signalling alone works.
-        this.setState('joining');
+        this.setState('joining', this.movingFrom ? t('state_moving') : undefined);
         this.expectMedia(this.ws);
         this.lobbyWait?.remove();
         this.lobbyWait = null;
         this.body.hidden = false;
         this.lastN = f.last_n;
-        this.peers.clear();
-        for (const p of f.participants) this.peers.set(p.participant, p);
-        for (const [p, tile] of this.tiles || []) {
-          if (!this.peers.has(p)) {
-            tile.el.remove();
-            this.tiles.delete(p);
-          }
-        }
+        this.rejoined(f.participants);
         this.names.set(this.me, t('you'));
         this.renderPeople();
         this.renderLobby();
         // For tests and debugging in the console: the connections of this meeting.
-        window.__aula = { publish: null, subscribe: null, me: this.me, signalling: this.ws };
+        // (`moving`: the old node's subscribe connection, still playing during a move.)
+        window.__aula = {
+          publish: null,
+          subscribe: null,
+          moving: this.movingFrom?.pcs[1] ?? null,
+          me: this.me,
+          signalling: this.ws,
+        };
         await this.publish();
-        if (this.mediaUp()) this.setState('connected'); // nothing to send or receive yet
+        if (this.mediaUp()) {
+          // nothing to send or receive yet
+          this.moved();
+          this.setState('connected');
+        }
         this.loadHistory();
         break;
       case 'lobby':
@@ -201,10 +324,12 @@ export class Signalling {
       case 'participant_updated':
         // Our own state comes back too; we are not one of the others.
         if (f.peer.participant === this.me) break;
+        this.present?.add(f.peer.participant);
         this.peers.set(f.peer.participant, f.peer);
         this.renderPeople();
         break;
       case 'participant_left':
+        this.present?.delete(f.participant);
         this.peers.delete(f.participant);
         this.tiles?.get(f.participant)?.el.remove();
         this.tiles?.delete(f.participant);
@@ -236,6 +361,8 @@ export class Signalling {
       case 'move':
         // The node shuts down: a new grant places the room on another node, right away.
         this.dropConnection({ moving: true });
+        break;
+      case 'pong':
         break;
       case 'bye':
         this.bye(f.reason);
