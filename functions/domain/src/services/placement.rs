@@ -154,11 +154,14 @@ impl Aula {
         let now = self.now();
         // A room bigger than a node gets a whole node; it cannot be split.
         let seats_on = |n: &MediaNode| expected.min(n.capacity);
-        let open: Vec<&MediaNode> = nodes
-            .iter()
-            .filter(|n| u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity))
-            .collect();
+        let mut known = nodes.to_vec();
         for attempt in 0..ATTEMPTS {
+            let open: Vec<&MediaNode> = known
+                .iter()
+                .filter(|n| {
+                    u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity)
+                })
+                .collect();
             let Some((a, b)) = self.two_of(open.len()) else {
                 break;
             };
@@ -183,9 +186,17 @@ impl Aula {
                     return Ok(Some(node.clone()));
                 }
                 Reserved::Taken => return Ok(None),
-                // The registry's figure was behind a concurrent reservation: another pair.
+                // The registry's figure was behind a concurrent reservation: read the
+                // nodes' seats again (only those the caller may use) and pick another pair.
                 Reserved::NodeFull => {
-                    tracing::debug!(attempt, node = %node.id, "the node filled up meanwhile")
+                    tracing::debug!(attempt, node = %node.id, "the node filled up meanwhile");
+                    known = self
+                        .store
+                        .live_nodes(now)
+                        .await?
+                        .into_iter()
+                        .filter(|n| nodes.iter().any(|o| o.id == n.id))
+                        .collect();
                 }
             }
         }
