@@ -36,6 +36,7 @@ fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {
         address: format!("wss://node-{}.aula.example", RandomIds.uuid().simple()),
         capacity,
         load,
+        reserved: 0,
         last_heartbeat: at,
         expires_at: retention::heartbeat_expiry(at),
     }
@@ -51,7 +52,12 @@ async fn a_thousand_rooms_spread_over_five_nodes_within_ten_percent_of_even() {
     let mut per_node: HashMap<String, u32> = HashMap::new();
     for _ in 0..1000 {
         let placed = aula
-            .place(RandomIds.room_id(), PlacementPolicy::default(), None)
+            .place(
+                RandomIds.room_id(),
+                "guest:test",
+                PlacementPolicy::default(),
+                None,
+            )
             .await
             .expect("placed");
         *per_node.entry(placed.address).or_default() += 1;
@@ -74,12 +80,12 @@ async fn a_room_stays_on_its_node_and_moves_when_the_node_stops_heartbeating() {
     aula.store.put_node(&b).await.expect("b");
     let room = RandomIds.room_id();
     let first = aula
-        .place(room, PlacementPolicy::default(), None)
+        .place(room, "guest:test", PlacementPolicy::default(), None)
         .await
         .expect("placed");
     for _ in 0..5 {
         let again = aula
-            .place(room, PlacementPolicy::default(), None)
+            .place(room, "guest:test", PlacementPolicy::default(), None)
             .await
             .expect("placed");
         assert_eq!(
@@ -99,7 +105,7 @@ async fn a_room_stays_on_its_node_and_moves_when_the_node_stops_heartbeating() {
     };
     aula.store.put_node(&renewed).await.expect("heartbeat");
     let moved = aula
-        .place(room, PlacementPolicy::default(), None)
+        .place(room, "guest:test", PlacementPolicy::default(), None)
         .await
         .expect("placed");
     assert_eq!(moved.id, survivor.id, "the room moved to the live node");
@@ -115,7 +121,7 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
     aula.store.put_node(&b).await.expect("b");
     let room = RandomIds.room_id();
     let first = aula
-        .place(room, PlacementPolicy::default(), None)
+        .place(room, "guest:test", PlacementPolicy::default(), None)
         .await
         .expect("placed");
     let (dead, survivor) = if first.id == a.id { (a, b) } else { (b, a) };
@@ -123,7 +129,12 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
     // A client says it cannot reach the node, whose heartbeat is fresh: one client's network
     // (or a malicious guest) does not take a healthy node out of service.
     let kept = aula
-        .place(room, PlacementPolicy::default(), Some(&dead.address))
+        .place(
+            room,
+            "guest:test",
+            PlacementPolicy::default(),
+            Some(&dead.address),
+        )
         .await
         .expect("placed");
     assert_eq!(
@@ -143,7 +154,7 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
     };
     aula.store.put_node(&renewed).await.expect("heartbeat");
     let unreported = aula
-        .place(room, PlacementPolicy::default(), None)
+        .place(room, "guest:test", PlacementPolicy::default(), None)
         .await
         .expect("placed");
     assert_eq!(
@@ -151,7 +162,12 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
         "without a report the registry entry still counts"
     );
     let moved = aula
-        .place(room, PlacementPolicy::default(), Some(&dead.address))
+        .place(
+            room,
+            "guest:test",
+            PlacementPolicy::default(),
+            Some(&dead.address),
+        )
         .await
         .expect("placed");
     assert_eq!(
@@ -159,7 +175,7 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
         "reported and quiet: the room moves now"
     );
     let stays = aula
-        .place(room, PlacementPolicy::default(), None)
+        .place(room, "guest:test", PlacementPolicy::default(), None)
         .await
         .expect("placed");
     assert_eq!(stays.id, survivor.id, "and stays on its new node");
@@ -169,7 +185,8 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
 async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
     let (aula, clock) = aula();
     let small = PlacementPolicy {
-        room_weight: 5,
+        default_seats: 5,
+        grow_seats: 1,
         retry_after_secs: 30,
     };
     for _ in 0..2 {
@@ -183,13 +200,15 @@ async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
     let mut per_node: HashMap<String, u32> = HashMap::new();
     for _ in 0..4 {
         let n = aula
-            .place(RandomIds.room_id(), small, None)
+            .place(RandomIds.room_id(), "guest:test", small, None)
             .await
             .expect("placed");
         *per_node.entry(n.address).or_default() += 1;
     }
     assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![2, 2]);
-    let full = aula.place(RandomIds.room_id(), small, None).await;
+    let full = aula
+        .place(RandomIds.room_id(), "guest:test", small, None)
+        .await;
     assert!(
         matches!(
             full,
@@ -205,7 +224,12 @@ async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
 async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
     let (aula, clock) = aula();
     let nothing = aula
-        .place(RandomIds.room_id(), PlacementPolicy::default(), None)
+        .place(
+            RandomIds.room_id(),
+            "guest:test",
+            PlacementPolicy::default(),
+            None,
+        )
         .await;
     assert!(matches!(nothing, Err(ServiceError::NoCapacity { .. })));
     for _ in 0..3 {
@@ -215,7 +239,12 @@ async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
             .expect("full node");
     }
     let full = aula
-        .place(RandomIds.room_id(), PlacementPolicy::default(), None)
+        .place(
+            RandomIds.room_id(),
+            "guest:test",
+            PlacementPolicy::default(),
+            None,
+        )
         .await;
     assert!(matches!(
         full,

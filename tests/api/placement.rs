@@ -23,6 +23,7 @@ pub async fn a_join_grant_names_a_live_node_or_says_when_to_retry(app: &TestApp)
         address: format!("wss://node-{}.aula.example", RandomIds.uuid().simple()),
         capacity: 1_000_000,
         load: 0,
+        reserved: 0,
         last_heartbeat: now,
         expires_at: retention::heartbeat_expiry(now),
     };
@@ -42,6 +43,7 @@ fn registered(app: &TestApp) -> MediaNode {
         address: format!("wss://node-{}.aula.example", RandomIds.uuid().simple()),
         capacity: 1_000_000,
         load: 0,
+        reserved: 0,
         last_heartbeat: now,
         expires_at: retention::heartbeat_expiry(now),
     }

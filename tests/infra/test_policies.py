@@ -35,6 +35,8 @@ EXPECTED = {
         ("table", ("MOD#*",)): {"GetItem"},
         ("gsi1", ("NODES", "OWNER#*", "PLACED#*")): {"Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem"},
+        # seats: the node item's `reserved`, in the placement's transaction
+        ("table", ("NODE#*",)): {"UpdateItem"},
     },
     "chat": {
         ("table", ("ROOM#*",)): RW,
@@ -178,7 +180,7 @@ def meeting_attributes() -> set[str]:
 def test_media_nodes_write_only_their_own_registry_item_and_meeting_records(infra):
     st = {s["Sid"]: s for s in statements(infra, "NodeRole")}
     ddb = {sid: s for sid, s in st.items() if any(a.startswith("dynamodb:") for a in listify(s["Action"]))}
-    assert set(ddb) == {"OwnRegistryItem", "MeetingRecords"}
+    assert set(ddb) == {"OwnRegistryItem", "MeetingRecords", "ReleaseSeats", "OwnReservations"}
     s = ddb["OwnRegistryItem"]
     assert set(s["Action"]) == {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     assert s["Resource"] == NODE_TABLE
@@ -202,7 +204,19 @@ def test_media_nodes_write_only_their_own_registry_item_and_meeting_records(infr
     # without the keys ForAllValues would match anything
     assert c["Null"] == {"dynamodb:LeadingKeys": "false", "dynamodb:Attributes": "false"}
 
-    assert set(st) == {"OwnRegistryItem", "MeetingRecords", "MetricsLog", "PublicKeyOnly", "TlsCertificate",
+    # giving seats back: the placement's node, seats and holders only, projected reads
+    r = ddb["ReleaseSeats"]
+    assert set(r["Action"]) == {"dynamodb:GetItem", "dynamodb:UpdateItem"} and r["Resource"] == NODE_TABLE
+    assert r["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"] == [
+        "pk", "sk", "node_id", "seats", "holders"]
+    assert r["Condition"]["StringEqualsIfExists"]["dynamodb:Select"] == "SPECIFIC_ATTRIBUTES"
+    q = ddb["OwnReservations"]
+    assert q["Action"] == "dynamodb:Query"
+    assert q["Condition"]["ForAllValues:StringEquals"]["dynamodb:LeadingKeys"] == [
+        "PLACED#${ec2:SourceInstanceARN}"]
+    assert "holders" not in q["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+
+    assert set(st) == {"OwnRegistryItem", "MeetingRecords", "ReleaseSeats", "OwnReservations", "MetricsLog", "PublicKeyOnly", "TlsCertificate",
                        "OwnDnsName", "DnsChangeStatus", "Binary", "DrainAndHealth"}
     assert st["PublicKeyOnly"]["Action"] == "ssm:GetParameter"
     assert st["PublicKeyOnly"]["Resource"]["Fn::Sub"].endswith(":parameter/${Prefix}/signing-public-key")

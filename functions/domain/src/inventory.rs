@@ -322,7 +322,11 @@ pub const INVENTORY: &[RecordSpec] = &[
             f("id", "node id"),
             f("address", "where clients reach the node"),
             f("capacity", "participants the node takes at most"),
-            f("load", "current load"),
+            f("load", "participants connected"),
+            f(
+                "reserved",
+                "seats reserved for the rooms placed on the node",
+            ),
             f("last_heartbeat", "when the node last reported"),
             EXPIRES_AT,
         ],
@@ -405,8 +409,8 @@ pub const INVENTORY: &[RecordSpec] = &[
     },
     RecordSpec {
         kind: RecordKind::Placement,
-        description: "which media node a room's meetings run on",
-        subject: Subject::Nobody,
+        description: "which media node a room's meetings run on and the seats reserved for it there; the seat holders are cleared when the meeting ends",
+        subject: Subject::Participants,
         purposes: OPERATION,
         retention: Retention::AfterLastUse {
             seconds: retention::PLACEMENT.whole_seconds(),
@@ -418,6 +422,12 @@ pub const INVENTORY: &[RecordSpec] = &[
                 "placed_at",
                 "when the room was placed (or the placement last renewed)",
             ),
+            f("seats", "seats reserved for the room on the node"),
+            f(
+                "holders",
+                "the participant ids that were granted a seat in the current meeting",
+            ),
+            f("reserved_at", "when a seat was last taken"),
             EXPIRES_AT,
         ],
     },

@@ -493,19 +493,32 @@ pub struct MediaNode {
     pub address: String,
     /// How many participants the node takes at most.
     pub capacity: u32,
-    /// The load figure placement uses (participants, including rooms placed but not joined).
+    /// Participants connected, as the node's last heartbeat reported them.
     pub load: u32,
+    /// Seats reserved on the node for placed rooms (see [`Placement::seats`]). The store
+    /// owns this figure: a heartbeat's `put_node` leaves it as it is, and only reserving
+    /// and releasing seats changes it, under the condition that it stays within `capacity`.
+    #[serde(default)]
+    pub reserved: u32,
     pub last_heartbeat: Timestamp,
     pub expires_at: Expiry,
 }
 
-/// Which media node a room's meetings run on. A room stays on its node while that node
-/// lives; the record is renewed with every join grant.
+/// Which media node a room's meetings run on, and the seats reserved for it there. A room
+/// stays on its node while that node lives; the record is renewed with every join grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     pub room_id: RoomId,
     pub node_id: NodeId,
     pub placed_at: Timestamp,
+    /// Seats reserved for the room on its node (counted in the node's `reserved`); 0 once
+    /// its meeting ended or the reservation lapsed.
+    pub seats: u32,
+    /// The participants holding one of those seats (a join grant was issued to them), at
+    /// most `seats`, in no particular order.
+    pub holders: Vec<String>,
+    /// When a seat was last taken: a reservation nobody uses lapses after this.
+    pub reserved_at: Timestamp,
     pub expires_at: Expiry,
 }
 

@@ -228,26 +228,50 @@ pub trait AuditStore: Send + Sync {
     ) -> StoreResult<Vec<AuditEntry>>;
 }
 
+/// What reserving a room's seats on a node came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reserved {
+    /// The room is placed on the node with its seats reserved there.
+    Placed,
+    /// The node's reserved seats would have gone over its capacity: nothing was written.
+    NodeFull,
+    /// Another live placement of the room exists (a concurrent request placed it).
+    Taken,
+}
+
 #[async_trait]
 pub trait PlacementStore: Send + Sync {
     /// The room's live placement.
     async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>>;
-    /// Writes the placement unless another live one exists that is not on `replacing`
-    /// (so of two concurrent placements of one room, one wins). `false`: someone else won.
-    async fn put_placement(
+    /// Places the room on `p.node_id` and reserves `p.seats` there, in one atomic write:
+    /// only if the node is registered and its reserved seats stay within `capacity`, and
+    /// only if no other live placement of the room exists that is not on `replacing`.
+    async fn reserve(
         &self,
         p: &Placement,
+        capacity: u32,
         replacing: Option<NodeId>,
         now: Timestamp,
-    ) -> StoreResult<bool>;
-    /// How many live placements on `node` were made at or after `since`: rooms placed
-    /// there that its last heartbeat may not have counted yet.
-    async fn placed_on_since(
+    ) -> StoreResult<Reserved>;
+    /// Gives `holder` a seat in the room's reservation on `node` and renews the placement
+    /// (a holder who has one keeps it: retries and reconnects take no second seat). When
+    /// every reserved seat is held, the reservation grows by `grow` seats if the node's
+    /// reserved seats stay within `capacity`. `false`: no seat (the node is full, or the
+    /// room is no longer placed on `node`).
+    async fn take_seat(
         &self,
+        room: RoomId,
         node: NodeId,
-        since: Timestamp,
+        holder: &str,
+        grow: u32,
+        capacity: u32,
         now: Timestamp,
-    ) -> StoreResult<u32>;
+    ) -> StoreResult<bool>;
+    /// Gives the room's seats back to its node (the meeting ended or the reservation
+    /// lapsed); the room stays placed there. Releasing twice frees the seats once.
+    async fn release(&self, room: RoomId, node: NodeId) -> StoreResult<()>;
+    /// The live placements on `node` that hold seats, listed without their holders.
+    async fn reservations_on(&self, node: NodeId, now: Timestamp) -> StoreResult<Vec<Placement>>;
 }
 
 /// Everything the functions need from storage.

@@ -33,6 +33,11 @@ pub const NODE_HEARTBEAT: Span = Span::seconds(15);
 /// never takes a node with a fresh heartbeat out of service).
 pub const NODE_SUSPECT_AFTER: Span = Span::seconds(3);
 
+/// Seats reserved for a room with no meeting on its node go back this long after a seat
+/// was last taken. Longer than a join grant lives (2 min), so a node never sees a valid
+/// grant whose seat has lapsed.
+pub const RESERVATION_LAPSE: Span = Span::seconds(180);
+
 pub fn history_expiry(last_use: Timestamp) -> Expiry {
     Expiry::at(last_use.plus(HISTORY))
 }

@@ -9,7 +9,7 @@ pub mod metrics;
 mod signalling;
 
 use aula_domain::ids::IdGenerator;
-use aula_domain::ports::{MeetingStore, NodeRegistryStore};
+use aula_domain::ports::{MeetingStore, NodeRegistryStore, PlacementStore};
 use aula_domain::{Clock, MediaNode as NodeRecord, Meeting, NodeId, RoomId, retention};
 use aula_sfu::protocol::ServerMessage;
 use aula_sfu::{ConnId, Entropy, Input, Output, Sfu, SfuConfig};
@@ -17,7 +17,7 @@ use aula_tokens::JoinVerifier;
 use axum::Router;
 use axum::routing::get;
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, watch};
 
 pub use metrics::Metrics;
 
-/// What the node's ports need of the store: the registry and the meeting records.
-pub trait NodeStore: NodeRegistryStore + MeetingStore + Send + Sync {}
-impl<T: NodeRegistryStore + MeetingStore + Send + Sync + ?Sized> NodeStore for T {}
+/// What the node's ports need of the store: the registry, the meeting records and the
+/// seats reserved for its rooms (it gives them back).
+pub trait NodeStore: NodeRegistryStore + MeetingStore + PlacementStore + Send + Sync {}
+impl<T: NodeRegistryStore + MeetingStore + PlacementStore + Send + Sync + ?Sized> NodeStore for T {}
 
 /// How often a node renews its registry heartbeat. Placement passes over a reported node
 /// whose heartbeat is 3 s old (`retention::NODE_SUSPECT_AFTER`): renew well within that.
@@ -170,7 +171,10 @@ impl MediaNode {
         let (empty_tx, empty) = watch::channel(true);
         let (load_tx, load_rx) = watch::channel(0u32);
         let (drain_tx, drain_rx) = watch::channel(false);
+        let (rooms_tx, rooms_rx) = watch::channel(HashSet::new());
         let media = MediaLoop {
+            node_id: config.id,
+            live_rooms: rooms_tx,
             sfu,
             socket,
             sender,
@@ -185,6 +189,7 @@ impl MediaNode {
         };
         tokio::spawn(media.run());
         tokio::spawn(heartbeat(config.clone(), deps.clone(), load_rx, drain_rx));
+        tokio::spawn(lapse_reservations(config.id, deps.clone(), rooms_rx));
         tracing::info!(node = %config.id, udp = %candidate, signalling = %config.signalling_url, "media node started");
         Ok(MediaNode {
             commands,
@@ -280,6 +285,9 @@ struct MediaLoop {
     /// Each connection's frames, and its flag for being dropped as a slow reader.
     conns: HashMap<ConnId, (mpsc::Sender<Outbound>, Arc<AtomicBool>)>,
     meetings: HashMap<RoomId, Meeting>,
+    node_id: NodeId,
+    /// The rooms with a meeting here, for the sweep of unused reservations.
+    live_rooms: watch::Sender<HashSet<RoomId>>,
     deps: NodeDeps,
     metrics: Metrics,
     empty: watch::Sender<bool>,
@@ -417,6 +425,9 @@ impl MediaLoop {
             expires_at: retention::history_expiry(now),
         };
         self.meetings.insert(room, meeting.clone());
+        self.live_rooms.send_modify(|r| {
+            r.insert(room);
+        });
         self.record(meeting);
     }
 
@@ -429,6 +440,16 @@ impl MediaLoop {
         meeting.peak_participants = peak;
         meeting.expires_at = retention::history_expiry(now);
         self.record(meeting);
+        self.live_rooms.send_modify(|r| {
+            r.remove(&room);
+        });
+        // The room's seats go back to the node: the next grant reserves them again.
+        let (store, node) = (self.deps.store.clone(), self.node_id);
+        tokio::spawn(async move {
+            if let Err(e) = store.release(room, node).await {
+                tracing::warn!(error = %aula_domain::ErrorChain(&e), %room, "releasing the room's seats failed");
+            }
+        });
     }
 
     /// Writes a meeting record without holding up the media.
@@ -502,11 +523,47 @@ async fn heartbeat(
             address: config.signalling_url.clone(),
             capacity: config.capacity,
             load: *load.borrow(),
+            reserved: 0,
             last_heartbeat: now,
             expires_at: retention::heartbeat_expiry(now),
         };
         if let Err(e) = deps.store.put_node(&record).await {
             tracing::warn!(error = %aula_domain::ErrorChain(&e), "renewing the heartbeat failed");
+        }
+    }
+}
+
+/// How often the node looks for reservations nobody used.
+const LAPSE_SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Gives back the seats of rooms placed here that have no meeting and took no seat for
+/// [`retention::RESERVATION_LAPSE`] (a teacher got a grant and never came).
+async fn lapse_reservations(
+    node: NodeId,
+    deps: NodeDeps,
+    live_rooms: watch::Receiver<HashSet<RoomId>>,
+) {
+    let mut every = tokio::time::interval(LAPSE_SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = deps.clock.now();
+        let reservations = match deps.store.reservations_on(node, now).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %aula_domain::ErrorChain(&e), "listing the node's reservations failed");
+                continue;
+            }
+        };
+        for p in reservations {
+            let unused = now.minus(retention::RESERVATION_LAPSE) > p.reserved_at
+                && !live_rooms.borrow().contains(&p.room_id);
+            if unused {
+                tracing::info!(room = %p.room_id, seats = p.seats, "a reservation lapsed unused");
+                if let Err(e) = deps.store.release(p.room_id, node).await {
+                    tracing::warn!(error = %aula_domain::ErrorChain(&e), "releasing a lapsed reservation failed");
+                }
+            }
         }
     }
 }

@@ -285,6 +285,7 @@ async fn join_grant(
             st.aula
                 .place(
                     grant.room,
+                    &grant.participant.to_string(),
                     services::PlacementPolicy::default(),
                     input.unreachable.as_deref(),
                 )

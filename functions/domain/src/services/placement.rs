@@ -1,21 +1,31 @@
-//! Which media node a room's meetings run on. A room stays on its node while that node
-//! lives; a new room goes to the less loaded of two live nodes picked at random ("power of
-//! two random choices"), counting rooms placed there since the node's last heartbeat, so an
-//! exam-morning burst spreads out instead of herding onto the node that looked emptiest.
-//! A client that could not reach its node says so; if that node's heartbeat has also gone
-//! quiet for [`retention::NODE_SUSPECT_AFTER`], the room moves at once instead of waiting
-//! until the node's registry entry expires.
+//! Which media node a room's meetings run on, and a seat there for everyone who gets a join
+//! grant. A room's expected size (its last meetings' peak, or a default) is reserved on a
+//! node when its first grant is issued, in one conditional write with the node's reserved
+//! seats, so the reservations on a node never add up to more than its capacity however
+//! many grants are issued at once. Every grant takes one of the room's seats (a holder
+//! keeps theirs across retries); when all are held the reservation grows if the node has
+//! room, and otherwise the caller is refused with `NoCapacity` instead of being handed a
+//! node that would turn them away. The node gives the seats back when the meeting ends, or
+//! when the reservation lapses unused.
+//!
+//! A room stays on its node while that node lives; a new room goes to the less loaded of
+//! two live nodes picked at random ("power of two random choices"). A client that could not
+//! reach its node says so; if that node's heartbeat has also gone quiet for
+//! [`retention::NODE_SUSPECT_AFTER`], the room moves at once instead of waiting until the
+//! node's registry entry expires.
 
 use super::{Aula, ServiceError, ServiceResult};
+use crate::ports::Reserved;
 use crate::retention;
 use crate::{MediaNode, Placement, RoomId};
 
-/// How placement estimates and refuses.
+/// How placement sizes reservations and refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlacementPolicy {
-    /// Participants a newly placed room is expected to bring (until the node's heartbeat
-    /// reports them).
-    pub room_weight: u32,
+    /// Seats reserved for a room no earlier meeting tells the size of (a class).
+    pub default_seats: u32,
+    /// Seats a reservation grows by when every seat is held and one more comes.
+    pub grow_seats: u32,
     /// What `Retry-After` says when every node is full.
     pub retry_after_secs: u64,
 }
@@ -23,23 +33,35 @@ pub struct PlacementPolicy {
 impl Default for PlacementPolicy {
     fn default() -> Self {
         PlacementPolicy {
-            room_weight: 1,
+            default_seats: 16,
+            grow_seats: 4,
             retry_after_secs: 15,
         }
     }
 }
 
+/// How many earlier meetings' peaks size a room's reservation.
+const PEAKS_CONSIDERED: usize = 3;
+
 /// How many random pairs to try before calling the cluster full.
 const ATTEMPTS: usize = 4;
 
+/// A node's load as placement sees it: its seats reserved or, if more, its participants
+/// connected (participants of a room whose reservation lapsed still count).
+fn committed(n: &MediaNode) -> u32 {
+    n.reserved.max(n.load)
+}
+
 impl Aula {
-    /// The node the room's meetings run on, placing the room if it has no live node.
-    /// `unreachable`: the address of a node the caller could not reach (or that stopped
-    /// answering); it is passed over when its heartbeat is quiet too.
+    /// The node the room's meetings run on, with a seat there for `holder` (the grant's
+    /// participant), placing the room if it has no live node. `unreachable`: the address
+    /// of a node the caller could not reach (or that stopped answering); it is passed over
+    /// when its heartbeat is quiet too. `NoCapacity` when no seat can be had.
     #[tracing::instrument(skip_all, fields(room = %room))]
     pub async fn place(
         &self,
         room: RoomId,
+        holder: &str,
         policy: PlacementPolicy,
         unreachable: Option<&str>,
     ) -> ServiceResult<MediaNode> {
@@ -55,75 +77,131 @@ impl Aula {
                 !suspect
             });
         }
-        let current = self.store.placement(room, now).await?;
-        if let Some(p) = &current
-            && let Some(node) = nodes.iter().find(|n| n.id == p.node_id)
-        {
-            // Still there: renew, so a long exam day keeps its node.
-            let renewed = Placement {
-                placed_at: p.placed_at,
-                expires_at: retention::placement_expiry(now),
-                ..p.clone()
-            };
-            self.store
-                .put_placement(&renewed, Some(p.node_id), now)
-                .await?;
-            return Ok(node.clone());
+        let full = || {
+            tracing::info!("no seat for a join grant: every node is full");
+            ServiceError::NoCapacity {
+                retry_after_secs: policy.retry_after_secs,
+            }
+        };
+        let expected = self.expected_seats(room, policy).await?;
+        // A concurrent request may place the room between our read and our write: then its
+        // placement is the one to take a seat in, read again.
+        for _ in 0..2 {
+            let current = self.store.placement(room, now).await?;
+            if let Some(p) = &current
+                && let Some(node) = nodes.iter().find(|n| n.id == p.node_id)
+            {
+                // A released reservation (the last meeting ended) is made again at the
+                // room's size; a held one grows by a few seats.
+                let grow = if p.seats == 0 {
+                    expected.min(node.capacity)
+                } else {
+                    policy.grow_seats
+                };
+                return if self
+                    .store
+                    .take_seat(room, node.id, holder, grow, node.capacity, now)
+                    .await?
+                {
+                    Ok(node.clone())
+                } else {
+                    Err(full())
+                };
+            }
+            let replacing = current.map(|p| p.node_id);
+            match self
+                .reserve_somewhere(room, holder, expected, &nodes, replacing)
+                .await?
+            {
+                Some(node) => return Ok(node),
+                None if self
+                    .store
+                    .placement(room, now)
+                    .await?
+                    .is_some_and(|p| Some(p.node_id) != replacing) =>
+                {
+                    continue;
+                }
+                None => return Err(full()),
+            }
         }
+        Err(ServiceError::Internal("a concurrent placement vanished"))
+    }
 
-        let open: Vec<&MediaNode> = nodes
+    /// The seats to reserve for the room: the highest peak of its last meetings, or the
+    /// policy's default when it has none.
+    async fn expected_seats(&self, room: RoomId, policy: PlacementPolicy) -> ServiceResult<u32> {
+        let meetings = self.store.meetings_of(room, self.now()).await?;
+        let peak = meetings
             .iter()
-            .filter(|n| n.load.saturating_add(policy.room_weight) <= n.capacity)
-            .collect();
-        let mut chosen = None;
+            .filter(|m| m.ended_at.is_some())
+            .take(PEAKS_CONSIDERED)
+            .map(|m| m.peak_participants)
+            .max();
+        Ok(peak.unwrap_or(policy.default_seats).max(1))
+    }
+
+    /// Reserves the room's seats on the less loaded of two random nodes with room for them,
+    /// trying a few pairs. `None`: no node had room (or a concurrent placement won).
+    async fn reserve_somewhere(
+        &self,
+        room: RoomId,
+        holder: &str,
+        expected: u32,
+        nodes: &[MediaNode],
+        replacing: Option<crate::NodeId>,
+    ) -> ServiceResult<Option<MediaNode>> {
+        let now = self.now();
+        // A room bigger than a node gets a whole node; it cannot be split.
+        let seats_on = |n: &MediaNode| expected.min(n.capacity);
+        let mut known = nodes.to_vec();
         for attempt in 0..ATTEMPTS {
+            let open: Vec<&MediaNode> = known
+                .iter()
+                .filter(|n| {
+                    u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity)
+                })
+                .collect();
             let Some((a, b)) = self.two_of(open.len()) else {
                 break;
             };
-            let mut best: Option<(&MediaNode, u64)> = None;
-            for node in [open[a], open[b]] {
-                let pending = self
-                    .store
-                    .placed_on_since(node.id, node.last_heartbeat, now)
-                    .await?;
-                let estimate =
-                    u64::from(node.load) + u64::from(pending) * u64::from(policy.room_weight);
-                let fits = estimate + u64::from(policy.room_weight) <= u64::from(node.capacity);
-                if fits && best.is_none_or(|(_, e)| estimate < e) {
-                    best = Some((node, estimate));
+            let (x, y) = (open[a], open[b]);
+            let node = if committed(y) < committed(x) { y } else { x };
+            let placement = Placement {
+                room_id: room,
+                node_id: node.id,
+                placed_at: now,
+                seats: seats_on(node),
+                holders: vec![holder.to_owned()],
+                reserved_at: now,
+                expires_at: retention::placement_expiry(now),
+            };
+            match self
+                .store
+                .reserve(&placement, node.capacity, replacing, now)
+                .await?
+            {
+                Reserved::Placed => {
+                    tracing::info!(node = %node.id, seats = placement.seats, "room placed");
+                    return Ok(Some(node.clone()));
+                }
+                Reserved::Taken => return Ok(None),
+                // The registry's figure was behind a concurrent reservation: read the
+                // nodes' seats again (only those the caller may use) and pick another pair.
+                Reserved::NodeFull => {
+                    tracing::debug!(attempt, node = %node.id, "the node filled up meanwhile");
+                    known = self
+                        .store
+                        .live_nodes(now)
+                        .await?
+                        .into_iter()
+                        .filter(|n| nodes.iter().any(|o| o.id == n.id))
+                        .collect();
                 }
             }
-            if let Some((node, _)) = best {
-                chosen = Some(node.clone());
-                break;
-            }
-            tracing::debug!(attempt, "both sampled nodes are full");
         }
-        let Some(node) = chosen else {
-            tracing::warn!(nodes = nodes.len(), "no media node can take a new room");
-            return Err(ServiceError::NoCapacity {
-                retry_after_secs: policy.retry_after_secs,
-            });
-        };
-
-        let placement = Placement {
-            room_id: room,
-            node_id: node.id,
-            placed_at: now,
-            expires_at: retention::placement_expiry(now),
-        };
-        let replacing = current.map(|p| p.node_id);
-        if self.store.put_placement(&placement, replacing, now).await? {
-            tracing::info!(node = %node.id, "room placed");
-            return Ok(node);
-        }
-        // Someone placed the room at the same moment: theirs counts.
-        let winner = self
-            .store
-            .placement(room, now)
-            .await?
-            .and_then(|p| nodes.into_iter().find(|n| n.id == p.node_id));
-        winner.ok_or(ServiceError::Internal("a concurrent placement vanished"))
+        tracing::warn!(nodes = nodes.len(), "no media node can take a new room");
+        Ok(None)
     }
 
     /// Two different indices below `n` (the same one twice when `n` is 1), or `None`.

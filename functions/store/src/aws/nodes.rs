@@ -1,5 +1,10 @@
 //! The media node registry (`NODE#<id>`, listed on gsi1 `NODES`) and which room is placed
-//! on which node (`PLACEMENT` in the room's partition, counted per node on gsi1).
+//! on which node (`PLACEMENT` in the room's partition, listed per node on gsi1).
+//!
+//! Seats: the node item's `reserved` counts the seats reserved for its rooms; the
+//! heartbeat never writes it. Reserving and growing write the placement and add to
+//! `reserved` in one transaction whose condition keeps `reserved` within the capacity
+//! (condition expressions have no arithmetic: the caller's limit is `capacity - seats`).
 
 use super::AwsStore;
 use super::codec::{Fields, Item, is_live, item, live, n, padded, s};
@@ -9,6 +14,7 @@ use async_trait::async_trait;
 use aula_domain::inventory::RecordKind;
 use aula_domain::ports::*;
 use aula_domain::*;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 fn node_item(nd: &MediaNode) -> Item {
     item(
@@ -35,13 +41,14 @@ fn node_from(i: &Item) -> StoreResult<MediaNode> {
         address: f.str("address")?.to_owned(),
         capacity: f.num("capacity")?,
         load: f.num("load")?,
+        reserved: f.opt_num("reserved")?.unwrap_or(0),
         last_heartbeat: f.ts("last_heartbeat")?,
         expires_at: f.expiry()?,
     })
 }
 
 fn placement_item(p: &Placement) -> Item {
-    item(
+    let mut i = item(
         RecordKind::Placement,
         [
             ("pk", s(room_pk(p.room_id))),
@@ -54,9 +61,16 @@ fn placement_item(p: &Placement) -> Item {
             ("room_id", s(p.room_id.to_string())),
             ("node_id", s(p.node_id.to_string())),
             ("placed_at", n(p.placed_at.millis())),
+            ("seats", n(p.seats)),
+            ("reserved_at", n(p.reserved_at.millis())),
             ("expires_at", n(p.expires_at.epoch_secs())),
         ],
-    )
+    );
+    // A string set cannot be empty: no holders, no attribute.
+    if !p.holders.is_empty() {
+        i.insert("holders".into(), AttributeValue::Ss(p.holders.clone()));
+    }
+    i
 }
 
 fn placement_from(i: &Item) -> StoreResult<Placement> {
@@ -65,6 +79,13 @@ fn placement_from(i: &Item) -> StoreResult<Placement> {
         room_id: f.parse("room_id", RoomId::parse)?,
         node_id: f.parse("node_id", NodeId::parse)?,
         placed_at: f.ts("placed_at")?,
+        seats: f.num("seats")?,
+        holders: match i.get("holders") {
+            None => Vec::new(),
+            Some(AttributeValue::Ss(v)) => v.clone(),
+            Some(_) => return Err(f.corrupt("holders is not a string set".into())),
+        },
+        reserved_at: f.ts("reserved_at")?,
         expires_at: f.expiry()?,
     })
 }
@@ -72,7 +93,35 @@ fn placement_from(i: &Item) -> StoreResult<Placement> {
 #[async_trait]
 impl NodeRegistryStore for AwsStore {
     async fn put_node(&self, nd: &MediaNode) -> StoreResult<()> {
-        self.put(node_item(nd), "registering a media node").await
+        // Every attribute but `reserved`, which belongs to placement.
+        let mut names = std::collections::HashMap::new();
+        let mut values = std::collections::HashMap::new();
+        let mut sets = Vec::new();
+        for (i, (k, v)) in node_item(nd)
+            .into_iter()
+            .filter(|(k, _)| k != "pk" && k != "sk")
+            .enumerate()
+        {
+            names.insert(format!("#a{i}"), k);
+            values.insert(format!(":v{i}"), v);
+            sets.push(format!("#a{i} = :v{i}"));
+        }
+        values.insert(":zero".into(), n(0));
+        self.ddb
+            .update_item()
+            .table_name(&self.cfg.table)
+            .key("pk", s(format!("NODE#{}", nd.id)))
+            .key("sk", s("NODE"))
+            .update_expression(format!(
+                "SET {}, reserved = if_not_exists(reserved, :zero)",
+                sets.join(", ")
+            ))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(backend("registering a media node"))?;
+        Ok(())
     }
 
     async fn live_nodes(&self, now: Timestamp) -> StoreResult<Vec<MediaNode>> {
@@ -88,6 +137,50 @@ impl NodeRegistryStore for AwsStore {
     }
 }
 
+/// How often a seat operation re-reads and tries again when a concurrent one changed the
+/// same reservation between its read and its write.
+const SEAT_ATTEMPTS: usize = 8;
+
+impl AwsStore {
+    /// Adds `seats` (negative: frees them) to the node's reserved seats; when `limit` is
+    /// given, only if the node is alive at `now` and holds at most `limit` before.
+    fn add_reserved(
+        &self,
+        node: NodeId,
+        seats: i64,
+        limit: Option<(u32, Timestamp)>,
+    ) -> StoreResult<TransactWriteItem> {
+        let mut u = Update::builder()
+            .table_name(&self.cfg.table)
+            .key("pk", s(format!("NODE#{node}")))
+            .key("sk", s("NODE"))
+            .update_expression("ADD reserved :seats")
+            .expression_attribute_values(":seats", n(seats));
+        u = match limit {
+            Some((limit, now)) => u
+                .condition_expression(
+                    "attribute_exists(pk) AND reserved <= :limit AND expires_at > :now",
+                )
+                .expression_attribute_values(":limit", n(limit))
+                .expression_attribute_values(":now", n(now.epoch_secs())),
+            None => u.condition_expression("attribute_exists(pk)"),
+        };
+        let u = u.build().map_err(backend("building a transaction"))?;
+        Ok(TransactWriteItem::builder().update(u).build())
+    }
+
+    async fn placement_any(
+        &self,
+        room: RoomId,
+        doing: &'static str,
+    ) -> StoreResult<Option<Placement>> {
+        match self.get(room_pk(room), "PLACEMENT", doing).await? {
+            Some(i) => placement_from(&i).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 #[async_trait]
 impl PlacementStore for AwsStore {
     async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>> {
@@ -100,46 +193,183 @@ impl PlacementStore for AwsStore {
         }
     }
 
-    async fn put_placement(
+    async fn reserve(
         &self,
         p: &Placement,
+        capacity: u32,
         replacing: Option<NodeId>,
         now: Timestamp,
-    ) -> StoreResult<bool> {
-        let result = self
-            .ddb
-            .put_item()
-            .table_name(&self.cfg.table)
-            .set_item(Some(placement_item(p)))
-            .condition_expression(
+    ) -> StoreResult<Reserved> {
+        let doing = "placing a room";
+        let Some(limit) = capacity.checked_sub(p.seats) else {
+            return Ok(Reserved::NodeFull);
+        };
+        let current = self.placement_any(p.room_id, doing).await?;
+        if let Some(cur) = &current
+            && cur.expires_at.is_live_at(now)
+            && Some(cur.node_id) != replacing
+        {
+            return Ok(Reserved::Taken);
+        }
+        let mut writes = vec![
+            self.put_item_if(
+                placement_item(p),
                 "attribute_not_exists(pk) OR expires_at <= :now OR node_id = :replacing",
-            )
-            .expression_attribute_values(":now", n(now.epoch_secs()))
-            .expression_attribute_values(
-                ":replacing",
-                s(replacing.map(|r| r.to_string()).unwrap_or_default()),
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+                [
+                    (":now", n(now.epoch_secs())),
+                    (
+                        ":replacing",
+                        s(replacing.map(|r| r.to_string()).unwrap_or_default()),
+                    ),
+                ],
+            )?,
+            self.add_reserved(p.node_id, i64::from(p.seats), Some((limit, now)))?,
+        ];
+        // Seats a replaced (dead) node still counted for the room go back; a node whose
+        // record is gone is left alone.
+        let give_back = current
+            .filter(|c| c.seats > 0 && c.node_id != p.node_id)
+            .map(|c| (c.node_id, c.seats));
+        if let Some((old, seats)) = give_back {
+            writes.push(self.add_reserved(old, -i64::from(seats), None)?);
+        }
+        if self.transact(writes.clone(), doing).await? {
+            return Ok(Reserved::Placed);
+        }
+        if give_back.is_some() {
+            // Perhaps only the old node's record was gone: try without giving back.
+            writes.pop();
+            if self.transact(writes, doing).await? {
+                return Ok(Reserved::Placed);
             }
-            Err(e) => Err(backend("placing a room")(e)),
+        }
+        match self.placement(p.room_id, now).await? {
+            Some(cur) if Some(cur.node_id) != replacing => Ok(Reserved::Taken),
+            _ => Ok(Reserved::NodeFull),
         }
     }
 
-    async fn placed_on_since(
+    async fn take_seat(
         &self,
+        room: RoomId,
         node: NodeId,
-        since: Timestamp,
+        holder: &str,
+        grow: u32,
+        capacity: u32,
         now: Timestamp,
-    ) -> StoreResult<u32> {
-        let mut count = 0u32;
+    ) -> StoreResult<bool> {
+        let doing = "taking a seat";
+        for _ in 0..SEAT_ATTEMPTS {
+            let Some(mut p) = self
+                .placement_any(room, doing)
+                .await?
+                .filter(|p| p.node_id == node && p.expires_at.is_live_at(now))
+            else {
+                return Ok(false);
+            };
+            let seen = p.seats;
+            let held = p.holders.len();
+            let mut writes = Vec::new();
+            if !p.holders.iter().any(|h| h == holder) {
+                if held >= p.seats as usize {
+                    let Some(limit) = capacity.checked_sub(grow).filter(|_| grow > 0) else {
+                        return Ok(false);
+                    };
+                    writes.push(self.add_reserved(node, i64::from(grow), Some((limit, now)))?);
+                    p.seats += grow;
+                }
+                p.holders.push(holder.to_owned());
+            }
+            p.reserved_at = now;
+            p.expires_at = retention::placement_expiry(now);
+            // Written only if nobody took a seat or grew the room since the read.
+            let unchanged = if held == 0 {
+                "node_id = :node AND seats = :seen AND attribute_not_exists(holders)"
+            } else {
+                "node_id = :node AND seats = :seen AND size(holders) = :held"
+            };
+            writes.push(self.put_item_if(
+                placement_item(&p),
+                unchanged,
+                [
+                    (":node", s(node.to_string())),
+                    (":seen", n(seen)),
+                    (":held", n(held)),
+                ],
+            )?);
+            if self.transact(writes, doing).await? {
+                return Ok(true);
+            }
+            // Either the reservation changed under us (read again and retry) or the node
+            // has no seats left to grow by.
+            let again = self.placement_any(room, doing).await?;
+            if again.is_some_and(|a| a.seats == seen && a.holders.len() == held) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn release(&self, room: RoomId, node: NodeId) -> StoreResult<()> {
+        // The node calls this: it reads and writes only the placement's node and seats (its
+        // IAM role allows no other attribute of a room's items; see infra/media-nodes.yaml).
+        let doing = "releasing seats";
+        for _ in 0..SEAT_ATTEMPTS {
+            let out = self
+                .ddb
+                .get_item()
+                .table_name(&self.cfg.table)
+                .key("pk", s(room_pk(room)))
+                .key("sk", s("PLACEMENT"))
+                .projection_expression("node_id, seats")
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(backend(doing))?;
+            let Some(i) = out.item else { return Ok(()) };
+            let f = Fields::of(&i, RecordKind::Placement);
+            let seen: u32 = f.num("seats")?;
+            if f.str("node_id")? != node.to_string() || seen == 0 {
+                return Ok(());
+            }
+            let clear = Update::builder()
+                .table_name(&self.cfg.table)
+                .key("pk", s(room_pk(room)))
+                .key("sk", s("PLACEMENT"))
+                .update_expression("SET seats = :zero REMOVE holders")
+                .condition_expression("node_id = :node AND seats = :seen")
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":node", s(node.to_string()))
+                .expression_attribute_values(":seen", n(seen))
+                .build()
+                .map_err(backend("building a transaction"))?;
+            let clear = TransactWriteItem::builder().update(clear).build();
+            if self
+                .transact(
+                    vec![
+                        clear.clone(),
+                        self.add_reserved(node, -i64::from(seen), None)?,
+                    ],
+                    doing,
+                )
+                .await?
+            {
+                return Ok(());
+            }
+            // The node's record may be gone (it died): then only the placement changes.
+            if self.transact(vec![clear], doing).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend {
+            doing,
+            source: "the reservation kept changing while it was released".into(),
+        })
+    }
+
+    async fn reservations_on(&self, node: NodeId, now: Timestamp) -> StoreResult<Vec<Placement>> {
+        // Without the holders: the node that lists its reservations needs no participant ids.
+        let mut items = Vec::new();
         let mut start = None;
         loop {
             let out = self
@@ -147,24 +377,24 @@ impl PlacementStore for AwsStore {
                 .query()
                 .table_name(&self.cfg.table)
                 .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :pk AND gsi1sk >= :since")
+                .key_condition_expression("gsi1pk = :pk")
                 .expression_attribute_values(":pk", s(format!("PLACED#{node}")))
-                .expression_attribute_values(":since", s(padded(since)))
+                .projection_expression(
+                    "kind, room_id, node_id, placed_at, seats, reserved_at, expires_at",
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(backend("counting placements"))?;
-            let live = out
-                .items
-                .unwrap_or_default()
-                .iter()
-                .filter(|i| is_live(i, now))
-                .count();
-            count = count.saturating_add(u32::try_from(live).unwrap_or(u32::MAX));
+                .map_err(backend("listing reservations"))?;
+            items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
             if start.is_none() {
-                return Ok(count);
+                break;
             }
         }
+        Ok(live(items, now, placement_from)?
+            .into_iter()
+            .filter(|p| p.seats > 0)
+            .collect())
     }
 }

@@ -100,6 +100,7 @@ impl SqliteStore {
             .and_then(|_| conn.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
             .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(5)))
+            .and_then(|_| nodes::migrate(&conn))
             .and_then(|_| {
                 SCHEMA
                     .iter()

@@ -126,6 +126,7 @@ fn node(at: Timestamp) -> MediaNode {
         address: "wss://127.0.0.1:7443".into(),
         capacity: 500,
         load: 12,
+        reserved: 0,
         last_heartbeat: at,
         expires_at: retention::heartbeat_expiry(at),
     }
@@ -169,8 +170,32 @@ fn placement_of(room: RoomId, node: NodeId, at: Timestamp) -> Placement {
         room_id: room,
         node_id: node,
         placed_at: at,
+        seats: 3,
+        holders: vec![format!("guest:{}", IDS.uuid())],
+        reserved_at: at,
         expires_at: retention::placement_expiry(at),
     }
+}
+
+/// A live node of `capacity` seats, registered at `at`.
+async fn registered_node<S: TestStore>(s: &S, capacity: u32, at: Timestamp) -> NodeId {
+    let n = MediaNode {
+        capacity,
+        load: 0,
+        ..node(at)
+    };
+    s.put_node(&n).await.expect("registered");
+    n.id
+}
+
+async fn reserved_on<S: TestStore>(s: &S, node: NodeId, at: Timestamp) -> u32 {
+    s.live_nodes(at)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|n| n.id == node)
+        .map(|n| n.reserved)
+        .expect("the node is registered")
 }
 
 fn rate_key() -> RateKey {
@@ -1087,48 +1112,48 @@ pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_win
     s: &S,
 ) {
     let room = IDS.room_id();
-    let (a, b) = (IDS.node_id(), IDS.node_id());
+    let a = registered_node(s, 100, T0).await;
+    let b = registered_node(s, 100, T0).await;
     let mut racers = tokio::task::JoinSet::new();
     for node in [a, b, a, b] {
         let s = s.clone();
         racers.spawn(async move {
-            (
-                node,
-                s.put_placement(&placement_of(room, node, T0), None, T0)
-                    .await,
-            )
+            let p = placement_of(room, node, T0);
+            (node, s.reserve(&p, 100, None, T0).await)
         });
     }
     let mut winners = Vec::new();
     while let Some(done) = racers.join_next().await {
-        let (node, won) = done.expect("ran");
-        if won.expect("answered") {
-            winners.push(node);
+        let (node, outcome) = done.expect("ran");
+        match outcome.expect("answered") {
+            Reserved::Placed => winners.push(node),
+            Reserved::Taken => {}
+            Reserved::NodeFull => panic!("a node with room for the seats refused them"),
         }
     }
     let placed = s.placement(room, T0).await.expect("read").expect("placed");
-    assert!(
-        winners.iter().all(|w| *w == placed.node_id),
-        "every win names the same node"
-    );
-    assert!(!winners.is_empty());
-
-    // Another node can take the room only by naming the one it replaces (a dead node).
+    assert_eq!(winners, vec![placed.node_id], "exactly one placement won");
     let other = if placed.node_id == a { b } else { a };
-    let later = T0.plus(SECOND);
-    assert!(
-        !s.put_placement(&placement_of(room, other, later), None, later)
-            .await
-            .expect("answered")
+    assert_eq!(
+        reserved_on(s, placed.node_id, T0).await,
+        3,
+        "only the winner's seats are reserved"
     );
-    assert!(
-        s.put_placement(
-            &placement_of(room, other, later),
-            Some(placed.node_id),
-            later
-        )
-        .await
-        .expect("answered")
+    assert_eq!(reserved_on(s, other, T0).await, 0);
+
+    // Another node can take the room only by naming the one it replaces (a dead node),
+    // and the seats move with the room.
+    let later = T0.plus(SECOND);
+    let moved = placement_of(room, other, later);
+    assert_eq!(
+        s.reserve(&moved, 100, None, later).await.expect("answered"),
+        Reserved::Taken
+    );
+    assert_eq!(
+        s.reserve(&moved, 100, Some(placed.node_id), later)
+            .await
+            .expect("answered"),
+        Reserved::Placed
     );
     assert_eq!(
         s.placement(room, later)
@@ -1137,51 +1162,113 @@ pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_win
             .map(|p| p.node_id),
         Some(other)
     );
+    assert_eq!(reserved_on(s, other, later).await, 3);
+    assert_eq!(reserved_on(s, placed.node_id, later).await, 0);
 
-    // An expired placement is gone and anyone may place the room again.
+    // An expired placement is gone.
     let expired = retention::placement_expiry(later).instant();
     assert_eq!(s.placement(room, expired).await.expect("read"), None);
+}
+
+pub async fn concurrent_reservations_never_take_a_node_over_its_capacity<S: TestStore>(s: &S) {
+    let node = registered_node(s, 10, T0).await;
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let s = s.clone();
+        racers.spawn(async move {
+            let p = placement_of(IDS.room_id(), node, T0);
+            s.reserve(&p, 10, None, T0).await
+        });
+    }
+    let mut placed = 0;
+    while let Some(done) = racers.join_next().await {
+        match done.expect("ran").expect("answered") {
+            Reserved::Placed => placed += 1,
+            Reserved::NodeFull => {}
+            Reserved::Taken => panic!("every racer placed a different room"),
+        }
+    }
+    assert_eq!(placed, 3, "three rooms of 3 seats fit in 10");
+    assert_eq!(reserved_on(s, node, T0).await, 9);
+    let listed = s.reservations_on(node, T0).await.expect("list");
+    assert_eq!(listed.len(), 3);
     assert!(
-        s.put_placement(&placement_of(room, placed.node_id, expired), None, expired)
-            .await
-            .expect("answered")
+        listed.iter().all(|p| p.seats == 3 && p.holders.is_empty()),
+        "three rooms of 3 seats, listed without who holds them"
+    );
+
+    // A node that is not registered takes nothing.
+    let p = placement_of(IDS.room_id(), IDS.node_id(), T0);
+    assert_eq!(
+        s.reserve(&p, 10, None, T0).await.expect("answered"),
+        Reserved::NodeFull
     );
 }
 
-pub async fn rooms_placed_after_a_heartbeat_are_counted_for_their_node<S: TestStore>(s: &S) {
-    let node = IDS.node_id();
-    let heartbeat = T0;
-    for at in [
-        heartbeat.minus(SECOND),
-        heartbeat,
-        heartbeat.plus(SECOND),
-        heartbeat.plus(Span::seconds(2)),
-    ] {
-        s.put_placement(&placement_of(IDS.room_id(), node, at), None, at)
-            .await
-            .expect("placed");
+pub async fn seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_release<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let node = registered_node(s, 8, T0).await;
+    let room = IDS.room_id();
+    let first = placement_of(room, node, T0);
+    assert_eq!(
+        s.reserve(&first, 8, None, T0).await.expect("answered"),
+        Reserved::Placed
+    );
+    // The first holder asking again keeps their seat; nobody takes a second one.
+    for _ in 0..3 {
+        assert!(
+            s.take_seat(room, node, &first.holders[0], 1, 8, T0)
+                .await
+                .expect("answered")
+        );
     }
-    s.put_placement(
-        &placement_of(IDS.room_id(), IDS.node_id(), heartbeat.plus(SECOND)),
-        None,
-        heartbeat,
-    )
-    .await
-    .expect("elsewhere");
-    let now = heartbeat.plus(Span::seconds(3));
-    assert_eq!(
-        s.placed_on_since(node, heartbeat, now)
+    // Ten pupils at once for the 2 free seats and 5 more the node can grow by.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let s = s.clone();
+        racers.spawn(async move {
+            let holder = format!("guest:pupil-{i}-{}", IDS.uuid().simple());
+            s.take_seat(room, node, &holder, 1, 8, T0).await
+        });
+    }
+    let mut seated = 0;
+    while let Some(done) = racers.join_next().await {
+        if done.expect("ran").expect("answered") {
+            seated += 1;
+        }
+    }
+    assert_eq!(seated, 7, "2 reserved seats and 5 grown ones, no more");
+    assert_eq!(reserved_on(s, node, T0).await, 8);
+    let p = s.placement(room, T0).await.expect("read").expect("placed");
+    assert_eq!((p.seats, p.holders.len()), (8, 8));
+    assert!(
+        !s.take_seat(room, node, "guest:late", 1, 8, T0)
             .await
-            .expect("count"),
-        3,
-        "from the heartbeat on"
+            .expect("answered"),
+        "a full node gives no seat"
     );
-    let much_later = retention::placement_expiry(heartbeat.plus(Span::seconds(2))).instant();
-    assert_eq!(
-        s.placed_on_since(node, heartbeat, much_later)
+    assert!(
+        !s.take_seat(room, IDS.node_id(), "guest:late", 1, 100, T0)
             .await
-            .expect("count"),
-        0,
-        "expired placements do not count"
+            .expect("answered"),
+        "a seat is only taken on the room's node"
     );
+
+    // The meeting ends: its seats go back, once, and the room stays placed.
+    s.release(room, node).await.expect("released");
+    s.release(room, node).await.expect("released again");
+    assert_eq!(reserved_on(s, node, T0).await, 0);
+    let p = s.placement(room, T0).await.expect("read").expect("placed");
+    assert_eq!((p.seats, p.holders.len()), (0, 0));
+    assert!(s.reservations_on(node, T0).await.expect("list").is_empty());
+    // The next grant reserves again, by growing from nothing.
+    assert!(
+        s.take_seat(room, node, "guest:next-day", 4, 8, T0)
+            .await
+            .expect("answered")
+    );
+    assert_eq!(reserved_on(s, node, T0).await, 4);
 }

@@ -56,7 +56,8 @@ conformance!(
     concurrent_attempts_are_all_counted_and_the_count_ends_with_its_window,
     the_audit_log_lists_by_time_and_expires_after_a_year,
     a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins,
-    rooms_placed_after_a_heartbeat_are_counted_for_their_node,
+    concurrent_reservations_never_take_a_node_over_its_capacity,
+    seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_release,
 );
 
 /// What only the DynamoDB adapter has: the table's TTL and the shape of the TTL attribute.
