@@ -29,7 +29,7 @@ export const ARTIFACTS = path.resolve(
 export const CHROMIUM = process.env.AULA_CHROMIUM || '/usr/bin/chromium';
 
 // Every wait is bounded. AULA_BROWSER_TIMEOUT_SCALE stretches them all on a slow machine.
-const SCALE = Number(process.env.AULA_BROWSER_TIMEOUT_SCALE || 1) || 1;
+export const SCALE = Number(process.env.AULA_BROWSER_TIMEOUT_SCALE || 1) || 1;
 /** One wait for the page to show something. */
 export const WAIT = 5_000 * SCALE;
 /** Media to flow: ICE, DTLS, the first keyframe. */

@@ -5,6 +5,9 @@
 #     netns.mjs drops packets inside a pupil's network namespace;
 #   - Debian's iproute2 (apt-get), if `ip` or `tc` is missing: netns.mjs makes the
 #     namespaces, veth pairs and bandwidth caps with them;
+#   - Debian's coturn (apt-get), if `turnserver` is missing: the TURN server the firewall
+#     tests relay through (netns.mjs starts it on the test network's own address; the
+#     package's own service is not used);
 #   - playwright-core, pinned in package-lock.json (npm ci), if node_modules does not match
 #     the lock file. playwright-core downloads no browser; the tests drive Debian's.
 set -euo pipefail
@@ -16,6 +19,7 @@ missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v nft >/dev/null || [[ -x /usr/sbin/nft ]] || missing+=(nftables)
 { command -v ip && command -v tc; } >/dev/null || [[ -x /usr/sbin/ip && -x /usr/sbin/tc ]] || missing+=(iproute2)
+command -v turnserver >/dev/null || [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
 if ((${#missing[@]})); then
   log "installing Debian's ${missing[*]} (apt-get)"
   sudo=()

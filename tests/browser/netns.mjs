@@ -22,12 +22,14 @@
 //     …
 //   });
 
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { aulaSuite, launchBrowser, secureOriginFlags, CHROMIUM } from './harness.mjs';
+import { aulaSuite, launchBrowser, secureOriginFlags, ARTIFACTS, CHROMIUM } from './harness.mjs';
 
 const IP = fs.existsSync('/usr/sbin/ip') ? '/usr/sbin/ip' : 'ip';
 const NFT = fs.existsSync('/usr/sbin/nft') ? '/usr/sbin/nft' : 'nft';
@@ -211,7 +213,7 @@ export class Namespace {
     /** The bridge side of the veth (in the root namespace): the downlink's qdisc. */
     this.hostLink = `${LINK_PREFIX}${process.pid}h${n}`;
     this.address = `${net.subnet}.${n}`;
-    this.rules = { lossPerMille: 0, dropUdp: false, outage: false };
+    this.rules = { lossPerMille: 0, dropUdp: false, outage: false, blockedTcpPorts: [] };
     this.browsers = [];
     this.#timers = new Set();
   }
@@ -277,6 +279,15 @@ export class Namespace {
     await this.#applyRules();
   }
 
+  /** Drops TCP to and from `port` (a firewall that also blocks TURN over TCP), or stops that. */
+  async blockTcp(port, on = true) {
+    const ports = new Set(this.rules.blockedTcpPorts);
+    if (on) ports.add(port);
+    else ports.delete(port);
+    this.rules.blockedTcpPorts = [...ports];
+    await this.#applyRules();
+  }
+
   /** Drops every packet each way for `ms`; resolves when the link is back. */
   async outage(ms) {
     this.rules.outage = true;
@@ -294,7 +305,7 @@ export class Namespace {
 
   /** No caps, no drops. */
   async clear() {
-    this.rules = { lossPerMille: 0, dropUdp: false, outage: false };
+    this.rules = { lossPerMille: 0, dropUdp: false, outage: false, blockedTcpPorts: [] };
     await this.#applyRules();
     await this.shape({});
   }
@@ -321,10 +332,14 @@ export class Namespace {
   }
 
   async #applyRules() {
-    const { lossPerMille, dropUdp, outage } = this.rules;
+    const { lossPerMille, dropUdp, outage, blockedTcpPorts } = this.rules;
     const rules = ['iif lo accept', 'oif lo accept'];
     if (outage) rules.push('counter drop comment "outage"');
     if (dropUdp) rules.push('meta l4proto udp counter drop comment "udp"');
+    for (const port of blockedTcpPorts) {
+      rules.push(`tcp dport ${Number(port)} counter drop comment "tcp ${Number(port)}"`);
+      rules.push(`tcp sport ${Number(port)} counter drop comment "tcp ${Number(port)}"`);
+    }
     if (lossPerMille > 0) rules.push(`numgen random mod 1000 < ${lossPerMille} counter drop comment "loss"`);
     const chain = (hook) =>
       `  chain ${hook} {\n    type filter hook ${hook} priority 0; policy accept;\n` +
@@ -389,29 +404,158 @@ export class Namespace {
   }
 }
 
+const TURNSERVER = fs.existsSync('/usr/bin/turnserver') ? '/usr/bin/turnserver' : 'turnserver';
+
+/**
+ * Debian's coturn on the bridge's address (UDP and TCP on one port), with a random shared
+ * secret (`use-auth-secret`, as in the fleet), relaying only to the bridge's address (where
+ * the media node is), as the fleet's TURN beside each node relays only to its node. The
+ * address is this run's own; the port is not 3478, where the package's own service may
+ * listen on every address.
+ */
+export class Turn {
+  static async start(network, options = {}) {
+    let last;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        return await Turn.#start(network, 20_000 + Math.floor(Math.random() * 10_000), options);
+      } catch (e) {
+        last = e;
+      }
+    }
+    throw last;
+  }
+
+  static async #start(network, port, { logPath } = {}) {
+    if (!fs.existsSync(TURNSERVER) && !(await run('sh', ['-c', 'command -v turnserver']).catch(() => ''))) {
+      throw new Error('turnserver (Debian\'s coturn) is missing: run tests/browser/install.sh');
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `aula-turn-${process.pid}-`));
+    const secret = crypto.randomBytes(18).toString('base64url');
+    const ip = network.gateway;
+    const child = spawn(
+      TURNSERVER,
+      [
+        '-n', // no configuration file: exactly these settings
+        `--listening-ip=${ip}`,
+        `--relay-ip=${ip}`,
+        `--listening-port=${port}`,
+        '--min-port=49152',
+        '--max-port=65535',
+        '--use-auth-secret',
+        `--static-auth-secret=${secret}`,
+        '--realm=aula.test',
+        '--fingerprint',
+        '--no-tls',
+        '--no-dtls',
+        '--no-cli',
+        '--no-multicast-peers',
+        `--allowed-peer-ip=${ip}`,
+        '--denied-peer-ip=0.0.0.0-255.255.255.255',
+        `--db=${path.join(dir, 'turndb')}`,
+        `--pidfile=${path.join(dir, 'turnserver.pid')}`,
+        '--log-file=stdout',
+        '--simple-log',
+      ],
+      { stdio: ['ignore', logPath ? fs.openSync(logPath, 'w') : 'ignore', logPath ? fs.openSync(logPath, 'a') : 'ignore'] },
+    );
+    const turn = new Turn(child, dir, secret, ip, port);
+    try {
+      await turn.#listening();
+      return turn;
+    } catch (e) {
+      await turn.stop();
+      throw e;
+    }
+  }
+
+  constructor(child, dir, secret, ip, port) {
+    this.port = port;
+    this.child = child;
+    this.dir = dir;
+    this.secret = secret;
+    this.ip = ip;
+    this.exited = new Promise((resolve) => child.once('exit', resolve));
+    this.#killOnExit = () => child.exitCode === null && child.kill('SIGKILL');
+    process.on('exit', this.#killOnExit);
+  }
+
+  #killOnExit;
+
+  /** TURN over UDP and over TCP, as `aula serve --turn-url` takes them. */
+  get urls() {
+    return [`turn:${this.ip}:${this.port}?transport=udp`, `turn:${this.ip}:${this.port}?transport=tcp`];
+  }
+
+  /** `aula serve` settings that hand these servers out with every join answer (the secret
+   * in the environment, not on a command line that `ps` shows). */
+  get portalOptions() {
+    return { args: ['--turn-url', this.urls.join(',')], env: { AULA_TURN_SECRET: this.secret } };
+  }
+
+  async #listening() {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (this.child.exitCode !== null) throw new Error(`turnserver exited (${this.child.exitCode}) before it listened`);
+      const ok = await new Promise((resolve) => {
+        const s = net.connect({ host: this.ip, port: this.port }, () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      });
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`turnserver did not listen on ${this.ip}:${this.port} within 10 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async stop() {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const done = await Promise.race([this.exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 3_000))]);
+      if (!done) {
+        this.child.kill('SIGKILL');
+        await this.exited;
+      }
+    }
+    process.off('exit', this.#killOnExit);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
 /**
  * An `aulaSuite` whose portal and in-process media node listen on a test network's bridge,
  * with a namespace for each label in `namespaces`. Returns the suite, plus `net` (the
- * Network). `portal` adds to the portal's options (`args`, `env`).
+ * Network) and `turn` (with `turn: true`: a coturn on the bridge that the portal's join
+ * answers name). `portal` adds to the portal's options (`args`, `env`).
  */
-export function netnsSuite(name, { namespaces = [], portal = async () => ({}) } = {}) {
-  let net = null;
+export function netnsSuite(name, { namespaces = [], turn: withTurn = false, portal = async () => ({}) } = {}) {
+  let network = null;
+  let turn = null;
   const suite = aulaSuite(name, {
     setup: async () => {
-      net = await Network.create();
-      for (const label of namespaces) await net.add(label);
-      const extra = (await portal(net)) ?? {};
+      network = await Network.create();
+      for (const label of namespaces) await network.add(label);
+      if (withTurn) {
+        fs.mkdirSync(ARTIFACTS, { recursive: true });
+        turn = await Turn.start(network, { logPath: path.join(ARTIFACTS, `${name}.turnserver.log`) });
+      }
+      const extra = (await portal(network)) ?? {};
       return {
         ...extra,
-        listen: `${net.gateway}:0`,
-        args: ['--media-udp', `${net.gateway}:0`, ...(extra.args ?? [])],
+        listen: `${network.gateway}:0`,
+        args: ['--media-udp', `${network.gateway}:0`, ...(turn?.portalOptions.args ?? []), ...(extra.args ?? [])],
+        env: { ...(turn?.portalOptions.env ?? {}), ...(extra.env ?? {}) },
       };
     },
     teardown: async () => {
-      await net?.destroy();
+      await turn?.stop();
+      await network?.destroy();
     },
   });
-  return Object.defineProperty(suite, 'net', { get: () => net });
+  Object.defineProperty(suite, 'turn', { get: () => turn });
+  return Object.defineProperty(suite, 'net', { get: () => network });
 }
 
 // `node tests/browser/netns.mjs --sweep`: removes what killed test runs left behind.

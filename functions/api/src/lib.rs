@@ -15,6 +15,7 @@ pub mod error;
 mod extract;
 pub mod identity;
 mod routes;
+pub mod turn;
 mod types;
 
 use aula_domain::Clock;
@@ -49,6 +50,9 @@ pub struct ApiConfig {
     pub contacts: PrivacyContacts,
     /// Where this deployment keeps its data, and for how long its backups hold deleted data.
     pub processing: Processing,
+    /// TURN servers for browsers that cannot reach a node over UDP; `None`: join answers
+    /// carry no ICE servers.
+    pub turn: Option<turn::TurnConfig>,
 }
 
 /// What the privacy page says about where data is processed and how deletion reaches backups.
