@@ -121,9 +121,19 @@ export class Signalling {
     }, CHECKING_SLOW_MS);
     this.connectTimer = setTimeout(() => {
       if (this.ws !== ws || (this.welcomed && this.mediaUp())) return;
-      if (this.welcomed && !this.mediaEverUp) this.mediaBlocked();
+      if (this.welcomed && !this.mediaEverUp) this.mediaFailed();
       else this.dropConnection();
     }, CONNECT_TIMEOUT_MS);
+  }
+
+  /** The node welcomed us but media never came up. Where media never flowed on this page, or
+   * failed three times running, the network is what blocks it (mediaBlocked); where it flowed
+   * a moment ago, the node is the likelier cause: join again at once, naming it as lost so
+   * the room can move. */
+  mediaFailed() {
+    this.mediaFailures = (this.mediaFailures || 0) + 1;
+    if (!this.hadMedia || this.mediaFailures >= 3) this.mediaBlocked();
+    else this.dropConnection();
   }
 
   /** Media cannot pass this network (signalling can): says so in words, with what was tried,
@@ -174,7 +184,7 @@ export class Signalling {
   mediaState(pc, state) {
     if (pc !== this.publishPc && pc !== this.subscribePc) return;
     clearTimeout(this.disconnectedTimer);
-    if (state === 'failed') return this.mediaEverUp ? this.dropConnection() : this.mediaBlocked();
+    if (state === 'failed') return this.mediaEverUp ? this.dropConnection() : this.mediaFailed();
     if (state === 'connecting' && this.welcomed && !this.mediaEverUp && this.status.dataset.state === 'joining') {
       return this.setState('joining', t('state_checking'));
     }
@@ -190,6 +200,8 @@ export class Signalling {
       clearTimeout(this.connectTimer);
       clearTimeout(this.slowTimer);
       this.mediaEverUp = true;
+      this.hadMedia = true;
+      this.mediaFailures = 0;
       this.blockedTries = 0;
       this.setState('connected');
     }
