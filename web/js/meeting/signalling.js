@@ -126,14 +126,36 @@ export class Signalling {
     }, CONNECT_TIMEOUT_MS);
   }
 
-  /** The node welcomed us but media never came up. Where media never flowed on this page, or
-   * failed three times running, the network is what blocks it (mediaBlocked); where it flowed
-   * a moment ago, the node is the likelier cause: join again at once, naming it as lost so
-   * the room can move. */
-  mediaFailed() {
+  /** The node welcomed us but media never came up. Where media never flowed on this page (or
+   * failed three times running) and not one check got an answer, the network is what blocks
+   * it (mediaBlocked); otherwise (it flowed a moment ago: the node is the likelier cause; or
+   * checks were answered: it is slow) join again at once, naming the node as lost so the
+   * room can move. */
+  async mediaFailed() {
+    const ws = this.ws;
     this.mediaFailures = (this.mediaFailures || 0) + 1;
-    if (!this.hadMedia || this.mediaFailures >= 3) this.mediaBlocked();
+    const suspect = !this.hadMedia || this.mediaFailures >= 3;
+    const blocked = suspect && (await this.noAnswerGotThrough());
+    if (this.ws !== ws) return;
+    if (blocked) this.mediaBlocked();
     else this.dropConnection();
+  }
+
+  /** Whether not one connectivity check of our media connections was answered: then the
+   * network drops what we send to the node (or its answers). A check that was answered means
+   * the way is open and something else is slow (a busy computer, the handshake after it). */
+  async noAnswerGotThrough() {
+    const pcs = [this.publishPc, this.subscribePc].filter(Boolean);
+    if (pcs.length === 0) return false;
+    for (const pc of pcs) {
+      try {
+        const stats = await pc.getStats();
+        for (const r of stats.values()) if (r.type === 'candidate-pair' && r.responsesReceived > 0) return false;
+      } catch {
+        return false;
+      }
+    }
+    return true;
   }
 
   /** Media cannot pass this network (signalling can): says so in words, with what was tried,
