@@ -65,6 +65,14 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     media_origins: Vec<String>,
+    /// TURN servers the join answer names for browsers that cannot reach the media node over
+    /// UDP, e.g. `turn:10.0.0.5:3478?transport=tcp`; `{host}` stands for the placed node's
+    /// host, `{node}` for its first label. Several separated by commas; needs --turn-secret.
+    #[arg(long = "turn-url", env = "AULA_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Vec<String>,
+    /// The secret shared with the TURN servers (coturn's `static-auth-secret`).
+    #[arg(long, env = "AULA_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
     /// The supervisory authority the privacy page names.
     #[arg(
         long,
@@ -119,6 +127,7 @@ pub struct Config {
     pub processing_location: Option<String>,
     pub http: HttpLimits,
     pub metrics_listen: Option<SocketAddr>,
+    pub turn: Option<aula_api::turn::TurnConfig>,
 }
 
 impl ServeArgs {
@@ -146,7 +155,16 @@ impl ServeArgs {
                 "--media-origin {origin:?} is not an origin like wss://*.media.example or ws://127.0.0.1:*"
             );
         }
+        let turn = match (self.turn_urls.is_empty(), self.turn_secret) {
+            (true, None) => None,
+            (false, Some(secret)) => Some(
+                aula_api::turn::TurnConfig::new(self.turn_urls, secret.as_bytes())
+                    .map_err(|e| anyhow::anyhow!("--turn-url/--turn-secret: {e}"))?,
+            ),
+            _ => bail!("--turn-url and --turn-secret go together"),
+        };
         Ok(Config {
+            turn,
             listen: self.listen,
             store: self.store,
             keys_dir: self.keys_dir.unwrap_or_else(|| self.data_dir.join("keys")),

@@ -204,6 +204,7 @@ fn parts(
             // Without a fixed node, placement picks among registered nodes: here the
             // in-process one.
             media_node_url: config.media_node_url.clone(),
+            turn: config.turn.clone(),
             public_url: public_url.to_owned(),
             host_id: config.host_id.clone(),
             contacts: config.contacts.clone(),

@@ -98,6 +98,100 @@ fn a_bad_flag_is_refused_with_a_message_not_a_panic() {
     assert!(!err.contains("panicked"));
 }
 
+#[test]
+fn a_turn_url_without_its_secret_is_refused_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_aula"))
+        .args(["serve", "--turn-url", "turn:127.0.0.1:3478?transport=tcp"])
+        .env_remove("AULA_TURN_SECRET")
+        .output()
+        .expect("the aula binary runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--turn-url and --turn-secret go together"),
+        "stderr: {err}"
+    );
+}
+
+/// The join answer of a portal started with `--turn-url`/`--turn-secret`, and of one without.
+async fn join_answer(turn: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut args = vec!["--data-dir", data.to_str().expect("utf-8 path")];
+    args.extend_from_slice(turn);
+    let portal = start(&args);
+    let http = reqwest::Client::new();
+    let base = &portal.base;
+    let login = http
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({ "email": "admin@aula.local", "password": portal.initial_password() }))
+        .send()
+        .await
+        .expect("login");
+    let cookie = session_cookie(&login);
+    let room: serde_json::Value = http
+        .post(format!("{base}/api/rooms"))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({ "name": "Klasse 9c" }))
+        .send()
+        .await
+        .expect("room")
+        .json()
+        .await
+        .expect("json");
+    let room_id = room["id"].as_str().expect("room id");
+    http.post(format!("{base}/api/rooms/{room_id}/join"))
+        .header("cookie", &cookie)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("grant")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_portal_pointed_at_a_turn_server_hands_each_joiner_credentials_the_turn_server_accepts_until_the_grant_expires()
+ {
+    use aws_lc_rs::hmac;
+    use base64::Engine as _;
+    let grant = join_answer(&[
+        "--turn-url",
+        "turn:{host}:3478?transport=udp,turns:turn.schule.example:443?transport=tcp",
+        "--turn-secret",
+        "geteiltes-geheimnis",
+    ])
+    .await;
+    let servers = grant["ice_servers"].as_array().expect("ice_servers");
+    assert_eq!(servers.len(), 1, "{grant}");
+    let server = &servers[0];
+    // {host}: the host of the node the room was placed on (here the in-process one)
+    assert_eq!(
+        server["urls"],
+        serde_json::json!([
+            "turn:127.0.0.1:3478?transport=udp",
+            "turns:turn.schule.example:443?transport=tcp"
+        ])
+    );
+    // coturn's use-auth-secret: username <expiry>:<label>, valid as long as the grant
+    let username = server["username"].as_str().expect("username");
+    let (expiry, label) = username.split_once(':').expect("expiry:label");
+    let expires_ms = grant["expires_at"].as_i64().expect("expires_at");
+    assert_eq!(
+        expiry.parse::<i64>().expect("epoch seconds"),
+        expires_ms / 1000
+    );
+    assert!(!label.is_empty());
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"geteiltes-geheimnis");
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(hmac::sign(&key, username.as_bytes()));
+    assert_eq!(server["credential"], expected.as_str());
+
+    let without = join_answer(&[]).await;
+    assert_eq!(without["ice_servers"], serde_json::json!([]), "{without}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teacher_and_a_guest_hold_a_meeting_on_the_one_machine_portal() {
     use aula_loadgen::{Client, Joined, Publish};

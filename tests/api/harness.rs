@@ -166,6 +166,7 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
             hash_secret: random_bytes::<32>().expect("secret").to_vec(),
         },
         api: ApiConfig {
+            turn: None,
             public_url: base.clone(),
             host_id: "test-host-1".into(),
             media_node_url,

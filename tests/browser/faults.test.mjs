@@ -184,7 +184,7 @@ async function twoNodes(portal) {
 }
 
 const suite = aulaSuite('faults', {
-  portal: async () => {
+  setup: async () => {
     const env = await startAws();
     return {
       args: ['--store', 'dynamodb', '--media-capacity', '0', '--media-origin', 'ws://127.0.0.1:*'],

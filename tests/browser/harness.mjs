@@ -29,7 +29,7 @@ export const ARTIFACTS = path.resolve(
 export const CHROMIUM = process.env.AULA_CHROMIUM || '/usr/bin/chromium';
 
 // Every wait is bounded. AULA_BROWSER_TIMEOUT_SCALE stretches them all on a slow machine.
-const SCALE = Number(process.env.AULA_BROWSER_TIMEOUT_SCALE || 1) || 1;
+export const SCALE = Number(process.env.AULA_BROWSER_TIMEOUT_SCALE || 1) || 1;
 /** One wait for the page to show something. */
 export const WAIT = 5_000 * SCALE;
 /** Media to flow: ICE, DTLS, the first keyframe. */
@@ -132,7 +132,7 @@ export class Portal {
    * Starts the portal, reads the admin's initial password and the URL it prints, and checks
    * that it serves the frontend (a page at /login); on any failure it stops again and throws.
    */
-  static async start(name, { args = [], env: extra = {} } = {}) {
+  static async start(name, { listen = '127.0.0.1:0', args = [], env: extraEnv = {} } = {}) {
     const bin = portalBinary();
     if (!fs.existsSync(bin)) {
       throw new Error(
@@ -154,9 +154,9 @@ export class Portal {
       AULA_STORE: 'embedded',
       AULA_SUPERVISORY_AUTHORITY: SUPERVISORY_AUTHORITY,
       AULA_DATA_PROTECTION_OFFICER: DATA_PROTECTION_OFFICER,
-      ...extra,
+      ...extraEnv,
     });
-    const child = spawn(bin, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...args], {
+    const child = spawn(bin, ['serve', '--listen', listen, '--data-dir', dataDir, ...args], {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -379,17 +379,32 @@ export class Portal {
 
 // ---- the browser --------------------------------------------------------------------------
 
-export async function launchBrowser() {
+/**
+ * Starts Chromium. `executablePath` runs it through a wrapper (netns.mjs starts it inside a
+ * network namespace that way); `args` are further flags.
+ */
+export async function launchBrowser({ executablePath = CHROMIUM, args = [] } = {}) {
   if (!fs.existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: run tests/browser/install.sh`);
   }
   const headed = process.env.AULA_HEADED === '1';
+  const flags = headed ? CHROMIUM_FLAGS.filter((f) => f !== '--headless') : CHROMIUM_FLAGS;
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: !headed,
-    args: headed ? CHROMIUM_FLAGS.filter((f) => f !== '--headless') : CHROMIUM_FLAGS,
+    args: [...flags, ...args],
     timeout: 30_000 * SCALE,
   });
+}
+
+/**
+ * The flag that lets a page on `origin` use the camera and Secure cookies over plain HTTP,
+ * as on localhost: for a portal on an address other than the loopback one.
+ */
+export function secureOriginFlags(origin) {
+  const host = new URL(origin).hostname;
+  if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]') return [];
+  return [`--unsafely-treat-insecure-origin-as-secure=${new URL(origin).origin}`];
 }
 
 const SESSION_PROBES = ['/api/me', '/api/guest'];
@@ -511,28 +526,40 @@ export class Recorder {
 
 /**
  * One test file's portal and browser, started before its first test and stopped after its
- * last. Returns `{ test(sentence, fn, options) }`.
+ * last. Returns `{ portal, browser, test(sentence, fn, options) }`.
+ *
+ * `setup()` runs first and may resolve to the portal's options (`Portal.start`); with a
+ * `listen` address other than the loopback the browser starts once the portal's origin is
+ * known (it needs the flag that makes that origin secure). `teardown()` runs last, also
+ * when the setup failed half-way.
  */
-export function aulaSuite(name, { portal: portalOptions } = {}) {
+export function aulaSuite(name, { setup = async () => ({}), teardown = async () => {} } = {}) {
   const shared = { portal: null, browser: null };
   before(async () => {
     fs.mkdirSync(ARTIFACTS, { recursive: true });
-    // `portalOptions` may be a function: what the portal needs may only exist once the
-    // file's own `before` has run (a local AWS endpoint, say).
-    const options = typeof portalOptions === 'function' ? await portalOptions() : portalOptions;
-    const [portal, browser] = await Promise.allSettled([Portal.start(name, options), launchBrowser()]);
+    const options = (await setup()) ?? {};
+    const loopback = !options.listen || options.listen.startsWith('127.');
+    const [portal, browser] = await Promise.allSettled([
+      Portal.start(name, options),
+      loopback ? launchBrowser() : Promise.resolve(null),
+    ]);
     shared.portal = portal.value ?? null;
     shared.browser = browser.value ?? null;
     if (portal.status === 'rejected') throw portal.reason;
     if (browser.status === 'rejected') throw browser.reason;
+    shared.browser ??= await launchBrowser({ args: secureOriginFlags(shared.portal.origin) });
   });
   after(async () => {
     await shared.browser?.close().catch(() => {});
     await shared.portal?.stop();
+    await teardown();
   });
   return {
     get portal() {
       return shared.portal;
+    },
+    get browser() {
+      return shared.browser;
     },
     test(sentence, fn, { timeout = TEST_TIMEOUT } = {}) {
       test(sentence, { timeout }, async () => {
@@ -577,12 +604,13 @@ export class Scenario {
   /**
    * A new person: a browser context of their own (own cookies), camera and microphone
    * allowed (the clipboard too with `clipboard: true`), and one page. Dialogs are accepted
-   * (with `person.promptAnswer` for prompts).
+   * (with `person.promptAnswer` for prompts). `browser` is another Chromium than the suite's
+   * (one in a network namespace, from netns.mjs).
    */
-  async person(label, { clipboard = false, locale = 'de-DE' } = {}) {
+  async person(label, { clipboard = false, locale = 'de-DE', browser = this.browser } = {}) {
     const permissions = ['camera', 'microphone'];
     if (clipboard) permissions.push('clipboard-read', 'clipboard-write');
-    const context = await this.browser.newContext({
+    const context = await browser.newContext({
       baseURL: this.portal.origin,
       permissions,
       locale,
@@ -750,10 +778,11 @@ export async function openMeeting(who, room) {
 
 /**
  * A guest opens the invite link in a browser of their own and joins with a nickname; with
- * `lobby: true` it resolves once they wait in the lobby, otherwise once connected.
+ * `lobby: true` it resolves once they wait in the lobby, otherwise once connected. `browser`:
+ * another Chromium than the suite's (one in a network namespace).
  */
-export async function joinAsGuest(s, inviteUrl, nickname, { lobby = false } = {}) {
-  const guest = await s.person(`guest ${nickname}`);
+export async function joinAsGuest(s, inviteUrl, nickname, { lobby = false, browser } = {}) {
+  const guest = await s.person(`guest ${nickname}`, { browser });
   await guest.page.goto(inviteUrl);
   await guest.page.locator('#nickname').fill(nickname);
   await guest.page.locator('#join-submit').click();

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the browser tests need, and nothing when it is there already:
 #   - Debian's chromium (apt-get), if /usr/bin/chromium is missing;
-#   - Debian's nftables (apt-get), if `nft` is missing: a test cuts the media node's UDP;
+#   - Debian's nftables (apt-get), if `nft` is missing: a test cuts the media node's UDP, and
+#     netns.mjs drops packets inside a pupil's network namespace;
+#   - Debian's iproute2 (apt-get), if `ip` or `tc` is missing: netns.mjs makes the
+#     namespaces, veth pairs and bandwidth caps with them;
+#   - Debian's coturn (apt-get), if `turnserver` is missing: the TURN server the firewall
+#     tests relay through (netns.mjs starts it on the test network's own address; the
+#     package's own service is not used);
 #   - playwright-core, pinned in package-lock.json (npm ci), if node_modules does not match
 #     the lock file. playwright-core downloads no browser; the tests drive Debian's.
 set -euo pipefail
@@ -12,6 +18,8 @@ log() { printf '== %s\n' "$*" >&2; }
 missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v nft >/dev/null || [[ -x /usr/sbin/nft ]] || missing+=(nftables)
+{ command -v ip && command -v tc; } >/dev/null || [[ -x /usr/sbin/ip && -x /usr/sbin/tc ]] || missing+=(iproute2)
+command -v turnserver >/dev/null || [[ -x /usr/bin/turnserver ]] || missing+=(coturn)
 if ((${#missing[@]})); then
   log "installing Debian's ${missing[*]} (apt-get)"
   sudo=()

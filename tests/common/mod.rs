@@ -25,6 +25,7 @@ pub fn embedded_aula(clock: Arc<dyn Clock>, policy: LoginPolicy) -> Aula {
             hash_secret: random_bytes::<32>().expect("secret").to_vec(),
         },
         api: ApiConfig {
+            turn: None,
             public_url: "http://127.0.0.1".into(),
             host_id: "test".into(),
             media_node_url: None,

@@ -131,6 +131,11 @@ def test_logs_and_secret_are_scoped_to_the_function(app, fn):
         assert other["OriginSecret"]["Action"] == "secretsmanager:GetSecretValue"
         assert other["OriginSecret"]["Resource"] == {"Ref": "OriginSecret"}
         assert set(other) - s3 == {"Logs", "Keys", "OriginSecret"}
+    elif fn == "rooms":
+        # join answers carry TURN credentials: HMACs under the TURN secret
+        assert other["TurnSecret"]["Action"] == "secretsmanager:GetSecretValue"
+        assert other["TurnSecret"]["Resource"] == {"Ref": "TurnSecret"}
+        assert set(other) - s3 == {"Logs", "Keys", "TurnSecret"}
     else:
         assert set(other) - s3 == {"Logs", "Keys"}
     if fn == "privacy":
@@ -217,7 +222,7 @@ def test_media_nodes_write_only_their_own_registry_item_and_meeting_records(infr
     assert "holders" not in q["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
 
     assert set(st) == {"OwnRegistryItem", "MeetingRecords", "ReleaseSeats", "OwnReservations", "MetricsLog", "PublicKeyOnly", "TlsCertificate",
-                       "OwnDnsName", "DnsChangeStatus", "Binary", "DrainAndHealth"}
+                       "OwnDnsName", "DnsChangeStatus", "Binary", "DrainAndHealth", "TurnSecret"}
     assert st["PublicKeyOnly"]["Action"] == "ssm:GetParameter"
     assert st["PublicKeyOnly"]["Resource"]["Fn::Sub"].endswith(":parameter/${Prefix}/signing-public-key")
     assert st["TlsCertificate"]["Action"] == "ssm:GetParameter"

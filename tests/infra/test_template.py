@@ -109,6 +109,9 @@ def test_function_shape(app, fn):
         # only login needs the client address, so only auth gets the origin secret
         assert f["Properties"]["Environment"] == {
             "Variables": {"AULA_ORIGIN_SECRET_ARN": {"Ref": "OriginSecret"}}}
+    elif fn == "rooms":
+        # only join answers carry TURN credentials (test_the_join_answer_names_…)
+        assert set(f["Properties"]["Environment"]["Variables"]) == {"AULA_TURN_URLS", "AULA_TURN_SECRET_ARN"}
     else:
         assert "Environment" not in f["Properties"]
 
@@ -155,7 +158,13 @@ def test_media_nodes_get_only_the_public_key(app, infra):
     p = res(app, "SigningPublicKeyParameter")
     assert p["Type"] == "String" and p["Value"] == {"Ref": "SigningPublicKey"}
     node = json.dumps(infra)
-    assert "secretsmanager" not in node and "KeysSecret" not in node
+    assert "KeysSecret" not in node and "/keys" not in node
+    # the one secret a node reads is the TURN secret, by its exact name
+    grants = [s for s in res(infra, "NodeRole")["Policies"][0]["PolicyDocument"]["Statement"]
+              if any(a.startswith("secretsmanager:") for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]]))]
+    assert [(g["Sid"], g["Action"]) for g in grants] == [("TurnSecret", "secretsmanager:GetSecretValue")]
+    assert grants[0]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${Prefix}/turn-??????"}
+    assert res(app, "TurnSecret")["Name"] == {"Fn::Sub": "${Prefix}/turn"}
     user_data = res(infra, "NodeLaunchTemplate")["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"]
     assert "ssm get-parameter" in user_data and "/${Prefix}/signing-public-key" in user_data
 
@@ -226,7 +235,8 @@ def test_media_node_environment_is_the_binarys_configuration(infra):
 def test_media_node_tls_and_dns(infra):
     ud = user_data(infra)
     nginx = heredoc(ud, "/etc/nginx/conf.d/aula-media-node.conf")
-    assert "listen 443 ssl" in nginx and "ssl_protocols TLSv1.2 TLSv1.3;" in nginx
+    # 443 is nginx's stream front (below); the signalling server listens on loopback only
+    assert "listen 127.0.0.1:8443 ssl default_server;" in nginx and "ssl_protocols TLSv1.2 TLSv1.3;" in nginx
     locations = re.findall(r"location (= )?(\S+) \{", nginx)
     assert [p for _, p in locations] == ["/media", "/healthz", "/"], "only /media and /healthz are proxied"
     assert "proxy_set_header Upgrade $http_upgrade;" in nginx
@@ -235,6 +245,9 @@ def test_media_node_tls_and_dns(infra):
     assert ud.index("aws route53 wait resource-record-sets-changed") < ud.index(
         "systemctl enable --now aula-media-node.service")
     assert "file:///etc/aula/dns-delete.json" in ud
+    # both names, signalling and TURN over TLS, in one change (and removed together)
+    assert 'TURN_HOST="$INSTANCE_ID-turn.${MediaDomain}"' in ud
+    assert '"$1" "$NODE_HOST" "$PUBLIC_IP" "$1" "$TURN_HOST" "$PUBLIC_IP"' in ud
     assert infra["Parameters"]["HostedZoneId"]["Type"] == "AWS::Route53::HostedZone::Id"
 
 
@@ -242,11 +255,68 @@ def test_media_node_ports(infra):
     ingress = {(r["IpProtocol"], r["FromPort"] if isinstance(r["FromPort"], int) else r["FromPort"]["Ref"],
                 r["ToPort"] if isinstance(r["ToPort"], int) else r["ToPort"]["Ref"])
                for r in res(infra, "NodeSecurityGroup")["SecurityGroupIngress"]}
-    # WSS via nginx, and the one UDP media port; no TURN, no range, no plain-HTTP port
-    assert ingress == {("tcp", 443, 443), ("udp", "MediaUdpPort", "MediaUdpPort")}
+    # WSS and TURN over TLS via nginx, the one UDP media port, TURN over UDP and TCP; no relay
+    # port range (the relay only reaches its own node, on the instance), no plain-HTTP port
+    assert ingress == {("tcp", 443, 443), ("udp", "MediaUdpPort", "MediaUdpPort"),
+                       ("udp", 3478, 3478), ("tcp", 3478, 3478)}
     assert infra["Parameters"]["MediaUdpPort"]["Default"] == 40000
-    assert not [p for p in infra["Parameters"] if "Turn" in p]
-    assert "TURN" not in user_data(infra) and "AULA_TURN" not in json.dumps(infra)
+
+
+def turnserver_conf(infra) -> dict:
+    conf = {}
+    for line in heredoc(user_data(infra), "/etc/aula/turnserver.conf").splitlines():
+        key, _, value = line.partition("=")
+        conf.setdefault(key, []).append(value)
+    return conf
+
+
+def test_turn_beside_each_node_relays_only_to_that_node(infra):
+    conf = turnserver_conf(infra)
+    # the TURN REST API secret, shared with the rooms function (template.yaml TurnSecret)
+    assert "use-auth-secret" in conf and conf["static-auth-secret"] == ["$TURN_SECRET"]
+    assert 'TURN_SECRET=$(aws secretsmanager get-secret-value --region ${AWS::Region} --secret-id "${Prefix}/turn"' in user_data(infra)
+    # no open relay: every peer is denied but the node's own addresses
+    assert conf["denied-peer-ip"] == ["0.0.0.0-255.255.255.255"]
+    assert sorted(conf["allowed-peer-ip"]) == ["$PRIVATE_IP", "$PUBLIC_IP"]
+    assert "no-tcp-relay" in conf and "no-multicast-peers" in conf
+    # plain UDP/TCP on 3478 (TLS ends in nginx), on the private address and for nginx on loopback
+    assert conf["listening-port"] == ["3478"] and sorted(conf["listening-ip"]) == ["$PRIVATE_IP", "127.0.0.1"]
+    assert "no-tls" in conf and "no-dtls" in conf and "no-cli" in conf
+    # no log of client addresses
+    assert conf["log-file"] == ["/dev/null"] and "no-stdout-log" in conf
+    # relayed media to the node's public address stays on the instance
+    nft = heredoc(user_data(infra), "/etc/aula/turn-hairpin.nft")
+    assert "ip daddr $PUBLIC_IP udp dport ${MediaUdpPort} dnat to $PRIVATE_IP" in nft
+    unit = heredoc(user_data(infra), "/etc/systemd/system/aula-turn.service")
+    assert "User=aula-turn" in unit and "ExecStart=/usr/bin/turnserver -c /etc/aula/turnserver.conf" in unit
+    assert "ExecStartPre=+/usr/sbin/nft -f /etc/aula/turn-hairpin.nft" in unit
+    assert "systemctl enable --now aula-turn.service" in user_data(infra)
+
+
+def test_turn_over_tls_shares_port_443_by_name(infra):
+    ud = user_data(infra)
+    stream = heredoc(ud, "/etc/nginx/aula-stream.conf")
+    assert "listen 443;" in stream and "ssl_preread on;" in stream
+    assert re.search(r"~\^i-\[0-9a-f\]\+-turn\\.\s+127\.0\.0\.1:5349;", stream), stream
+    assert re.search(r"default\s+127\.0\.0\.1:8443;", stream)
+    # TURN's TLS ends in nginx with the node's certificate and goes on as plain TCP to coturn
+    assert "listen 127.0.0.1:5349 ssl;" in stream and "proxy_pass 127.0.0.1:3478;" in stream
+    assert "ssl_certificate /etc/aula/tls/fullchain.pem;" in stream
+    assert "echo 'include /etc/nginx/aula-stream.conf;' >> /etc/nginx/nginx.conf" in ud
+    assert "dnf install -y nginx nginx-mod-stream coturn amazon-cloudwatch-agent" in ud
+
+
+def test_the_join_answer_names_the_turn_server_of_the_placed_node(app):
+    env = res(app, "RoomsFunction")["Environment"]["Variables"]
+    assert env["AULA_TURN_SECRET_ARN"] == {"Ref": "TurnSecret"}
+    urls = env["AULA_TURN_URLS"]["Fn::Sub"].split(",")
+    assert urls == ["turn:{host}:3478?transport=udp", "turn:{host}:3478?transport=tcp",
+                    "turns:{node}-turn.${MediaDomain}:443?transport=tcp"]
+    secret = res(app, "TurnSecret")
+    assert "SecretString" not in secret and secret["GenerateSecretString"]["ExcludePunctuation"] is True
+    # only the rooms function issues join answers, so only it reads the TURN secret
+    for fn in ("Auth", "Chat", "Privacy"):
+        assert "TurnSecret" not in json.dumps(res(app, f"{fn}Role")), fn
 
 
 def test_scaling_metric_is_what_the_agent_publishes(infra):
@@ -258,7 +328,7 @@ def test_scaling_metric_is_what_the_agent_publishes(infra):
     assert m["Dimensions"] == [{"Name": "AutoScalingGroupName", "Value": {"Ref": "NodeGroup"}}]
     assert res(infra, "NodeGroup")["AutoScalingGroupName"] == {"Fn::Sub": "${Prefix}-media-nodes"}
 
-    assert "dnf install -y nginx amazon-cloudwatch-agent" in ud
+    assert "dnf install -y nginx nginx-mod-stream coturn amazon-cloudwatch-agent" in ud
     assert "amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s" in ud
     agent = json.loads(heredoc(ud, "/opt/aws/amazon-cloudwatch-agent/etc/aula-media-node.json"))
     prom = agent["logs"]["metrics_collected"]["prometheus"]

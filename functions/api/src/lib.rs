@@ -16,6 +16,7 @@ mod extract;
 pub mod identity;
 mod routes;
 mod teacher_list;
+pub mod turn;
 mod types;
 
 use aula_domain::Clock;
@@ -50,6 +51,9 @@ pub struct ApiConfig {
     pub contacts: PrivacyContacts,
     /// Where this deployment keeps its data, and for how long its backups hold deleted data.
     pub processing: Processing,
+    /// TURN servers for browsers that cannot reach a node over UDP; `None`: join answers
+    /// carry no ICE servers.
+    pub turn: Option<turn::TurnConfig>,
 }
 
 /// What the privacy page says about where data is processed and how deletion reaches backups.

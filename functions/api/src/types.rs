@@ -302,6 +302,10 @@ pub struct GrantOut {
     pub role: services::GrantRole,
     /// The holder knocks: the node keeps them in its lobby until a moderator admits them.
     pub lobby: bool,
+    /// ICE servers for the peer connections (`RTCConfiguration.iceServers`): TURN over UDP,
+    /// TCP and TLS with credentials that expire with the grant. Empty where the deployment
+    /// runs no TURN server.
+    pub ice_servers: Vec<crate::turn::IceServer>,
 }
 
 // ---- chat -----------------------------------------------------------------------

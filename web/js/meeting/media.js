@@ -67,7 +67,8 @@ export class Media {
    */
   async publish() {
     const old = this.publishPc;
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const iceServers = await this.iceServers();
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers });
     this.publishPc = pc;
     window.__aula.publish = pc;
     this.sources = new Map(); // transceiver -> source
@@ -102,7 +103,7 @@ export class Media {
 
   async subscribe(sdp, tracks) {
     if (!this.subscribePc) {
-      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+      const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: await this.iceServers() });
       this.subscribePc = pc;
       window.__aula.subscribe = pc;
       pc.ontrack = () => this.attachTracks();

@@ -29,6 +29,16 @@ const REJOIN_GRACE_MS = 5_000;
  * others arrive there at about the same time, and their video should not freeze meanwhile. */
 const MOVE_OVERLAP_MS = 3_000;
 
+/** Media not up this long after the welcome: say that the direct way did not work and what
+ * is tried instead (a TURN relay over TCP), rather than "Verbinde …" for ten seconds. */
+const CHECKING_SLOW_MS = 4_000;
+
+/** Waits before the `n`th new attempt when the network blocked media: 10 s, 20 s, 40 s,
+ * then every minute. A firewall does not open by itself; hammering it helps nobody. */
+export function blockedDelay(n) {
+  return Math.min(10_000 * 2 ** Math.min(n - 1, 3), 60_000);
+}
+
 /** Waits before the `retry`th attempt: doubling from 1 s, capped at 15 s, and spread over
  * the upper half of that so a class that lost its node does not come back in one instant. */
 export function retryDelay(retry) {
@@ -66,6 +76,9 @@ export class Signalling {
     }
     this.me = grant.participant;
     this.role = grant.role;
+    // TURN relays (UDP, TCP, TLS) for networks that block UDP to the node; the credentials
+    // expire with the grant, so a connection made later asks for new ones (iceServers()).
+    this.ice = { servers: grant.ice_servers || [], expires: grant.expires_at };
     this.endButton.hidden = this.role !== 'moderator';
     let ws;
     try {
@@ -78,6 +91,7 @@ export class Signalling {
     this.ws = ws;
     this.nodeUrl = grant.node_url;
     this.welcomed = false;
+    this.mediaEverUp = false;
     this.expectMedia(ws);
     ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
     ws.onmessage = (e) => {
@@ -119,12 +133,77 @@ export class Signalling {
   }
 
   /** Gives up `ws`'s node unless, within CONNECT_TIMEOUT_MS, it has welcomed us (or put us
-   * in the lobby) and our media connections are up. */
+   * in the lobby) and our media connections are up. A node that welcomed us but whose media
+   * never arrives is reachable: the network between is what blocks (mediaBlocked). */
   expectMedia(ws) {
     clearTimeout(this.connectTimer);
+    clearTimeout(this.slowTimer);
+    this.slowTimer = setTimeout(() => {
+      if (this.ws === ws && this.welcomed && !this.mediaUp() && this.status.dataset.state === 'joining') {
+        this.setState('joining', t(this.ice?.servers.length ? 'state_checking_relay' : 'state_checking'));
+      }
+    }, CHECKING_SLOW_MS);
     this.connectTimer = setTimeout(() => {
-      if (this.ws === ws && !(this.welcomed && this.mediaUp())) this.dropConnection();
+      if (this.ws !== ws || (this.welcomed && this.mediaUp())) return;
+      if (this.welcomed && !this.mediaEverUp) this.mediaFailed();
+      else this.dropConnection();
     }, CONNECT_TIMEOUT_MS);
+  }
+
+  /** The node welcomed us but media never came up. Where media never flowed on this page (or
+   * failed three times running) and not one check got an answer, the network is what blocks
+   * it (mediaBlocked); otherwise (it flowed a moment ago: the node is the likelier cause; or
+   * checks were answered: it is slow) join again at once, naming the node as lost so the
+   * room can move. */
+  async mediaFailed() {
+    const ws = this.ws;
+    this.mediaFailures = (this.mediaFailures || 0) + 1;
+    const suspect = !this.hadMedia || this.mediaFailures >= 3;
+    const blocked = suspect && (await this.noAnswerGotThrough());
+    if (this.ws !== ws) return;
+    if (blocked) this.mediaBlocked();
+    else this.dropConnection();
+  }
+
+  /** Whether not one connectivity check of our media connections was answered: then the
+   * network drops what we send to the node (or its answers). A check that was answered means
+   * the way is open and something else is slow (a busy computer, the handshake after it). */
+  async noAnswerGotThrough() {
+    const pcs = [this.publishPc, this.subscribePc].filter(Boolean);
+    if (pcs.length === 0) return false;
+    for (const pc of pcs) {
+      try {
+        const stats = await pc.getStats();
+        for (const r of stats.values()) if (r.type === 'candidate-pair' && r.responsesReceived > 0) return false;
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** Media cannot pass this network (signalling can): says so in words, with what was tried,
+   * and tries again later, ever less often, saying when. */
+  mediaBlocked() {
+    if (this.closed || this.farewell) return;
+    const ws = this.ws;
+    this.ws = null;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.slowTimer);
+    clearTimeout(this.disconnectedTimer);
+    ws?.close();
+    this.closePeers();
+    this.blockedTries = (this.blockedTries || 0) + 1;
+    const key = this.ice?.servers.length ? 'state_blocked_relay' : 'state_blocked';
+    const until = Date.now() + blockedDelay(this.blockedTries);
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      this.setState('blocked', t(key, left));
+      if (left === 0) return this.connect();
+      this.timer = setTimeout(tick, 1000);
+    };
+    clearTimeout(this.timer);
+    tick();
   }
 
   /** Gives up the node now (its connection failed, it hangs, or it asked us to move) and
@@ -221,7 +300,10 @@ export class Signalling {
   mediaState(pc, state) {
     if (pc !== this.publishPc && pc !== this.subscribePc) return;
     clearTimeout(this.disconnectedTimer);
-    if (state === 'failed') return this.dropConnection();
+    if (state === 'failed') return this.mediaEverUp ? this.dropConnection() : this.mediaFailed();
+    if (state === 'connecting' && this.welcomed && !this.mediaEverUp && this.status.dataset.state === 'joining') {
+      return this.setState('joining', t('state_checking'));
+    }
     if (state === 'disconnected') {
       // Say so at once; a short blip recovers by itself, a lasting one is a lost node.
       this.setState('reconnecting');
@@ -229,6 +311,14 @@ export class Signalling {
       return;
     }
     if (state === 'connected' && this.welcomed && !this.closed && this.mediaUp()) {
+      // Up: the node's check is done (a connection added later, e.g. for someone who joins
+      // just then, must not be judged by it).
+      clearTimeout(this.connectTimer);
+      clearTimeout(this.slowTimer);
+      this.mediaEverUp = true;
+      this.hadMedia = true;
+      this.mediaFailures = 0;
+      this.blockedTries = 0;
       this.moved();
       this.setState('connected');
     }
@@ -239,6 +329,19 @@ export class Signalling {
   mediaUp() {
     const publishing = this.publishPc && this.sources?.size > 0 ? this.publishPc : null;
     return [publishing, this.subscribePc].every((pc) => !pc || pc.connectionState === 'connected');
+  }
+
+  /** The ICE servers for a new peer connection, with credentials that are still valid. */
+  async iceServers() {
+    const ice = this.ice;
+    if (!ice?.servers.length || Date.now() < ice.expires - 10_000) return ice?.servers || [];
+    try {
+      const grant = await post(`/api/rooms/${this.room}/join`, {});
+      this.ice = { servers: grant.ice_servers || [], expires: grant.expires_at };
+    } catch {
+      // The old credentials still let running relays go on; a new one may fail and say so.
+    }
+    return this.ice.servers;
   }
 
   send(frame) {
@@ -306,6 +409,7 @@ export class Signalling {
         // The node answered: waiting for the teacher is not a connection problem.
         this.welcomed = true;
         clearTimeout(this.connectTimer);
+        clearTimeout(this.slowTimer);
         this.setState('joining', t('state_lobby'));
         this.body.hidden = true;
         this.lobbyWait = h('p', { class: 'card', 'data-testid': 'lobby-waiting' }, t('lobby_waiting'));

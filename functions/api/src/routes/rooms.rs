@@ -293,7 +293,11 @@ async fn join_grant(
                 .address
         }
     };
+    let ice_servers = st.config.turn.as_ref().map_or_else(Vec::new, |turn| {
+        turn.ice_servers(&node_url, u64::try_from(expires.epoch_secs()).unwrap_or(0))
+    });
     Ok(Json(GrantOut {
+        ice_servers,
         grant: token,
         expires_at: expires,
         node_url,
