@@ -74,6 +74,7 @@ async fn in_a_burst_over_three_small_nodes_every_granted_pupil_is_admitted_and_t
             public_url: "http://127.0.0.1".into(),
             host_id: "test".into(),
             media_node_url: None,
+            turn: None,
             processing: aula_api::Processing {
                 location: "Testrechner".into(),
                 backup_days: Some(7),
