@@ -324,7 +324,7 @@ process.stdout.write(JSON.stringify(out));
 
 ROOM = "0b7e4c1a-5f3d-4e2b-9a6c-8d1f2e3a4b5c"
 TOKEN = "Qm9vbXN0YXJ0X2xpbmtfMQ"  # 22 base64url characters, as InviteToken
-PAGES = ["/", "/login", "/rooms", "/rooms/", "/me", "/privacy", "/j/abc", f"/j/{TOKEN}",
+PAGES = ["/", "/login", "/rooms", "/rooms/", "/me", "/password", "/admin", "/privacy", "/j/abc", f"/j/{TOKEN}",
          f"/meeting/{ROOM}", "/unknown/page"]
 FILES = ["/index.html", "/app.css", "/js/main.js", "/js/meeting.js", "/img/aula.svg",
          "/js/missing.js", "/favicon.ico"]
