@@ -11,11 +11,11 @@ pub trait TestStore: Store + Introspect + Clone + Send + Sync + 'static {}
 impl<T: Store + Introspect + Clone + Send + Sync + 'static> TestStore for T {}
 
 /// A fixed "now" for the cases (2027-01-15T08:00:00Z); expiry is measured from it.
-const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
-const SECOND: Span = Span::seconds(1);
-const IDS: RandomIds = RandomIds;
+pub const T0: Timestamp = Timestamp::from_secs(1_800_000_000);
+pub const SECOND: Span = Span::seconds(1);
+pub const IDS: RandomIds = RandomIds;
 
-fn unique_email() -> Email {
+pub fn unique_email() -> Email {
     Email::parse(&format!(
         "lehrkraft-{}@schule.example.de",
         IDS.uuid().simple()
@@ -23,7 +23,7 @@ fn unique_email() -> Email {
     .expect("valid email")
 }
 
-fn moderator_with(email: Email) -> Moderator {
+pub fn moderator_with(email: Email) -> Moderator {
     Moderator {
         id: IDS.moderator_id(),
         last_name: PersonName::parse("Schmidt").expect("name"),
@@ -43,7 +43,7 @@ fn moderator_with(email: Email) -> Moderator {
     }
 }
 
-fn room_of(owner: ModeratorId, at: Timestamp) -> Room {
+pub fn room_of(owner: ModeratorId, at: Timestamp) -> Room {
     Room {
         id: IDS.room_id(),
         owner,
@@ -59,7 +59,7 @@ fn room_of(owner: ModeratorId, at: Timestamp) -> Room {
     }
 }
 
-fn guest_of(room: RoomId, nickname: &str, at: Timestamp) -> Guest {
+pub fn guest_of(room: RoomId, nickname: &str, at: Timestamp) -> Guest {
     Guest {
         id: IDS.guest_id(),
         room_id: room,
@@ -71,7 +71,7 @@ fn guest_of(room: RoomId, nickname: &str, at: Timestamp) -> Guest {
     }
 }
 
-fn message(
+pub fn message(
     room: RoomId,
     conversation: Conversation,
     author: Participant,
@@ -89,7 +89,7 @@ fn message(
     }
 }
 
-fn meeting_of(room: RoomId, started: Timestamp, ended: Option<Timestamp>) -> Meeting {
+pub fn meeting_of(room: RoomId, started: Timestamp, ended: Option<Timestamp>) -> Meeting {
     Meeting {
         id: IDS.meeting_id(),
         room_id: room,
@@ -120,7 +120,7 @@ fn access_entry(at: Timestamp) -> AccessLogEntry {
     }
 }
 
-fn node(at: Timestamp) -> MediaNode {
+pub fn node(at: Timestamp) -> MediaNode {
     MediaNode {
         id: IDS.node_id(),
         address: "wss://127.0.0.1:7443".into(),
@@ -165,52 +165,19 @@ fn audit_entry(at: Timestamp) -> AuditEntry {
     }
 }
 
-fn placement_of(room: RoomId, node: NodeId, at: Timestamp) -> Placement {
-    Placement {
-        room_id: room,
-        node_id: node,
-        placed_at: at,
-        seats: 3,
-        holders: vec![format!("guest:{}", IDS.uuid())],
-        reserved_at: at,
-        expires_at: retention::placement_expiry(at),
-    }
-}
-
-/// A live node of `capacity` seats, registered at `at`.
-async fn registered_node<S: TestStore>(s: &S, capacity: u32, at: Timestamp) -> NodeId {
-    let n = MediaNode {
-        capacity,
-        load: 0,
-        ..node(at)
-    };
-    s.put_node(&n).await.expect("registered");
-    n.id
-}
-
-async fn reserved_on<S: TestStore>(s: &S, node: NodeId, at: Timestamp) -> u32 {
-    s.live_nodes(at)
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|n| n.id == node)
-        .map(|n| n.reserved)
-        .expect("the node is registered")
-}
-
 fn rate_key() -> RateKey {
     RateKey::parse(&format!("login-email:{}", IDS.uuid().simple())).expect("key")
 }
 
 /// Only the records a case wrote itself: a shared store (DynamoDB) holds other runs' too.
-fn ours<T: Clone, K: PartialEq>(listed: Vec<T>, mine: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
+pub fn ours<T: Clone, K: PartialEq>(listed: Vec<T>, mine: &[T], key: impl Fn(&T) -> K) -> Vec<T> {
     listed
         .into_iter()
         .filter(|x| mine.iter().any(|m| key(m) == key(x)))
         .collect()
 }
 
-fn guest_participant() -> Participant {
+pub fn guest_participant() -> Participant {
     Participant::Guest(IDS.guest_id())
 }
 
@@ -521,255 +488,6 @@ pub async fn meetings_are_listed_newest_first_and_expire<S: TestStore>(s: &S) {
     );
 }
 
-// ---- chat ------------------------------------------------------------------------
-
-pub async fn a_retried_post_is_stored_once<S: TestStore>(s: &S) {
-    let room = IDS.room_id();
-    let author = guest_participant();
-    let first = message(room, Conversation::Room, author, "Guten Morgen", T0);
-    assert_eq!(
-        s.post_message(&first).await.expect("posted"),
-        Posted::New(first.clone())
-    );
-
-    // The retry arrives a little later: a new id and time, the same key.
-    let mut retry = message(
-        room,
-        Conversation::Room,
-        author,
-        "Guten Morgen",
-        T0.plus(SECOND),
-    );
-    retry.idempotency_key = first.idempotency_key.clone();
-    assert_eq!(
-        s.post_message(&retry).await.expect("retried"),
-        Posted::Duplicate(first.clone())
-    );
-
-    // The same key from someone else is a different post.
-    let mut other = message(
-        room,
-        Conversation::Room,
-        guest_participant(),
-        "Morgen!",
-        T0.plus(SECOND),
-    );
-    other.idempotency_key = first.idempotency_key.clone();
-    assert_eq!(
-        s.post_message(&other).await.expect("posted"),
-        Posted::New(other.clone())
-    );
-
-    let page = s
-        .history(room, &Conversation::Room, None, 10, T0.plus(SECOND))
-        .await
-        .expect("history");
-    assert_eq!(page.messages, vec![other, first]);
-}
-
-pub async fn concurrent_retries_of_one_post_store_one_message<S: TestStore>(s: &S) {
-    let room = IDS.room_id();
-    let author = guest_participant();
-    let key = IdempotencyKey::parse("retry-storm-0001").expect("key");
-    let mut posts = tokio::task::JoinSet::new();
-    for i in 0..6 {
-        let s = s.clone();
-        let mut m = message(
-            room,
-            Conversation::Room,
-            author,
-            "einmal",
-            T0.plus(Span::seconds(i)),
-        );
-        m.idempotency_key = key.clone();
-        posts.spawn(async move { s.post_message(&m).await });
-    }
-    let mut stored = Vec::new();
-    let mut answered = BTreeSet::new();
-    while let Some(done) = posts.join_next().await {
-        let posted = done.expect("post ran").expect("post answered");
-        answered.insert(posted.message().id);
-        if let Posted::New(m) = posted {
-            stored.push(m);
-        }
-    }
-    assert_eq!(stored.len(), 1, "one post is stored");
-    assert_eq!(
-        answered.len(),
-        1,
-        "every retry is answered with the stored message"
-    );
-    let page = s
-        .history(
-            room,
-            &Conversation::Room,
-            None,
-            10,
-            T0.plus(Span::seconds(10)),
-        )
-        .await
-        .expect("history");
-    assert_eq!(page.messages, stored);
-}
-
-pub async fn history_pages_go_newest_to_oldest_without_gaps_or_repeats<S: TestStore>(s: &S) {
-    let room = IDS.room_id();
-    let author = guest_participant();
-    let mut posted = Vec::new();
-    for i in 0..25 {
-        let m = message(
-            room,
-            Conversation::Room,
-            author,
-            &format!("Nachricht {i}"),
-            T0.plus(Span::seconds(i)),
-        );
-        s.post_message(&m).await.expect("posted");
-        posted.push(m);
-    }
-    let now = T0.plus(Span::seconds(60));
-    let mut seen = Vec::new();
-    let mut before = None;
-    let mut pages = Vec::new();
-    loop {
-        let page = s
-            .history(room, &Conversation::Room, before, 10, now)
-            .await
-            .expect("page");
-        pages.push(page.messages.len());
-        seen.extend(page.messages);
-        match page.older {
-            Some(cursor) => before = Some(cursor),
-            None => break,
-        }
-    }
-    assert_eq!(pages, vec![10, 10, 5]);
-    posted.reverse();
-    assert_eq!(seen, posted, "newest first, every message exactly once");
-}
-
-pub async fn private_conversations_are_apart_from_the_room_chat<S: TestStore>(s: &S) {
-    let room = IDS.room_id();
-    let (a, b, c) = (
-        guest_participant(),
-        guest_participant(),
-        guest_participant(),
-    );
-    let ab = Conversation::private(a, b).expect("a and b");
-    let ac = Conversation::private(c, a).expect("a and c");
-    let public = message(room, Conversation::Room, a, "an alle", T0);
-    let to_b = message(room, ab, a, "nur für b", T0.plus(SECOND));
-    let to_c = message(room, ac, c, "nur für a", T0.plus(SECOND));
-    for m in [&public, &to_b, &to_c] {
-        s.post_message(m).await.expect("posted");
-    }
-    let now = T0.plus(Span::seconds(5));
-    let history = |conv: Conversation| async move {
-        s.history(room, &conv, None, 10, now)
-            .await
-            .expect("history")
-            .messages
-    };
-    assert_eq!(history(Conversation::Room).await, vec![public]);
-    assert_eq!(
-        history(Conversation::private(b, a).expect("b and a")).await,
-        vec![to_b.clone()]
-    );
-    assert_eq!(history(ac).await, vec![to_c]);
-    assert_eq!(
-        s.message(room, &ab, to_b.id, now).await.expect("read"),
-        Some(to_b.clone())
-    );
-    assert_eq!(
-        s.message(room, &Conversation::Room, to_b.id, now)
-            .await
-            .expect("read"),
-        None
-    );
-}
-
-pub async fn an_expired_message_is_never_served_and_its_key_may_be_used_again<S: TestStore>(s: &S) {
-    let room = IDS.room_id();
-    let author = guest_participant();
-    let old = message(
-        room,
-        Conversation::Room,
-        author,
-        "vor einem halben Jahr",
-        T0,
-    );
-    s.post_message(&old).await.expect("posted");
-
-    let almost = T0.plus(HISTORY).minus(SECOND);
-    assert_eq!(
-        s.message(room, &Conversation::Room, old.id, almost)
-            .await
-            .expect("read"),
-        Some(old.clone())
-    );
-    let page = s
-        .history(room, &Conversation::Room, None, 10, almost)
-        .await
-        .expect("history");
-    assert_eq!(page.messages, vec![old.clone()]);
-
-    let past = T0.plus(HISTORY).plus(SECOND);
-    assert_eq!(
-        s.message(room, &Conversation::Room, old.id, past)
-            .await
-            .expect("read"),
-        None
-    );
-    let page = s
-        .history(room, &Conversation::Room, None, 10, past)
-        .await
-        .expect("history");
-    assert!(page.messages.is_empty() && page.older.is_none());
-
-    let mut again = message(room, Conversation::Room, author, "neu", past);
-    again.idempotency_key = old.idempotency_key.clone();
-    assert_eq!(
-        s.post_message(&again).await.expect("posted"),
-        Posted::New(again.clone())
-    );
-    let page = s
-        .history(room, &Conversation::Room, None, 10, past)
-        .await
-        .expect("history");
-    assert_eq!(page.messages, vec![again]);
-}
-
-pub async fn a_deleted_message_is_gone_and_its_key_may_be_used_again<S: TestStore>(s: &S) {
-    let room = IDS.room_id();
-    let author = guest_participant();
-    let m = message(room, Conversation::Room, author, "Tippfehler", T0);
-    s.post_message(&m).await.expect("posted");
-    s.delete_message(room, &Conversation::Room, m.id)
-        .await
-        .expect("deleted");
-    assert_eq!(
-        s.message(room, &Conversation::Room, m.id, T0)
-            .await
-            .expect("read"),
-        None
-    );
-    let mut again = message(
-        room,
-        Conversation::Room,
-        author,
-        "korrigiert",
-        T0.plus(SECOND),
-    );
-    again.idempotency_key = m.idempotency_key.clone();
-    assert_eq!(
-        s.post_message(&again).await.expect("posted"),
-        Posted::New(again)
-    );
-    s.delete_message(room, &Conversation::Room, m.id)
-        .await
-        .expect("deleting twice is fine");
-}
-
 // ---- access log, nodes, objects --------------------------------------------------
 
 pub async fn access_log_entries_list_by_time_and_expire_after_30_days<S: TestStore>(s: &S) {
@@ -816,44 +534,6 @@ pub async fn access_log_entries_list_by_time_and_expire_after_30_days<S: TestSto
             .await
             .expect("list")
             .is_empty()
-    );
-}
-
-pub async fn a_dead_media_node_leaves_the_registry_when_its_heartbeat_expires<S: TestStore>(s: &S) {
-    let mut alive = node(T0);
-    let dead = node(T0);
-    s.put_node(&alive).await.expect("registered");
-    s.put_node(&dead).await.expect("registered");
-    let ours = |nodes: Vec<MediaNode>| -> Vec<NodeId> {
-        let mut ids: Vec<_> = nodes
-            .into_iter()
-            .map(|n| n.id)
-            .filter(|id| *id == alive.id || *id == dead.id)
-            .collect();
-        ids.sort();
-        ids
-    };
-    let mut both = vec![alive.id, dead.id];
-    both.sort();
-    assert_eq!(ours(s.live_nodes(T0).await.expect("list")), both);
-
-    let later = T0.plus(Span::seconds(10));
-    alive.load = 40;
-    alive.last_heartbeat = later;
-    alive.expires_at = retention::heartbeat_expiry(later);
-    s.put_node(&alive).await.expect("heartbeat");
-    let after = T0.plus(retention::NODE_HEARTBEAT).plus(SECOND);
-    let live = s.live_nodes(after).await.expect("list");
-    assert_eq!(ours(live.clone()), vec![alive.id]);
-    assert!(
-        live.contains(&alive),
-        "the heartbeat's load is what placement sees"
-    );
-
-    s.remove_node(alive.id).await.expect("removed");
-    assert_eq!(
-        ours(s.live_nodes(after).await.expect("list")),
-        Vec::<NodeId>::new()
     );
 }
 
@@ -1104,171 +784,4 @@ pub async fn the_audit_log_lists_by_time_and_expires_after_a_year<S: TestStore>(
         .await
         .expect("list");
     assert_eq!(ours(listed, &entries, id), entries[1..]);
-}
-
-// ---- placement -------------------------------------------------------------------
-
-pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins<S: TestStore>(
-    s: &S,
-) {
-    let room = IDS.room_id();
-    let a = registered_node(s, 100, T0).await;
-    let b = registered_node(s, 100, T0).await;
-    let mut racers = tokio::task::JoinSet::new();
-    for node in [a, b, a, b] {
-        let s = s.clone();
-        racers.spawn(async move {
-            let p = placement_of(room, node, T0);
-            (node, s.reserve(&p, 100, None, T0).await)
-        });
-    }
-    let mut winners = Vec::new();
-    while let Some(done) = racers.join_next().await {
-        let (node, outcome) = done.expect("ran");
-        match outcome.expect("answered") {
-            Reserved::Placed => winners.push(node),
-            Reserved::Taken => {}
-            Reserved::NodeFull => panic!("a node with room for the seats refused them"),
-        }
-    }
-    let placed = s.placement(room, T0).await.expect("read").expect("placed");
-    assert_eq!(winners, vec![placed.node_id], "exactly one placement won");
-    let other = if placed.node_id == a { b } else { a };
-    assert_eq!(
-        reserved_on(s, placed.node_id, T0).await,
-        3,
-        "only the winner's seats are reserved"
-    );
-    assert_eq!(reserved_on(s, other, T0).await, 0);
-
-    // Another node can take the room only by naming the one it replaces (a dead node),
-    // and the seats move with the room.
-    let later = T0.plus(SECOND);
-    let moved = placement_of(room, other, later);
-    assert_eq!(
-        s.reserve(&moved, 100, None, later).await.expect("answered"),
-        Reserved::Taken
-    );
-    assert_eq!(
-        s.reserve(&moved, 100, Some(placed.node_id), later)
-            .await
-            .expect("answered"),
-        Reserved::Placed
-    );
-    assert_eq!(
-        s.placement(room, later)
-            .await
-            .expect("read")
-            .map(|p| p.node_id),
-        Some(other)
-    );
-    assert_eq!(reserved_on(s, other, later).await, 3);
-    assert_eq!(reserved_on(s, placed.node_id, later).await, 0);
-
-    // An expired placement is gone.
-    let expired = retention::placement_expiry(later).instant();
-    assert_eq!(s.placement(room, expired).await.expect("read"), None);
-}
-
-pub async fn concurrent_reservations_never_take_a_node_over_its_capacity<S: TestStore>(s: &S) {
-    let node = registered_node(s, 10, T0).await;
-    let mut racers = tokio::task::JoinSet::new();
-    for _ in 0..12 {
-        let s = s.clone();
-        racers.spawn(async move {
-            let p = placement_of(IDS.room_id(), node, T0);
-            s.reserve(&p, 10, None, T0).await
-        });
-    }
-    let mut placed = 0;
-    while let Some(done) = racers.join_next().await {
-        match done.expect("ran").expect("answered") {
-            Reserved::Placed => placed += 1,
-            Reserved::NodeFull => {}
-            Reserved::Taken => panic!("every racer placed a different room"),
-        }
-    }
-    assert_eq!(placed, 3, "three rooms of 3 seats fit in 10");
-    assert_eq!(reserved_on(s, node, T0).await, 9);
-    let listed = s.reservations_on(node, T0).await.expect("list");
-    assert_eq!(listed.len(), 3);
-    assert!(
-        listed.iter().all(|p| p.seats == 3 && p.holders.is_empty()),
-        "three rooms of 3 seats, listed without who holds them"
-    );
-
-    // A node that is not registered takes nothing.
-    let p = placement_of(IDS.room_id(), IDS.node_id(), T0);
-    assert_eq!(
-        s.reserve(&p, 10, None, T0).await.expect("answered"),
-        Reserved::NodeFull
-    );
-}
-
-pub async fn seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_release<
-    S: TestStore,
->(
-    s: &S,
-) {
-    let node = registered_node(s, 8, T0).await;
-    let room = IDS.room_id();
-    let first = placement_of(room, node, T0);
-    assert_eq!(
-        s.reserve(&first, 8, None, T0).await.expect("answered"),
-        Reserved::Placed
-    );
-    // The first holder asking again keeps their seat; nobody takes a second one.
-    for _ in 0..3 {
-        assert!(
-            s.take_seat(room, node, &first.holders[0], 1, 8, T0)
-                .await
-                .expect("answered")
-        );
-    }
-    // Ten pupils at once for the 2 free seats and 5 more the node can grow by.
-    let mut racers = tokio::task::JoinSet::new();
-    for i in 0..10 {
-        let s = s.clone();
-        racers.spawn(async move {
-            let holder = format!("guest:pupil-{i}-{}", IDS.uuid().simple());
-            s.take_seat(room, node, &holder, 1, 8, T0).await
-        });
-    }
-    let mut seated = 0;
-    while let Some(done) = racers.join_next().await {
-        if done.expect("ran").expect("answered") {
-            seated += 1;
-        }
-    }
-    assert_eq!(seated, 7, "2 reserved seats and 5 grown ones, no more");
-    assert_eq!(reserved_on(s, node, T0).await, 8);
-    let p = s.placement(room, T0).await.expect("read").expect("placed");
-    assert_eq!((p.seats, p.holders.len()), (8, 8));
-    assert!(
-        !s.take_seat(room, node, "guest:late", 1, 8, T0)
-            .await
-            .expect("answered"),
-        "a full node gives no seat"
-    );
-    assert!(
-        !s.take_seat(room, IDS.node_id(), "guest:late", 1, 100, T0)
-            .await
-            .expect("answered"),
-        "a seat is only taken on the room's node"
-    );
-
-    // The meeting ends: its seats go back, once, and the room stays placed.
-    s.release(room, node).await.expect("released");
-    s.release(room, node).await.expect("released again");
-    assert_eq!(reserved_on(s, node, T0).await, 0);
-    let p = s.placement(room, T0).await.expect("read").expect("placed");
-    assert_eq!((p.seats, p.holders.len()), (0, 0));
-    assert!(s.reservations_on(node, T0).await.expect("list").is_empty());
-    // The next grant reserves again, by growing from nothing.
-    assert!(
-        s.take_seat(room, node, "guest:next-day", 4, 8, T0)
-            .await
-            .expect("answered")
-    );
-    assert_eq!(reserved_on(s, node, T0).await, 4);
 }

@@ -3,7 +3,13 @@
 //! names say which adapter ran: `embedded::…` and `dynamodb::…`.
 
 mod cases;
+mod chat;
 mod fixtures;
+mod placement;
+
+use cases::*;
+use chat::*;
+use placement::*;
 
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
@@ -12,7 +18,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let store = crate::fixtures::embedded();
-                    crate::cases::$case(&store).await;
+                    crate::$case(&store).await;
                 }
             )*
         }
@@ -21,7 +27,7 @@ macro_rules! conformance {
                 #[tokio::test]
                 async fn $case() {
                     let store = crate::fixtures::dynamodb().await;
-                    crate::cases::$case(&store).await;
+                    crate::$case(&store).await;
                 }
             )*
         }

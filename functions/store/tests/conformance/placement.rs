@@ -1,0 +1,249 @@
+//! Conformance cases for the media-node registry and placement by reservation: the
+//! parts of the store that decide which node a room's meeting runs on and how many
+//! seats it holds there.
+
+use crate::cases::*;
+use aula_domain::ids::IdGenerator;
+use aula_domain::ports::*;
+use aula_domain::retention;
+use aula_domain::*;
+
+fn placement_of(room: RoomId, node: NodeId, at: Timestamp) -> Placement {
+    Placement {
+        room_id: room,
+        node_id: node,
+        placed_at: at,
+        seats: 3,
+        holders: vec![format!("guest:{}", IDS.uuid())],
+        reserved_at: at,
+        expires_at: retention::placement_expiry(at),
+    }
+}
+
+/// A live node of `capacity` seats, registered at `at`.
+async fn registered_node<S: TestStore>(s: &S, capacity: u32, at: Timestamp) -> NodeId {
+    let n = MediaNode {
+        capacity,
+        load: 0,
+        ..node(at)
+    };
+    s.put_node(&n).await.expect("registered");
+    n.id
+}
+
+async fn reserved_on<S: TestStore>(s: &S, node: NodeId, at: Timestamp) -> u32 {
+    s.live_nodes(at)
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|n| n.id == node)
+        .map(|n| n.reserved)
+        .expect("the node is registered")
+}
+
+// ---- the registry ----------------------------------------------------------------
+
+pub async fn a_dead_media_node_leaves_the_registry_when_its_heartbeat_expires<S: TestStore>(s: &S) {
+    let mut alive = node(T0);
+    let dead = node(T0);
+    s.put_node(&alive).await.expect("registered");
+    s.put_node(&dead).await.expect("registered");
+    let ours = |nodes: Vec<MediaNode>| -> Vec<NodeId> {
+        let mut ids: Vec<_> = nodes
+            .into_iter()
+            .map(|n| n.id)
+            .filter(|id| *id == alive.id || *id == dead.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![alive.id, dead.id];
+    both.sort();
+    assert_eq!(ours(s.live_nodes(T0).await.expect("list")), both);
+
+    let later = T0.plus(Span::seconds(10));
+    alive.load = 40;
+    alive.last_heartbeat = later;
+    alive.expires_at = retention::heartbeat_expiry(later);
+    s.put_node(&alive).await.expect("heartbeat");
+    let after = T0.plus(retention::NODE_HEARTBEAT).plus(SECOND);
+    let live = s.live_nodes(after).await.expect("list");
+    assert_eq!(ours(live.clone()), vec![alive.id]);
+    assert!(
+        live.contains(&alive),
+        "the heartbeat's load is what placement sees"
+    );
+
+    s.remove_node(alive.id).await.expect("removed");
+    assert_eq!(
+        ours(s.live_nodes(after).await.expect("list")),
+        Vec::<NodeId>::new()
+    );
+}
+
+// ---- placement -------------------------------------------------------------------
+
+pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins<S: TestStore>(
+    s: &S,
+) {
+    let room = IDS.room_id();
+    let a = registered_node(s, 100, T0).await;
+    let b = registered_node(s, 100, T0).await;
+    let mut racers = tokio::task::JoinSet::new();
+    for node in [a, b, a, b] {
+        let s = s.clone();
+        racers.spawn(async move {
+            let p = placement_of(room, node, T0);
+            (node, s.reserve(&p, 100, None, T0).await)
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(done) = racers.join_next().await {
+        let (node, outcome) = done.expect("ran");
+        match outcome.expect("answered") {
+            Reserved::Placed => winners.push(node),
+            Reserved::Taken => {}
+            Reserved::NodeFull => panic!("a node with room for the seats refused them"),
+        }
+    }
+    let placed = s.placement(room, T0).await.expect("read").expect("placed");
+    assert_eq!(winners, vec![placed.node_id], "exactly one placement won");
+    let other = if placed.node_id == a { b } else { a };
+    assert_eq!(
+        reserved_on(s, placed.node_id, T0).await,
+        3,
+        "only the winner's seats are reserved"
+    );
+    assert_eq!(reserved_on(s, other, T0).await, 0);
+
+    // Another node can take the room only by naming the one it replaces (a dead node),
+    // and the seats move with the room.
+    let later = T0.plus(SECOND);
+    let moved = placement_of(room, other, later);
+    assert_eq!(
+        s.reserve(&moved, 100, None, later).await.expect("answered"),
+        Reserved::Taken
+    );
+    assert_eq!(
+        s.reserve(&moved, 100, Some(placed.node_id), later)
+            .await
+            .expect("answered"),
+        Reserved::Placed
+    );
+    assert_eq!(
+        s.placement(room, later)
+            .await
+            .expect("read")
+            .map(|p| p.node_id),
+        Some(other)
+    );
+    assert_eq!(reserved_on(s, other, later).await, 3);
+    assert_eq!(reserved_on(s, placed.node_id, later).await, 0);
+
+    // An expired placement is gone.
+    let expired = retention::placement_expiry(later).instant();
+    assert_eq!(s.placement(room, expired).await.expect("read"), None);
+}
+
+pub async fn concurrent_reservations_never_take_a_node_over_its_capacity<S: TestStore>(s: &S) {
+    let node = registered_node(s, 10, T0).await;
+    let mut racers = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let s = s.clone();
+        racers.spawn(async move {
+            let p = placement_of(IDS.room_id(), node, T0);
+            s.reserve(&p, 10, None, T0).await
+        });
+    }
+    let mut placed = 0;
+    while let Some(done) = racers.join_next().await {
+        match done.expect("ran").expect("answered") {
+            Reserved::Placed => placed += 1,
+            Reserved::NodeFull => {}
+            Reserved::Taken => panic!("every racer placed a different room"),
+        }
+    }
+    assert_eq!(placed, 3, "three rooms of 3 seats fit in 10");
+    assert_eq!(reserved_on(s, node, T0).await, 9);
+    let listed = s.reservations_on(node, T0).await.expect("list");
+    assert_eq!(listed.len(), 3);
+    assert!(
+        listed.iter().all(|p| p.seats == 3 && p.holders.is_empty()),
+        "three rooms of 3 seats, listed without who holds them"
+    );
+
+    // A node that is not registered takes nothing.
+    let p = placement_of(IDS.room_id(), IDS.node_id(), T0);
+    assert_eq!(
+        s.reserve(&p, 10, None, T0).await.expect("answered"),
+        Reserved::NodeFull
+    );
+}
+
+pub async fn seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_release<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let node = registered_node(s, 8, T0).await;
+    let room = IDS.room_id();
+    let first = placement_of(room, node, T0);
+    assert_eq!(
+        s.reserve(&first, 8, None, T0).await.expect("answered"),
+        Reserved::Placed
+    );
+    // The first holder asking again keeps their seat; nobody takes a second one.
+    for _ in 0..3 {
+        assert!(
+            s.take_seat(room, node, &first.holders[0], 1, 8, T0)
+                .await
+                .expect("answered")
+        );
+    }
+    // Ten pupils at once for the 2 free seats and 5 more the node can grow by.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let s = s.clone();
+        racers.spawn(async move {
+            let holder = format!("guest:pupil-{i}-{}", IDS.uuid().simple());
+            s.take_seat(room, node, &holder, 1, 8, T0).await
+        });
+    }
+    let mut seated = 0;
+    while let Some(done) = racers.join_next().await {
+        if done.expect("ran").expect("answered") {
+            seated += 1;
+        }
+    }
+    assert_eq!(seated, 7, "2 reserved seats and 5 grown ones, no more");
+    assert_eq!(reserved_on(s, node, T0).await, 8);
+    let p = s.placement(room, T0).await.expect("read").expect("placed");
+    assert_eq!((p.seats, p.holders.len()), (8, 8));
+    assert!(
+        !s.take_seat(room, node, "guest:late", 1, 8, T0)
+            .await
+            .expect("answered"),
+        "a full node gives no seat"
+    );
+    assert!(
+        !s.take_seat(room, IDS.node_id(), "guest:late", 1, 100, T0)
+            .await
+            .expect("answered"),
+        "a seat is only taken on the room's node"
+    );
+
+    // The meeting ends: its seats go back, once, and the room stays placed.
+    s.release(room, node).await.expect("released");
+    s.release(room, node).await.expect("released again");
+    assert_eq!(reserved_on(s, node, T0).await, 0);
+    let p = s.placement(room, T0).await.expect("read").expect("placed");
+    assert_eq!((p.seats, p.holders.len()), (0, 0));
+    assert!(s.reservations_on(node, T0).await.expect("list").is_empty());
+    // The next grant reserves again, by growing from nothing.
+    assert!(
+        s.take_seat(room, node, "guest:next-day", 4, 8, T0)
+            .await
+            .expect("answered")
+    );
+    assert_eq!(reserved_on(s, node, T0).await, 4);
+}
