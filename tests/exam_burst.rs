@@ -6,17 +6,15 @@
 
 mod common;
 
-use aula::portal::{self, Parts};
-use aula_api::crypto::random_bytes;
-use aula_api::{ApiConfig, Keys};
+use aula::portal;
 use aula_domain::ids::IdGenerator;
-use aula_domain::services::{GrantRole, JoinGrant, LoginPolicy, PlacementPolicy, ServiceError};
-use aula_domain::{Clock, Participant, RoomSettings};
+use aula_domain::services::{GrantRole, JoinGrant, PlacementPolicy, ServiceError};
+use aula_domain::{Participant, RoomSettings};
 use aula_loadgen::LightClient;
 use aula_media_node::http::{self, HttpLimits};
 use aula_media_node::{MediaNode, NodeConfig, NodeDeps};
 use aula_store::{RandomIds, SqliteStore, SystemClock};
-use aula_tokens::{JoinVerifier, generate_ed25519_pkcs8};
+use aula_tokens::JoinVerifier;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,30 +60,7 @@ async fn start_node(store: Arc<SqliteStore>, verifier: JoinVerifier) -> MediaNod
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn in_a_burst_over_three_small_nodes_every_granted_pupil_is_admitted_and_the_rest_wait() {
     let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
-    let parts = Parts {
-        store: store.clone(),
-        store_kind: "embedded",
-        clock: Arc::new(SystemClock) as Arc<dyn Clock>,
-        keys: Keys {
-            signing_pkcs8: generate_ed25519_pkcs8().expect("key"),
-            hash_secret: random_bytes::<32>().expect("secret").to_vec(),
-        },
-        api: ApiConfig {
-            public_url: "http://127.0.0.1".into(),
-            host_id: "test".into(),
-            media_node_url: None,
-            turn: None,
-            processing: aula_api::Processing {
-                location: "Testrechner".into(),
-                backup_days: Some(7),
-            },
-            contacts: aula_api::PrivacyContacts {
-                supervisory_authority: "Landesbeauftragte für Datenschutz (Test)".into(),
-                data_protection_officer: "dsb@ministerium.example".into(),
-            },
-        },
-        policy: LoginPolicy::default(),
-    };
+    let parts = common::parts(store.clone(), "embedded", Arc::new(SystemClock));
     let state = Arc::new(portal::state(&parts).expect("state"));
     let mut nodes = Vec::new();
     for _ in 0..NODES {

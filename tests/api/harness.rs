@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use aula::portal::{self, Parts};
 use aula_api::crypto::{Argon2Passwords, random_bytes};
-use aula_api::{ApiConfig, ApiState, Keys};
+use aula_api::{ApiConfig, ApiState};
 use aula_domain::ids::IdGenerator;
 use aula_domain::inventory::RecordKind;
 use aula_domain::ports::{Store, StoreError};
@@ -15,7 +15,7 @@ use aula_domain::{
 };
 use aula_store::RandomIds;
 use aula_store::{AwsStore, Introspect, SqliteStore, StoredFields};
-use aula_tokens::{JoinVerifier, generate_ed25519_pkcs8};
+use aula_tokens::JoinVerifier;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -157,32 +157,19 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     let store_dyn: Arc<dyn Store> = store.clone();
+    let defaults = crate::common::parts(store_dyn.clone(), kind, clock.clone());
     let parts = Parts {
-        store: store_dyn.clone(),
-        store_kind: kind,
-        clock: clock.clone(),
-        keys: Keys {
-            signing_pkcs8: generate_ed25519_pkcs8().expect("key"),
-            hash_secret: random_bytes::<32>().expect("secret").to_vec(),
-        },
         api: ApiConfig {
-            turn: None,
             public_url: base.clone(),
             host_id: "test-host-1".into(),
             media_node_url,
-            processing: aula_api::Processing {
-                location: "Testrechner".into(),
-                backup_days: Some(7),
-            },
-            contacts: aula_api::PrivacyContacts {
-                supervisory_authority: "Landesbeauftragte für Datenschutz (Test)".into(),
-                data_protection_officer: "dsb@ministerium.example".into(),
-            },
+            ..defaults.api
         },
         policy: LoginPolicy {
             self_registration: true,
             ..LoginPolicy::default()
         },
+        ..defaults
     };
     let state = portal::state(&parts).expect("state");
     // A store shared between tests (DynamoDB) already has admins: make one for this app.

@@ -3,6 +3,8 @@
 //! (`embedded::…`, `dynamodb::…`).
 
 mod admins;
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 mod journeys;
 mod placement;

@@ -9,16 +9,18 @@ use aula::portal::{self, Parts};
 use aula_api::crypto::random_bytes;
 use aula_api::{ApiConfig, Keys};
 use aula_domain::Clock;
+use aula_domain::ports::Store;
 use aula_domain::services::{Aula, LoginPolicy};
 use aula_store::SqliteStore;
 use aula_tokens::generate_ed25519_pkcs8;
 use std::sync::Arc;
 
-/// The services as the portal builds them, on a fresh in-memory SQLite store.
-pub fn embedded_aula(clock: Arc<dyn Clock>, policy: LoginPolicy) -> Aula {
-    let parts = Parts {
-        store: Arc::new(SqliteStore::open_in_memory().expect("store")),
-        store_kind: "embedded",
+/// The portal's parts for a test: fresh keys, a local public URL, test contacts and no
+/// TURN. A test changes what it needs with struct update syntax.
+pub fn parts(store: Arc<dyn Store>, store_kind: &'static str, clock: Arc<dyn Clock>) -> Parts {
+    Parts {
+        store,
+        store_kind,
         clock,
         keys: Keys {
             signing_pkcs8: generate_ed25519_pkcs8().expect("key"),
@@ -38,7 +40,16 @@ pub fn embedded_aula(clock: Arc<dyn Clock>, policy: LoginPolicy) -> Aula {
                 data_protection_officer: "dsb@ministerium.example".into(),
             },
         },
+        policy: LoginPolicy::default(),
+    }
+}
+
+/// The services as the portal builds them, on a fresh in-memory SQLite store.
+pub fn embedded_aula(clock: Arc<dyn Clock>, policy: LoginPolicy) -> Aula {
+    let store = Arc::new(SqliteStore::open_in_memory().expect("store"));
+    let parts = Parts {
         policy,
+        ..parts(store, "embedded", clock)
     };
     portal::state(&parts).expect("state").aula
 }
