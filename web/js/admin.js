@@ -8,7 +8,7 @@ import { formatTime, t } from './i18n.js';
 import { LIMITS } from './limits.js';
 import { navigate } from './nav.js';
 import { me } from './session.js';
-import { errorText, field, h, toast } from './ui.js';
+import { download, errorText, field, h, toast } from './ui.js';
 
 const PROFILE = ['last_name', 'first_name', 'email', 'federal_state', 'organisation'];
 const STATES = [
@@ -70,16 +70,6 @@ function askReason(question, yesLabel) {
     dialog.showModal();
     reason.focus();
   });
-}
-
-/** Offers `text` as a file download (nothing is uploaded anywhere). */
-function download(name, text, type) {
-  const url = URL.createObjectURL(new Blob([text], { type }));
-  const a = h('a', { href: url, download: name });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 function stateName(code) {

@@ -5,7 +5,7 @@ import { t } from './i18n.js';
 import { LIMITS } from './limits.js';
 import { navigate } from './nav.js';
 import { forget, me } from './session.js';
-import { confirmDialog, errorText, field, h, toast } from './ui.js';
+import { confirmDialog, download, errorText, field, h, toast } from './ui.js';
 
 const FIELDS = ['first_name', 'last_name', 'email', 'organisation', 'federal_state'];
 const MAX = { first_name: LIMITS.person_name, last_name: LIMITS.person_name, organisation: LIMITS.organisation };
@@ -39,12 +39,7 @@ export async function render(main) {
     exportButton.textContent = t('exporting');
     try {
       const data = await get('/api/me/export');
-      const url = URL.createObjectURL(new Blob([JSON.stringify(data, null, 2)], { type: 'application/json' }));
-      const a = h('a', { href: url, download: 'aula-meine-daten.json' });
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      download('aula-meine-daten.json', JSON.stringify(data, null, 2), 'application/json');
     } catch (err) {
       toast(errorText(err), 'error');
     } finally {

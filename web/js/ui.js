@@ -65,3 +65,14 @@ export function errorText(e) {
   if (e && e.code === 'unavailable') return t('error_unavailable');
   return t('error_generic', (e && e.message) || String(e));
 }
+
+/** Offers `text` as a file download, made in the page (nothing is uploaded anywhere). */
+export function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  // The click has started the download by then; the object URL is only needed for it.
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
