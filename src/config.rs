@@ -130,6 +130,16 @@ pub struct Config {
     pub turn: Option<aula_api::turn::TurnConfig>,
 }
 
+impl Config {
+    /// The URL people open: the configured one, else the address the portal listens on
+    /// (`bound`, which knows the port the OS chose for `:0`).
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
 impl ServeArgs {
     pub fn into_config(self) -> Result<Config> {
         if self.sweep_seconds == 0 {

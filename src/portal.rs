@@ -234,10 +234,7 @@ fn parts(
 pub async fn reset_password(config: Config, email: &str) -> Result<()> {
     let email = Email::parse(email).context("the email address")?;
     let (store, _, store_kind, _) = open_store(&config).await?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let public_url = config.public_url(config.listen);
     let state = state(&parts(
         &config,
         store,
@@ -273,10 +270,7 @@ pub async fn run(config: Config) -> Result<()> {
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+    let public_url = config.public_url(addr);
     let parts = parts(&config, store, store_kind, clock, &public_url)?;
     let state = state(&parts)?;
     bootstrap_admin(&state, config.admin_email.clone()).await?;
