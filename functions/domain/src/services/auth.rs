@@ -232,6 +232,8 @@ impl Aula {
                 out.push(Provisioned::DuplicateInBatch);
                 continue;
             }
+            // Read first even outside a dry run: a taken email then costs one read, not an
+            // Argon2 hash that the write's conflict would throw away.
             if self.store.moderator_by_email(&row.email).await?.is_some() {
                 out.push(Provisioned::EmailTaken);
                 continue;
