@@ -17,11 +17,57 @@ pub struct Argon2Passwords;
 /// single-threaded runtime, as in unit tests, has nowhere to move them.)
 fn off_the_executor<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
+    let gated = || ARGON2_GATE.run(work);
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
+            tokio::task::block_in_place(gated)
         }
-        _ => work(),
+        _ => gated(),
+    }
+}
+
+/// At most one Argon2 computation per core at a time. A burst of 500 logins (teachers at
+/// 7:55) would otherwise run 500 at once: ~9.5 GiB of Argon2 memory, and every login as
+/// slow as the last; gated, each waits its turn and then takes its tens of milliseconds.
+/// The waiting threads are tokio's blocking threads, never the async workers.
+static ARGON2_GATE: Gate = Gate::new();
+
+struct Gate {
+    running: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Self {
+            running: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn limit() -> usize {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    }
+
+    fn run<T>(&self, work: impl FnOnce() -> T) -> T {
+        {
+            // A poisoned lock only means another check panicked; the count is still right.
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            while *running >= Self::limit() {
+                running = self.freed.wait(running).unwrap_or_else(|e| e.into_inner());
+            }
+            *running += 1;
+        }
+        struct Leave<'a>(&'a Gate);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                let mut running = self.0.running.lock().unwrap_or_else(|e| e.into_inner());
+                *running -= 1;
+                self.0.freed.notify_one();
+            }
+        }
+        let _leave = Leave(self);
+        work()
     }
 }
 
@@ -88,6 +134,51 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], ServiceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Twelve logins at once never run more Argon2 checks at a time than there are cores,
+    /// and every one of them is answered.
+    #[test]
+    fn a_burst_of_logins_runs_at_most_one_password_check_per_core() {
+        let p = Password::new_password("correct horse battery").expect("long enough");
+        let h = Argon2Passwords.hash(&p).expect("hashed");
+        let gate = Gate::new();
+        let now = std::sync::atomic::AtomicUsize::new(0);
+        let peak = std::sync::atomic::AtomicUsize::new(0);
+        let verified = std::thread::scope(|scope| {
+            let checks: Vec<_> = (0..12)
+                .map(|_| {
+                    scope.spawn(|| {
+                        gate.run(|| {
+                            use std::sync::atomic::Ordering::SeqCst;
+                            let running = now.fetch_add(1, SeqCst) + 1;
+                            peak.fetch_max(running, SeqCst);
+                            let ok = {
+                                use argon2::PasswordVerifier as _;
+                                let parsed =
+                                    argon2::PasswordHash::new(h.as_str()).expect("a PHC string");
+                                argon2::Argon2::default()
+                                    .verify_password(p.expose().as_bytes(), &parsed)
+                                    .is_ok()
+                            };
+                            now.fetch_sub(1, SeqCst);
+                            ok
+                        })
+                    })
+                })
+                .collect();
+            checks
+                .into_iter()
+                .filter_map(|c| c.join().ok())
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(verified, 12);
+        let peak = peak.into_inner();
+        assert!(
+            (1..=Gate::limit()).contains(&peak),
+            "{peak} checks ran at once"
+        );
+    }
 
     #[test]
     fn a_password_verifies_against_its_own_hash_only() {
