@@ -296,8 +296,9 @@ async function seesAndHears(viewer, other) {
 }
 
 /** Waits until every page decodes both others' video and receives their audio; resolves to
- * when that was first true for all of them (ms since the epoch). */
-async function allSeeAndHear(everyone, timeout) {
+ * when that was first true for all of them (ms since the epoch). `firsts`, if given, gets
+ * when each viewer first saw and heard each other one (`viewer → other` to ms). */
+async function allSeeAndHear(everyone, timeout, firsts = {}) {
   const pairs = everyone.flatMap((viewer) => everyone.filter((o) => o !== viewer).map((other) => ({ viewer, other })));
   const times = await Promise.all(
     pairs.map(({ viewer, other }) =>
@@ -305,7 +306,7 @@ async function allSeeAndHear(everyone, timeout) {
         `${viewer.label} sees and hears ${other.label} (frames decoded and audio packets increasing)`,
         async () => ((await seesAndHears(viewer, other)) ? Date.now() : null),
         { timeout, every: 100 },
-      ),
+      ).then((at) => (firsts[`${viewer.label} → ${other.label}`] = at)),
     ),
   );
   return Math.max(...times);
@@ -317,11 +318,20 @@ async function allSeeAndHear(everyone, timeout) {
 async function backWithin(fault, everyone, t0, bound) {
   let back = null;
   let why = null;
+  const firsts = {};
   try {
-    back = await allSeeAndHear(everyone, Math.max(30_000, bound) * SCALE);
+    back = await allSeeAndHear(everyone, Math.max(30_000, bound) * SCALE, firsts);
   } catch (e) {
     why = e;
   }
+  // Where the time went: what each page's connection did (its trace), and when each one
+  // saw and heard each other one, in seconds after the fault.
+  const since = (at) => `+${((at - t0) / 1000).toFixed(2)} s`;
+  for (const who of everyone) {
+    const trace = await who.page.evaluate(() => window.__aulaTrace || []).catch(() => []);
+    console.log(`fault: ${fault}: ${who.label}'s connection: ${trace.filter((e) => e.at >= t0).map((e) => `${since(e.at)} ${e.what}`).join('; ')}`);
+  }
+  console.log(`fault: ${fault}: seen and heard first: ${Object.entries(firsts).map(([pair, at]) => `${pair} ${since(at)}`).join('; ')}`);
   const said = {};
   for (const who of everyone) {
     const log = await who.page.evaluate(() => window.__statusLog).catch(() => []);

@@ -46,9 +46,20 @@ export function retryDelay(retry) {
   return ceiling / 2 + Math.random() * (ceiling / 2);
 }
 
+/** What the meeting's connection did lately, with the time (`window.__aulaTrace`): for tests
+ * and for debugging in the console, where the seconds of a reconnect went. */
+const TRACE_KEPT = 300;
+
 export class Signalling {
+  trace(what) {
+    const log = (window.__aulaTrace ||= []);
+    log.push({ at: Date.now(), what });
+    if (log.length > TRACE_KEPT) log.splice(0, log.length - TRACE_KEPT);
+  }
+
   async connect() {
     if (this.closed) return;
+    this.trace(`grant asked${this.lostNode ? ` (lost ${this.lostNode})` : ''}`);
     // A planned move says so until the new node's media is up.
     const moving = this.movingFrom ? t('state_moving') : undefined;
     this.setState(this.retry ? 'reconnecting' : 'joining', moving);
@@ -67,8 +78,10 @@ export class Signalling {
       }
       if (e instanceof ApiError && e.code === 'denied') return this.bye('denied');
       if (e instanceof ApiError && (e.status === 401 || e.status === 404)) return this.bye('denied');
+      this.trace(`grant failed: ${e.message || e}`);
       return this.reconnectLater();
     }
+    this.trace(`grant for ${grant.node_url}`);
     if (grant.node_url === this.lostNode && (this.sameNodeAsks || 0) < SAME_NODE_ASKS) {
       this.sameNodeAsks = (this.sameNodeAsks || 0) + 1;
       this.timer = setTimeout(() => this.connect(), 500 + Math.random() * 500);
@@ -93,7 +106,7 @@ export class Signalling {
     this.welcomed = false;
     this.mediaEverUp = false;
     this.expectMedia(ws);
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
+    ws.onopen = () => this.trace('signalling open') || ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
     ws.onmessage = (e) => {
       this.heardAt = Date.now();
       let frame;
@@ -108,6 +121,7 @@ export class Signalling {
         .catch((err) => toast(errorText(err), 'error'));
     };
     ws.onclose = () => {
+      this.trace('signalling closed');
       // After the frames that came before the close (a farewell among them).
       this.queue = (this.queue || Promise.resolve()).then(() => {
         if (this.ws !== ws) return;
@@ -146,7 +160,7 @@ export class Signalling {
     this.connectTimer = setTimeout(() => {
       if (this.ws !== ws || (this.welcomed && this.mediaUp())) return;
       if (this.welcomed && !this.mediaEverUp) this.mediaFailed();
-      else this.dropConnection();
+      else this.dropConnection({ why: 'no welcome or media in time' });
     }, CONNECT_TIMEOUT_MS);
   }
 
@@ -162,7 +176,7 @@ export class Signalling {
     const blocked = suspect && (await this.noAnswerGotThrough());
     if (this.ws !== ws) return;
     if (blocked) this.mediaBlocked();
-    else this.dropConnection();
+    else this.dropConnection({ why: 'media failed' });
   }
 
   /** Whether not one connectivity check of our media connections was answered: then the
@@ -208,8 +222,9 @@ export class Signalling {
 
   /** Gives up the node now (its connection failed, it hangs, or it asked us to move) and
    * joins again; `moving`: a planned move, said as such and without waiting. */
-  dropConnection({ moving = false } = {}) {
+  dropConnection({ moving = false, why = 'lost' } = {}) {
     if (this.closed || this.farewell) return;
+    this.trace(`node given up: ${moving ? 'moving' : why}`);
     const ws = this.ws;
     this.ws = null;
     clearTimeout(this.connectTimer);
@@ -284,7 +299,7 @@ export class Signalling {
           pingedAt = null;
         } else {
           clearInterval(timer);
-          this.dropConnection();
+          this.dropConnection({ why: 'no pong and no media' });
         }
         return;
       }
@@ -299,15 +314,16 @@ export class Signalling {
   /** What a media connection's state says about the node (both connections report here). */
   mediaState(pc, state) {
     if (pc !== this.publishPc && pc !== this.subscribePc) return;
+    this.trace(`${pc === this.publishPc ? 'publish' : 'subscribe'} ${state}`);
     clearTimeout(this.disconnectedTimer);
-    if (state === 'failed') return this.mediaEverUp ? this.dropConnection() : this.mediaFailed();
+    if (state === 'failed') return this.mediaEverUp ? this.dropConnection({ why: 'media failed' }) : this.mediaFailed();
     if (state === 'connecting' && this.welcomed && !this.mediaEverUp && this.status.dataset.state === 'joining') {
       return this.setState('joining', t('state_checking'));
     }
     if (state === 'disconnected') {
       // Say so at once; a short blip recovers by itself, a lasting one is a lost node.
       this.setState('reconnecting');
-      this.disconnectedTimer = setTimeout(() => this.dropConnection(), DISCONNECTED_GRACE_MS);
+      this.disconnectedTimer = setTimeout(() => this.dropConnection({ why: 'media disconnected' }), DISCONNECTED_GRACE_MS);
       return;
     }
     if (state === 'connected' && this.welcomed && !this.closed && this.mediaUp()) {
@@ -370,6 +386,7 @@ export class Signalling {
   }
 
   async onFrame(f) {
+    if (f.type !== 'pong' && f.type !== 'speakers' && f.type !== 'chat') this.trace(`node: ${f.type}`);
     switch (f.type) {
       case 'welcome':
         this.retry = 0;
