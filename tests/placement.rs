@@ -4,14 +4,16 @@
 
 mod common;
 
+use async_trait::async_trait;
 use aula_domain::ids::IdGenerator;
+use aula_domain::ports::NodeProbe;
 use aula_domain::retention;
 use aula_domain::services::{Aula, LoginPolicy, PlacementPolicy, ServiceError};
 use aula_domain::{Clock, MediaNode, Span, Timestamp};
 use aula_store::RandomIds;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 struct TestClock(AtomicI64);
 impl Clock for TestClock {
@@ -22,12 +24,38 @@ impl Clock for TestClock {
 
 const T0: i64 = 1_800_000_000_000;
 
+/// Health checks as the test says: every node answers but the ones named down.
+#[derive(Default)]
+struct Probe {
+    down: Mutex<HashSet<String>>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Probe {
+    fn fail(&self, node: &MediaNode) {
+        self.down.lock().expect("lock").insert(node.address.clone());
+    }
+}
+
+#[async_trait]
+impl NodeProbe for Probe {
+    async fn answers(&self, node: &MediaNode) -> bool {
+        self.asked.lock().expect("lock").push(node.address.clone());
+        !self.down.lock().expect("lock").contains(&node.address)
+    }
+}
+
 fn aula() -> (Aula, Arc<TestClock>) {
+    let (aula, clock, _) = aula_probed();
+    (aula, clock)
+}
+
+fn aula_probed() -> (Aula, Arc<TestClock>, Arc<Probe>) {
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    (
-        common::embedded_aula(clock.clone(), LoginPolicy::default()),
-        clock,
-    )
+    let probe = Arc::new(Probe::default());
+    let mut aula = common::embedded_aula(clock.clone(), LoginPolicy::default());
+    aula.probe = probe.clone();
+    (aula, clock, probe)
 }
 
 fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {
@@ -179,6 +207,69 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
         .await
         .expect("placed");
     assert_eq!(stays.id, survivor.id, "and stays on its new node");
+}
+
+#[tokio::test]
+async fn a_room_moves_at_once_when_its_reported_node_does_not_answer_its_health_check_though_its_heartbeat_is_fresh()
+ {
+    let (aula, clock, probe) = aula_probed();
+    let a = node(0, 100, clock.now());
+    let b = node(0, 100, clock.now());
+    aula.store.put_node(&a).await.expect("a");
+    aula.store.put_node(&b).await.expect("b");
+    let room = RandomIds.room_id();
+    let first = aula
+        .place(room, "guest:teacher", PlacementPolicy::default(), None)
+        .await
+        .expect("placed");
+    let (dead, survivor) = if first.id == a.id { (a, b) } else { (b, a) };
+    assert!(
+        probe.asked.lock().expect("lock").is_empty(),
+        "nobody reported a node: none was asked"
+    );
+
+    // Killed a moment ago: its last heartbeat is fresh, its health check is refused.
+    probe.fail(&dead);
+    let moved = aula
+        .place(
+            room,
+            "guest:anna",
+            PlacementPolicy::default(),
+            Some(&dead.address),
+        )
+        .await
+        .expect("placed");
+    assert_eq!(
+        moved.id, survivor.id,
+        "the room moved with the first report"
+    );
+    assert_eq!(
+        *probe.asked.lock().expect("lock"),
+        vec![dead.address.clone()],
+        "only the reported node was asked"
+    );
+    for who in ["guest:teacher", "guest:ben"] {
+        let next = aula
+            .place(room, who, PlacementPolicy::default(), None)
+            .await
+            .expect("placed");
+        assert_eq!(
+            next.id, survivor.id,
+            "{who} follows the room to its new node"
+        );
+    }
+
+    // One client reports the new node too, which answers: the room stays.
+    let kept = aula
+        .place(
+            room,
+            "guest:ben",
+            PlacementPolicy::default(),
+            Some(&survivor.address),
+        )
+        .await
+        .expect("placed");
+    assert_eq!(kept.id, survivor.id, "a node that answers keeps its room");
 }
 
 #[tokio::test]
