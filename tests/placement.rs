@@ -344,3 +344,53 @@ async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
         })
     ));
 }
+
+#[tokio::test]
+async fn a_node_without_seats_never_gets_a_room_not_even_when_the_rooms_node_is_lost() {
+    let (aula, clock, probe) = aula_probed();
+    // `aula serve --media-capacity 0`: the portal's in-process node is registered, takes no
+    // rooms; the rooms go to the two separately run nodes.
+    let portal = node(0, 0, clock.now());
+    let a = node(0, 1000, clock.now());
+    let b = node(0, 1000, clock.now());
+    for n in [&portal, &a, &b] {
+        aula.store.put_node(n).await.expect("registered");
+    }
+    for _ in 0..50 {
+        let placed = aula
+            .place(
+                RandomIds.room_id(),
+                "guest:test",
+                PlacementPolicy::default(),
+                None,
+            )
+            .await
+            .expect("placed");
+        assert_ne!(
+            placed.id, portal.id,
+            "a new room never goes to a node without seats"
+        );
+    }
+
+    // A room's node is killed: its class follows the room to the other node, every time.
+    for _ in 0..10 {
+        let room = RandomIds.room_id();
+        let first = aula
+            .place(room, "guest:teacher", PlacementPolicy::default(), None)
+            .await
+            .expect("placed");
+        let (lost, other) = if first.id == a.id { (&a, &b) } else { (&b, &a) };
+        probe.fail(lost);
+        for who in ["guest:teacher", "guest:anna", "guest:ben"] {
+            let moved = aula
+                .place(room, who, PlacementPolicy::default(), Some(&lost.address))
+                .await
+                .expect("a seat on the other node");
+            assert_eq!(
+                moved.id, other.id,
+                "{who} is placed on the other node with seats"
+            );
+        }
+        probe.down.lock().expect("lock").clear();
+    }
+}

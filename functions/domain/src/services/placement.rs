@@ -162,14 +162,17 @@ impl Aula {
         replacing: Option<crate::NodeId>,
     ) -> ServiceResult<Option<MediaNode>> {
         let now = self.now();
-        // A room bigger than a node gets a whole node; it cannot be split.
+        // A room bigger than a node gets a whole node; it cannot be split. A node without a
+        // seat (a portal whose in-process node takes no rooms registers with capacity 0) is
+        // never open: a reservation of no seats there would fit, and nobody could join.
         let seats_on = |n: &MediaNode| expected.min(n.capacity);
         let mut known = nodes.to_vec();
         for attempt in 0..ATTEMPTS {
             let open: Vec<&MediaNode> = known
                 .iter()
                 .filter(|n| {
-                    u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity)
+                    seats_on(n) > 0
+                        && u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity)
                 })
                 .collect();
             let Some((a, b)) = self.two_of(open.len()) else {
