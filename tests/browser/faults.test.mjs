@@ -108,7 +108,9 @@ class Node {
     const logPath = path.join(ARTIFACTS, `faults.node-${n}.log`);
     const log = fs.createWriteStream(logPath);
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AULA_')));
-    Object.assign(env, aws.env, { NO_COLOR: '1', RUST_LOG: 'info,rtc=warn,rtc_ice=warn,rtc_dtls=warn' });
+    // AULA_FAULT_NODE_LOG: the nodes' RUST_LOG, e.g. to see ICE and DTLS of a reconnect.
+    const filter = process.env.AULA_FAULT_NODE_LOG || 'info,rtc=warn,rtc_ice=warn,rtc_dtls=warn';
+    Object.assign(env, aws.env, { NO_COLOR: '1', RUST_LOG: filter });
     const child = spawn(
       bin,
       [
@@ -368,7 +370,8 @@ suite.test(
     node.done = true;
     let watching = true;
     // Until media flows again, a page may only say "Verbunden" for the moment it takes to
-    // notice the silence: a ping interval (1 s) and an unanswered ping's 4 s.
+    // notice the silence: a ping interval (0.5 s), an unanswered ping's 2 s and a look at
+    // the media (0.5 s); 6 s leaves room for a slow machine.
     const honest = (async () => {
       while (watching) {
         for (const who of everyone) {
