@@ -83,7 +83,7 @@ pub fn state(parts: &Parts) -> Result<ApiState> {
         parts.policy,
         parts.api.clone(),
     )
-    .context("loading the token signing key")
+    .context("building the portal's state")
 }
 
 /// The whole portal: the API of every function, the health check and the frontend, with

@@ -4,14 +4,16 @@
 
 mod common;
 
+use async_trait::async_trait;
 use aula_domain::ids::IdGenerator;
+use aula_domain::ports::NodeProbe;
 use aula_domain::retention;
 use aula_domain::services::{Aula, LoginPolicy, PlacementPolicy, ServiceError};
 use aula_domain::{Clock, MediaNode, Span, Timestamp};
 use aula_store::RandomIds;
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 struct TestClock(AtomicI64);
 impl Clock for TestClock {
@@ -22,12 +24,38 @@ impl Clock for TestClock {
 
 const T0: i64 = 1_800_000_000_000;
 
+/// Health checks as the test says: every node answers but the ones named down.
+#[derive(Default)]
+struct Probe {
+    down: Mutex<HashSet<String>>,
+    asked: Mutex<Vec<String>>,
+}
+
+impl Probe {
+    fn fail(&self, node: &MediaNode) {
+        self.down.lock().expect("lock").insert(node.address.clone());
+    }
+}
+
+#[async_trait]
+impl NodeProbe for Probe {
+    async fn answers(&self, node: &MediaNode) -> bool {
+        self.asked.lock().expect("lock").push(node.address.clone());
+        !self.down.lock().expect("lock").contains(&node.address)
+    }
+}
+
 fn aula() -> (Aula, Arc<TestClock>) {
+    let (aula, clock, _) = aula_probed();
+    (aula, clock)
+}
+
+fn aula_probed() -> (Aula, Arc<TestClock>, Arc<Probe>) {
     let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    (
-        common::embedded_aula(clock.clone(), LoginPolicy::default()),
-        clock,
-    )
+    let probe = Arc::new(Probe::default());
+    let mut aula = common::embedded_aula(clock.clone(), LoginPolicy::default());
+    aula.probe = probe.clone();
+    (aula, clock, probe)
 }
 
 fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {
@@ -182,6 +210,69 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
 }
 
 #[tokio::test]
+async fn a_room_moves_at_once_when_its_reported_node_does_not_answer_its_health_check_though_its_heartbeat_is_fresh()
+ {
+    let (aula, clock, probe) = aula_probed();
+    let a = node(0, 100, clock.now());
+    let b = node(0, 100, clock.now());
+    aula.store.put_node(&a).await.expect("a");
+    aula.store.put_node(&b).await.expect("b");
+    let room = RandomIds.room_id();
+    let first = aula
+        .place(room, "guest:teacher", PlacementPolicy::default(), None)
+        .await
+        .expect("placed");
+    let (dead, survivor) = if first.id == a.id { (a, b) } else { (b, a) };
+    assert!(
+        probe.asked.lock().expect("lock").is_empty(),
+        "nobody reported a node: none was asked"
+    );
+
+    // Killed a moment ago: its last heartbeat is fresh, its health check is refused.
+    probe.fail(&dead);
+    let moved = aula
+        .place(
+            room,
+            "guest:anna",
+            PlacementPolicy::default(),
+            Some(&dead.address),
+        )
+        .await
+        .expect("placed");
+    assert_eq!(
+        moved.id, survivor.id,
+        "the room moved with the first report"
+    );
+    assert_eq!(
+        *probe.asked.lock().expect("lock"),
+        vec![dead.address.clone()],
+        "only the reported node was asked"
+    );
+    for who in ["guest:teacher", "guest:ben"] {
+        let next = aula
+            .place(room, who, PlacementPolicy::default(), None)
+            .await
+            .expect("placed");
+        assert_eq!(
+            next.id, survivor.id,
+            "{who} follows the room to its new node"
+        );
+    }
+
+    // One client reports the new node too, which answers: the room stays.
+    let kept = aula
+        .place(
+            room,
+            "guest:ben",
+            PlacementPolicy::default(),
+            Some(&survivor.address),
+        )
+        .await
+        .expect("placed");
+    assert_eq!(kept.id, survivor.id, "a node that answers keeps its room");
+}
+
+#[tokio::test]
 async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
     let (aula, clock) = aula();
     let small = PlacementPolicy {
@@ -252,4 +343,54 @@ async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
             retry_after_secs: 15
         })
     ));
+}
+
+#[tokio::test]
+async fn a_node_without_seats_never_gets_a_room_not_even_when_the_rooms_node_is_lost() {
+    let (aula, clock, probe) = aula_probed();
+    // `aula serve --media-capacity 0`: the portal's in-process node is registered, takes no
+    // rooms; the rooms go to the two separately run nodes.
+    let portal = node(0, 0, clock.now());
+    let a = node(0, 1000, clock.now());
+    let b = node(0, 1000, clock.now());
+    for n in [&portal, &a, &b] {
+        aula.store.put_node(n).await.expect("registered");
+    }
+    for _ in 0..50 {
+        let placed = aula
+            .place(
+                RandomIds.room_id(),
+                "guest:test",
+                PlacementPolicy::default(),
+                None,
+            )
+            .await
+            .expect("placed");
+        assert_ne!(
+            placed.id, portal.id,
+            "a new room never goes to a node without seats"
+        );
+    }
+
+    // A room's node is killed: its class follows the room to the other node, every time.
+    for _ in 0..10 {
+        let room = RandomIds.room_id();
+        let first = aula
+            .place(room, "guest:teacher", PlacementPolicy::default(), None)
+            .await
+            .expect("placed");
+        let (lost, other) = if first.id == a.id { (&a, &b) } else { (&b, &a) };
+        probe.fail(lost);
+        for who in ["guest:teacher", "guest:anna", "guest:ben"] {
+            let moved = aula
+                .place(room, who, PlacementPolicy::default(), Some(&lost.address))
+                .await
+                .expect("a seat on the other node");
+            assert_eq!(
+                moved.id, other.id,
+                "{who} is placed on the other node with seats"
+            );
+        }
+        probe.down.lock().expect("lock").clear();
+    }
 }

@@ -108,7 +108,9 @@ class Node {
     const logPath = path.join(ARTIFACTS, `faults.node-${n}.log`);
     const log = fs.createWriteStream(logPath);
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('AULA_')));
-    Object.assign(env, aws.env, { NO_COLOR: '1', RUST_LOG: 'info,rtc=warn,rtc_ice=warn,rtc_dtls=warn' });
+    // AULA_FAULT_NODE_LOG: the nodes' RUST_LOG, e.g. to see ICE and DTLS of a reconnect.
+    const filter = process.env.AULA_FAULT_NODE_LOG || 'info,rtc=warn,rtc_ice=warn,rtc_dtls=warn';
+    Object.assign(env, aws.env, { NO_COLOR: '1', RUST_LOG: filter });
     const child = spawn(
       bin,
       [
@@ -296,8 +298,9 @@ async function seesAndHears(viewer, other) {
 }
 
 /** Waits until every page decodes both others' video and receives their audio; resolves to
- * when that was first true for all of them (ms since the epoch). */
-async function allSeeAndHear(everyone, timeout) {
+ * when that was first true for all of them (ms since the epoch). `firsts`, if given, gets
+ * when each viewer first saw and heard each other one (`viewer → other` to ms). */
+async function allSeeAndHear(everyone, timeout, firsts = {}) {
   const pairs = everyone.flatMap((viewer) => everyone.filter((o) => o !== viewer).map((other) => ({ viewer, other })));
   const times = await Promise.all(
     pairs.map(({ viewer, other }) =>
@@ -305,7 +308,7 @@ async function allSeeAndHear(everyone, timeout) {
         `${viewer.label} sees and hears ${other.label} (frames decoded and audio packets increasing)`,
         async () => ((await seesAndHears(viewer, other)) ? Date.now() : null),
         { timeout, every: 100 },
-      ),
+      ).then((at) => (firsts[`${viewer.label} → ${other.label}`] = at)),
     ),
   );
   return Math.max(...times);
@@ -317,11 +320,20 @@ async function allSeeAndHear(everyone, timeout) {
 async function backWithin(fault, everyone, t0, bound) {
   let back = null;
   let why = null;
+  const firsts = {};
   try {
-    back = await allSeeAndHear(everyone, Math.max(30_000, bound) * SCALE);
+    back = await allSeeAndHear(everyone, Math.max(30_000, bound) * SCALE, firsts);
   } catch (e) {
     why = e;
   }
+  // Where the time went: what each page's connection did (its trace), and when each one
+  // saw and heard each other one, in seconds after the fault.
+  const since = (at) => `+${((at - t0) / 1000).toFixed(2)} s`;
+  for (const who of everyone) {
+    const trace = await who.page.evaluate(() => window.__aulaTrace || []).catch(() => []);
+    console.log(`fault: ${fault}: ${who.label}'s connection: ${trace.filter((e) => e.at >= t0).map((e) => `${since(e.at)} ${e.what}`).join('; ')}`);
+  }
+  console.log(`fault: ${fault}: seen and heard first: ${Object.entries(firsts).map(([pair, at]) => `${pair} ${since(at)}`).join('; ')}`);
   const said = {};
   for (const who of everyone) {
     const log = await who.page.evaluate(() => window.__statusLog).catch(() => []);
@@ -358,7 +370,8 @@ suite.test(
     node.done = true;
     let watching = true;
     // Until media flows again, a page may only say "Verbunden" for the moment it takes to
-    // notice the silence: a ping interval (1 s) and an unanswered ping's 4 s.
+    // notice the silence: a ping interval (0.5 s), an unanswered ping's 2 s and a look at
+    // the media (0.5 s); 6 s leaves room for a slow machine.
     const honest = (async () => {
       while (watching) {
         for (const who of everyone) {

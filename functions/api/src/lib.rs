@@ -6,7 +6,8 @@
 //! request and response types; `extract.rs` the extractors that refuse input in the error
 //! shape; `error.rs` the one mapping from errors to HTTP; `contract.rs` the input contract
 //! of the OpenAPI document; `identity.rs` who is calling; `access_log.rs` the access log;
-//! `crypto.rs` Argon2id and keyed hashes. The tokens are the crate `aula-tokens`.
+//! `crypto.rs` Argon2id and keyed hashes; `probe.rs` the health check of a media node a
+//! client reports lost. The tokens are the crate `aula-tokens`.
 
 pub mod access_log;
 pub mod contract;
@@ -14,6 +15,7 @@ pub mod crypto;
 pub mod error;
 mod extract;
 pub mod identity;
+pub mod probe;
 mod routes;
 mod teacher_list;
 pub mod turn;
@@ -103,6 +105,17 @@ pub struct Keys {
     pub hash_secret: Vec<u8>,
 }
 
+/// Why the API's state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the token signing key must be an Ed25519 PKCS#8 key")]
+    Key(#[from] TokenError),
+    #[error(
+        "the system's root certificates (for the media nodes' health checks) could not be read"
+    )]
+    Roots(#[source] std::io::Error),
+}
+
 impl ApiState {
     /// The one place the API's state is put together, for the Lambda functions, the local
     /// portal and the tests alike: the services over `store` with Argon2id for passwords
@@ -116,7 +129,7 @@ impl ApiState {
         keys: &Keys,
         policy: LoginPolicy,
         config: ApiConfig,
-    ) -> Result<Self, TokenError> {
+    ) -> Result<Self, StateError> {
         Ok(ApiState {
             aula: Aula {
                 store,
@@ -125,6 +138,7 @@ impl ApiState {
                 passwords: Arc::new(crypto::Argon2Passwords),
                 hasher: Arc::new(crypto::HmacHasher::new(&keys.hash_secret)),
                 policy,
+                probe: Arc::new(probe::HttpProbe::new().map_err(StateError::Roots)?),
             },
             tokens: Tokens::from_pkcs8(&keys.signing_pkcs8, TokenLifetimes::default())?,
             config: Arc::new(config),

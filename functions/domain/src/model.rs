@@ -504,6 +504,25 @@ pub struct MediaNode {
     pub expires_at: Expiry,
 }
 
+impl MediaNode {
+    /// The node's health check: `/healthz` on the host of its signalling address, over
+    /// HTTP(S) as the address is WS(S) (nodes and the portal serve both on one listener).
+    /// `None` for an address of another scheme.
+    pub fn health_url(&self) -> Option<String> {
+        let (scheme, rest) = self.address.split_once("://")?;
+        let http = match scheme.to_ascii_lowercase().as_str() {
+            "ws" => "http",
+            "wss" => "https",
+            _ => return None,
+        };
+        let host = rest
+            .split(['/', '?', '#'])
+            .next()
+            .filter(|h| !h.is_empty())?;
+        Some(format!("{http}://{host}/healthz"))
+    }
+}
+
 /// Which media node a room's meetings run on, and the seats reserved for it there. A room
 /// stays on its node while that node lives; the record is renewed with every join grant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -627,6 +646,35 @@ mod tests {
         let c = ab.expect("two participants");
         assert!(c.includes(guest(1)) && c.includes(guest(2)) && !c.includes(guest(3)));
         assert_eq!(Conversation::parse(&c.to_string()), Ok(c));
+    }
+
+    #[test]
+    fn a_nodes_health_check_is_on_the_host_of_its_signalling_address() {
+        let node = |address: &str| MediaNode {
+            id: NodeId::from_uuid(Uuid::from_u128(1)),
+            address: address.into(),
+            capacity: 1,
+            load: 0,
+            reserved: 0,
+            last_heartbeat: Timestamp::from_secs(0),
+            expires_at: Expiry::at(Timestamp::from_secs(15)),
+        };
+        assert_eq!(
+            node("wss://node-3.media.example/media")
+                .health_url()
+                .as_deref(),
+            Some("https://node-3.media.example/healthz")
+        );
+        assert_eq!(
+            node("ws://127.0.0.1:4711/media").health_url().as_deref(),
+            Some("http://127.0.0.1:4711/healthz")
+        );
+        assert_eq!(
+            node("WSS://node.example:8443").health_url().as_deref(),
+            Some("https://node.example:8443/healthz")
+        );
+        assert_eq!(node("https://node.example/media").health_url(), None);
+        assert_eq!(node("ws:///media").health_url(), None);
     }
 
     #[test]

@@ -159,6 +159,16 @@ pub trait NodeRegistryStore: Send + Sync {
     async fn remove_node(&self, id: NodeId) -> StoreResult<()>;
 }
 
+/// Asks a media node whether it answers its health check. Placement asks only about a node
+/// a client reports it lost while the node's heartbeat is still fresh: a killed or hung node
+/// is found out at once, and a node that answers stays in service whatever one client says.
+#[async_trait]
+pub trait NodeProbe: Send + Sync {
+    /// Whether the node answered its health check in time (`false` also when its address
+    /// names no health check).
+    async fn answers(&self, node: &MediaNode) -> bool;
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn put_object(&self, o: &StoredObject) -> StoreResult<()>;

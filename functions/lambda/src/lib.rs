@@ -367,5 +367,5 @@ async fn state() -> Result<ApiState> {
         policy,
         config,
     )
-    .context("the signing key must be an Ed25519 PKCS#8 key")
+    .context("building the function's state")
 }

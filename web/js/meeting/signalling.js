@@ -14,13 +14,16 @@ const CONNECT_TIMEOUT_MS = 10_000;
  * never closes the WebSocket, and the browser's close handshake takes over a minute. */
 const DISCONNECTED_GRACE_MS = 4_000;
 /** A `ping` goes to the node this often; the node is given up when one stays unanswered
- * (and nothing else came) for SILENCE_MS: a hung node closes nothing, and ICE consent
- * takes longer to notice. (A node on a machine starved of CPU has been seen silent for
- * 3 s and back after: giving it up then costs more than it saves.) */
-const PING_EVERY_MS = 1_000;
-const SILENCE_MS = 4_000;
-/** The portal keeps naming a node we lost until its heartbeat is quiet too (a few seconds):
- * ask again this many times, about every 0.75 s, before trying that node once more. */
+ * (and nothing else came) for SILENCE_MS while no media arrived either in the last
+ * PING_EVERY_MS: a hung node closes nothing, and ICE consent takes longer to notice. (A
+ * node on a machine starved of CPU has been seen silent on signalling for 3 s and back
+ * after; its media went on, so it is not given up. A page that gives up a node that still
+ * lives rejoins the same node: the portal's health check of it answers.) */
+const PING_EVERY_MS = 500;
+const SILENCE_MS = 2_000;
+/** The portal keeps naming a node we lost while it answers its health check (our own
+ * network, or a moment's hiccup, may be what failed): ask again this many times, about
+ * every 0.75 s, before trying that node once more. */
 const SAME_NODE_ASKS = 4;
 /** After joining again, people not (yet) on the new node keep their tiles this long: the
  * class reconnects within seconds, and what one sees should not reset meanwhile. */
@@ -39,16 +42,29 @@ export function blockedDelay(n) {
   return Math.min(10_000 * 2 ** Math.min(n - 1, 3), 60_000);
 }
 
-/** Waits before the `retry`th attempt: doubling from 1 s, capped at 15 s, and spread over
- * the upper half of that so a class that lost its node does not come back in one instant. */
+/** Waits before the `retry`th attempt: up to 0.5 s, doubling, capped at 15 s, spread over
+ * the upper four fifths of that so a class that lost its node does not come back in one
+ * instant. The first is short: a lost node is noticed late already, and the portal answers
+ * a report of it at once (its health check). */
 export function retryDelay(retry) {
-  const ceiling = Math.min(1000 * 2 ** Math.min(retry - 1, 4), 15_000);
-  return ceiling / 2 + Math.random() * (ceiling / 2);
+  const ceiling = Math.min(500 * 2 ** Math.min(retry - 1, 5), 15_000);
+  return ceiling / 5 + Math.random() * ((ceiling * 4) / 5);
 }
 
+/** What the meeting's connection did lately, with the time (`window.__aulaTrace`): for tests
+ * and for debugging in the console, where the seconds of a reconnect went. */
+const TRACE_KEPT = 300;
+
 export class Signalling {
+  trace(what) {
+    const log = (window.__aulaTrace ||= []);
+    log.push({ at: Date.now(), what });
+    if (log.length > TRACE_KEPT) log.splice(0, log.length - TRACE_KEPT);
+  }
+
   async connect() {
     if (this.closed) return;
+    this.trace(`grant asked${this.lostNode ? ` (lost ${this.lostNode})` : ''}`);
     // A planned move says so until the new node's media is up.
     const moving = this.movingFrom ? t('state_moving') : undefined;
     this.setState(this.retry ? 'reconnecting' : 'joining', moving);
@@ -67,8 +83,10 @@ export class Signalling {
       }
       if (e instanceof ApiError && e.code === 'denied') return this.bye('denied');
       if (e instanceof ApiError && (e.status === 401 || e.status === 404)) return this.bye('denied');
+      this.trace(`grant failed: ${e.message || e}`);
       return this.reconnectLater();
     }
+    this.trace(`grant for ${grant.node_url}`);
     if (grant.node_url === this.lostNode && (this.sameNodeAsks || 0) < SAME_NODE_ASKS) {
       this.sameNodeAsks = (this.sameNodeAsks || 0) + 1;
       this.timer = setTimeout(() => this.connect(), 500 + Math.random() * 500);
@@ -93,7 +111,7 @@ export class Signalling {
     this.welcomed = false;
     this.mediaEverUp = false;
     this.expectMedia(ws);
-    ws.onopen = () => ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
+    ws.onopen = () => this.trace('signalling open') || ws.send(JSON.stringify({ type: 'join', v: PROTOCOL_VERSION, room: this.room, grant: grant.grant }));
     ws.onmessage = (e) => {
       this.heardAt = Date.now();
       let frame;
@@ -108,6 +126,7 @@ export class Signalling {
         .catch((err) => toast(errorText(err), 'error'));
     };
     ws.onclose = () => {
+      this.trace('signalling closed');
       // After the frames that came before the close (a farewell among them).
       this.queue = (this.queue || Promise.resolve()).then(() => {
         if (this.ws !== ws) return;
@@ -146,7 +165,7 @@ export class Signalling {
     this.connectTimer = setTimeout(() => {
       if (this.ws !== ws || (this.welcomed && this.mediaUp())) return;
       if (this.welcomed && !this.mediaEverUp) this.mediaFailed();
-      else this.dropConnection();
+      else this.dropConnection({ why: 'no welcome or media in time' });
     }, CONNECT_TIMEOUT_MS);
   }
 
@@ -162,7 +181,7 @@ export class Signalling {
     const blocked = suspect && (await this.noAnswerGotThrough());
     if (this.ws !== ws) return;
     if (blocked) this.mediaBlocked();
-    else this.dropConnection();
+    else this.dropConnection({ why: 'media failed' });
   }
 
   /** Whether not one connectivity check of our media connections was answered: then the
@@ -208,8 +227,9 @@ export class Signalling {
 
   /** Gives up the node now (its connection failed, it hangs, or it asked us to move) and
    * joins again; `moving`: a planned move, said as such and without waiting. */
-  dropConnection({ moving = false } = {}) {
+  dropConnection({ moving = false, why = 'lost' } = {}) {
     if (this.closed || this.farewell) return;
+    this.trace(`node given up: ${moving ? 'moving' : why}`);
     const ws = this.ws;
     this.ws = null;
     clearTimeout(this.connectTimer);
@@ -263,51 +283,50 @@ export class Signalling {
   }
 
   /** Pings `ws`'s node and gives it up when a ping stays unanswered for SILENCE_MS while
-   * no media arrives either (a browser starved of CPU reads its frames late, but its
-   * media still comes). */
+   * no media arrived either since the last look (a browser starved of CPU reads its frames
+   * late, but its media still comes). */
   keepAlive(ws) {
     let pingedAt = null;
-    let bytesWhenOverdue = null;
+    let bytesBefore = null;
     this.heardAt = Date.now();
     const timer = setInterval(async () => {
       if (this.ws !== ws) return clearInterval(timer);
+      const bytes = await this.bytesReceived();
+      if (this.ws !== ws) return clearInterval(timer);
+      const mediaCame = bytesBefore === null || bytes > bytesBefore;
+      bytesBefore = bytes;
       const now = Date.now();
       if (pingedAt !== null && this.heardAt < pingedAt) {
         if (now - pingedAt <= SILENCE_MS) return;
-        const bytes = await this.bytesReceived();
-        if (this.ws !== ws) return clearInterval(timer);
-        if (bytesWhenOverdue === null) {
-          bytesWhenOverdue = bytes;
-        } else if (bytes > bytesWhenOverdue) {
+        if (mediaCame) {
           // Media flows: the node lives. Ask again.
-          bytesWhenOverdue = null;
           pingedAt = null;
         } else {
           clearInterval(timer);
-          this.dropConnection();
+          this.dropConnection({ why: 'no pong and no media' });
         }
         return;
       }
-      bytesWhenOverdue = null;
       if (pingedAt === null || now - pingedAt >= PING_EVERY_MS) {
         pingedAt = now;
         this.send({ type: 'ping' });
       }
-    }, PING_EVERY_MS / 2);
+    }, PING_EVERY_MS);
   }
 
   /** What a media connection's state says about the node (both connections report here). */
   mediaState(pc, state) {
     if (pc !== this.publishPc && pc !== this.subscribePc) return;
+    this.trace(`${pc === this.publishPc ? 'publish' : 'subscribe'} ${state}`);
     clearTimeout(this.disconnectedTimer);
-    if (state === 'failed') return this.mediaEverUp ? this.dropConnection() : this.mediaFailed();
+    if (state === 'failed') return this.mediaEverUp ? this.dropConnection({ why: 'media failed' }) : this.mediaFailed();
     if (state === 'connecting' && this.welcomed && !this.mediaEverUp && this.status.dataset.state === 'joining') {
       return this.setState('joining', t('state_checking'));
     }
     if (state === 'disconnected') {
       // Say so at once; a short blip recovers by itself, a lasting one is a lost node.
       this.setState('reconnecting');
-      this.disconnectedTimer = setTimeout(() => this.dropConnection(), DISCONNECTED_GRACE_MS);
+      this.disconnectedTimer = setTimeout(() => this.dropConnection({ why: 'media disconnected' }), DISCONNECTED_GRACE_MS);
       return;
     }
     if (state === 'connected' && this.welcomed && !this.closed && this.mediaUp()) {
@@ -370,6 +389,9 @@ export class Signalling {
   }
 
   async onFrame(f) {
+    if (f.type !== 'pong' && f.type !== 'speakers' && f.type !== 'chat') {
+      this.trace(`node: ${f.type}${f.type === 'error' ? ` (${f.message})` : ''}`);
+    }
     switch (f.type) {
       case 'welcome':
         this.retry = 0;

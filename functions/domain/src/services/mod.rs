@@ -121,6 +121,8 @@ pub struct Aula {
     pub passwords: Arc<dyn PasswordHasher>,
     pub hasher: Arc<dyn KeyedHasher>,
     pub policy: LoginPolicy,
+    /// Health checks of media nodes a client reports unreachable (placement).
+    pub probe: Arc<dyn crate::ports::NodeProbe>,
 }
 
 impl Aula {

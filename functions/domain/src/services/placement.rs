@@ -11,8 +11,10 @@
 //! A room stays on its node while that node lives; a new room goes to the less loaded of
 //! two live nodes picked at random ("power of two random choices"). A client that could not
 //! reach its node says so; if that node's heartbeat has also gone quiet for
-//! [`retention::NODE_SUSPECT_AFTER`], the room moves at once instead of waiting until the
-//! node's registry entry expires.
+//! [`retention::NODE_SUSPECT_AFTER`], or its health check goes unanswered (a killed node
+//! refuses at once, a hung one times out), the room moves at once instead of waiting until
+//! the node's registry entry expires. A node that answers stays: one client's word (its
+//! own network may be what failed) takes no healthy node out of service.
 
 use super::{Aula, ServiceError, ServiceResult};
 use crate::ports::Reserved;
@@ -67,15 +69,23 @@ impl Aula {
     ) -> ServiceResult<MediaNode> {
         let now = self.now();
         let mut nodes = self.store.live_nodes(now).await?;
-        if let Some(address) = unreachable {
-            nodes.retain(|n| {
-                let suspect = n.address == address
-                    && now.minus(retention::NODE_SUSPECT_AFTER) > n.last_heartbeat;
-                if suspect {
-                    tracing::warn!(node = %n.id, "a client reports the node unreachable and its heartbeat is quiet: passed over");
-                }
-                !suspect
-            });
+        if let Some(address) = unreachable
+            && let Some(reported) = nodes.iter().find(|n| n.address == address)
+        {
+            let gone = if now.minus(retention::NODE_SUSPECT_AFTER) > reported.last_heartbeat {
+                tracing::warn!(node = %reported.id, "a client reports the node unreachable and its heartbeat is quiet: passed over");
+                true
+            } else if !self.probe.answers(reported).await {
+                tracing::warn!(node = %reported.id, "a client reports the node unreachable and it does not answer its health check: passed over");
+                true
+            } else {
+                tracing::info!(node = %reported.id, "a client reports the node unreachable, but it answers its health check: kept");
+                false
+            };
+            if gone {
+                let id = reported.id;
+                nodes.retain(|n| n.id != id);
+            }
         }
         let full = || {
             tracing::info!("no seat for a join grant: every node is full");
@@ -152,14 +162,17 @@ impl Aula {
         replacing: Option<crate::NodeId>,
     ) -> ServiceResult<Option<MediaNode>> {
         let now = self.now();
-        // A room bigger than a node gets a whole node; it cannot be split.
+        // A room bigger than a node gets a whole node; it cannot be split. A node without a
+        // seat (a portal whose in-process node takes no rooms registers with capacity 0) is
+        // never open: a reservation of no seats there would fit, and nobody could join.
         let seats_on = |n: &MediaNode| expected.min(n.capacity);
         let mut known = nodes.to_vec();
         for attempt in 0..ATTEMPTS {
             let open: Vec<&MediaNode> = known
                 .iter()
                 .filter(|n| {
-                    u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity)
+                    seats_on(n) > 0
+                        && u64::from(committed(n)) + u64::from(seats_on(n)) <= u64::from(n.capacity)
                 })
                 .collect();
             let Some((a, b)) = self.two_of(open.len()) else {
