@@ -9,6 +9,7 @@ import {
   openMeeting,
   joinAsGuest,
   connected,
+  passPrejoin,
   sendChat,
   chatMessages,
   WAIT,
@@ -86,6 +87,7 @@ suite.test(
     const again = await s.person('teacher on another device');
     await logIn(again.page, data);
     await again.page.goto(`/meeting/${room.id}`);
+    await passPrejoin(again.page);
     assert.equal(await connected(again.page), teacher.pid, 'the teacher is the same participant');
     await anna.page.evaluate(() => {
       localStorage.clear();

@@ -26,6 +26,7 @@ import {
   sendChat,
   chatMessages,
   connected,
+  passPrejoin,
   eventually,
   portalBinary,
   sleep,
@@ -216,6 +217,7 @@ async function lesson(s, subject) {
   // Three browsers on a busy machine: joining is not what is measured here.
   const slow = { timeout: 30_000 * SCALE };
   await room.locator.locator('a[data-testid=open-room]').click();
+  await passPrejoin(teacher.page);
   teacher.pid = await connected(teacher.page, slow);
   const anna = await joinAs(s, room.inviteUrl, 'Anna', slow);
   const ben = await joinAs(s, room.inviteUrl, 'Ben', slow);

@@ -768,12 +768,22 @@ export async function connected(page, { timeout = MEDIA_WAIT } = {}) {
   return handle.jsonValue();
 }
 
-/** The teacher opens the room from /rooms; resolves once connected (and sets `who.pid`). */
+/** The teacher opens the room from /rooms and joins from the pre-join screen; resolves once
+ * connected (and sets `who.pid`). */
 export async function openMeeting(who, room) {
   await room.locator.locator('a[data-testid=open-room]').click();
   await who.page.waitForURL((u) => u.pathname === `/meeting/${room.id}`, { timeout: WAIT });
+  await passPrejoin(who.page);
   who.pid = await connected(who.page);
   return who;
+}
+
+/** Joins from the meeting page's pre-join screen (a teacher's; guests have theirs on the
+ * invite page), optionally with the camera off. */
+export async function passPrejoin(page, { cameraOff = false } = {}) {
+  await page.locator('[data-testid=prejoin-preview]').waitFor({ state: 'attached', timeout: WAIT });
+  if (cameraOff) await page.locator('#prejoin-camera-off').check();
+  await page.locator('#prejoin-join').click();
 }
 
 /**

@@ -3,6 +3,7 @@
 import { get, post } from './api.js';
 import { t } from './i18n.js';
 import { LIMITS } from './limits.js';
+import { Prejoin, handOff } from './meeting/prejoin.js';
 import { navigate } from './nav.js';
 import { forget, me } from './session.js';
 import { errorText, field, h, toast } from './ui.js';
@@ -12,7 +13,7 @@ export async function render(main, token) {
   // from a bookmark) would join with their login and put their other window out of the
   // meeting: say so, and offer what they can do instead.
   if (await me()) return forTeacher(main);
-  guestForm(main, token);
+  return guestForm(main, token);
 }
 
 async function forTeacher(main) {
@@ -83,13 +84,13 @@ function guestForm(main, token) {
   });
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
   const submit = h('button', { id: 'join-submit', type: 'submit' }, t('join_submit'));
+  // The pre-join screen: how one will be seen and heard, before anyone else does.
+  const prejoin = new Prejoin();
   const form = h(
     'form',
-    { class: 'card narrow' },
+    { class: 'card prejoin-card' },
     h('h1', {}, t('join_title')),
-    field(t('nickname'), nickname),
-    error,
-    submit,
+    h('div', { class: 'prejoin-layout' }, prejoin.el, h('div', { class: 'prejoin-form' }, field(t('nickname'), nickname), error, submit)),
   );
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -99,6 +100,7 @@ function guestForm(main, token) {
       const name = nickname.value.trim();
       const joined = await post(`/api/join/${encodeURIComponent(token)}`, { nickname: name });
       localStorage.setItem('aula.nickname', name);
+      handOff(prejoin.result());
       navigate(`/meeting/${joined.guest.room}`);
     } catch (err) {
       error.textContent = err.status === 404 ? t('join_invalid') : errorText(err);
@@ -108,4 +110,6 @@ function guestForm(main, token) {
   });
   main.append(form);
   nickname.focus();
+  prejoin.open();
+  return () => prejoin.close();
 }

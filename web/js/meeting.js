@@ -9,10 +9,14 @@
 import { get } from './api.js';
 import { has, t } from './i18n.js';
 import { LIMITS } from './limits.js';
+import { icon } from './icons.js';
 import { Chat } from './meeting/chat.js';
+import { Controls } from './meeting/controls.js';
 import { Media } from './meeting/media.js';
 import { People } from './meeting/people.js';
+import { Prejoin, takeHandOff } from './meeting/prejoin.js';
 import { Signalling } from './meeting/signalling.js';
+import { Stage } from './meeting/stage.js';
 import { navigate } from './nav.js';
 import { me as account } from './session.js';
 import { confirmDialog, h } from './ui.js';
@@ -20,9 +24,14 @@ import { confirmDialog, h } from './ui.js';
 export { withOpusDtx } from './meeting/media.js';
 
 export async function render(main, roomId) {
+  // The meeting fills the window (no page footer, no page width).
+  document.body.classList.add('in-meeting');
   const m = new Meeting(main, roomId);
   m.start();
-  return () => m.destroy();
+  return () => {
+    document.body.classList.remove('in-meeting');
+    m.destroy();
+  };
 }
 
 class Meeting {
@@ -49,38 +58,91 @@ class Meeting {
     this.retry = 0;
     this.active = null;
     this.videoForwarded = null;
+    this.view = 'speaker';
+    this.pinned = null;
+    this.handOrder = new Map(); // participant -> when their hand went up (as this page saw it)
+    this.panels = { chat: true, people: true };
     this.build();
   }
 
   // ---- layout ----------------------------------------------------------------------
+  // As in Jitsi Meet and BigBlueButton: the stage fills the window (one person or a shared
+  // screen large, the others in a strip; or everyone in a gallery), the panels (people,
+  // chat) beside it, one bar of controls below, and the teacher's controls grouped in it.
 
   build() {
+    this.heading = h('h1', { class: 'sr-only' }, t('meeting_title'));
     this.status = h('p', { class: 'status', 'data-testid': 'status', 'data-state': 'joining', role: 'status' }, t('state_joining'));
-    this.grid = h('section', { class: 'grid', 'aria-label': t('participants') });
+    this.grid = h('section', { class: 'grid', 'data-testid': 'stage', 'data-view': this.view, 'aria-label': t('stage') });
     this.selfTile = this.tile(null, true);
     this.grid.append(this.selfTile.el);
-    this.micButton = h('button', { type: 'button', id: 'toggle-mic', 'aria-pressed': 'true', onclick: () => this.toggleMic() }, t('mic_on'));
-    this.camButton = h('button', { type: 'button', id: 'toggle-camera', 'aria-pressed': 'true', onclick: () => this.toggleCamera() }, t('cam_on'));
-    this.screenButton = h('button', { type: 'button', id: 'toggle-screen', 'aria-pressed': 'false', onclick: () => this.toggleScreen() }, t('screen_off'));
-    this.handButton = h('button', { type: 'button', id: 'raise-hand', 'aria-pressed': 'false', onclick: () => this.toggleHand() }, t('hand_down'));
-    this.endButton = h('button', { type: 'button', id: 'end-meeting', class: 'danger', hidden: true, onclick: () => this.endMeeting() }, t('end_meeting'));
-    this.micSelect = h('select', { id: 'select-mic', 'aria-label': t('microphone'), onchange: () => this.switchDevice('audio') });
-    this.camSelect = h('select', { id: 'select-camera', 'aria-label': t('camera'), onchange: () => this.switchDevice('video') });
+
+    const ctl = (id, iconName, onclick, extra = {}) => {
+      const label = h('span', { class: 'label' });
+      const b = h('button', { type: 'button', id, class: 'ctl', onclick, ...extra }, icon(iconName), label);
+      b.label = label;
+      return b;
+    };
+    this.micButton = ctl('toggle-mic', 'mic', () => this.toggleMic(), { 'aria-pressed': 'true', 'aria-keyshortcuts': 'M' });
+    this.camButton = ctl('toggle-camera', 'camera', () => this.toggleCamera(), { 'aria-pressed': 'true', 'aria-keyshortcuts': 'V' });
+    this.screenButton = ctl('toggle-screen', 'screen', () => this.toggleScreen(), { 'aria-pressed': 'false', 'aria-keyshortcuts': 'S' });
+    this.handButton = ctl('raise-hand', 'hand', () => this.toggleHand(), { 'aria-pressed': 'false', 'aria-keyshortcuts': 'H' });
+    this.chatButton = ctl('toggle-chat', 'chat', () => this.togglePanel('chat'), { 'aria-pressed': 'true', 'aria-keyshortcuts': 'C', 'aria-controls': 'panel-chat' });
+    this.chatBadge = h('span', { class: 'count', 'data-testid': 'chat-badge', hidden: true });
+    this.chatButton.append(this.chatBadge);
+    this.peopleButton = ctl('toggle-people', 'people', () => this.togglePanel('people'), { 'aria-pressed': 'true', 'aria-keyshortcuts': 'P', 'aria-controls': 'panel-people' });
+    this.handCount = h('span', { class: 'count hand', 'data-testid': 'hand-badge', hidden: true });
+    this.peopleButton.append(this.handCount);
+    this.leaveButton = ctl('leave', 'leave', () => this.leave(), { class: 'ctl leave' });
+    // The teacher's controls, apart from everyone's.
+    this.muteAllButton = ctl('mute-all', 'mic-off', () => this.muteAll());
+    this.lowerHandsButton = ctl('lower-hands', 'hand-down', () => this.lowerAllHands());
+    this.lobbyButton = ctl('toggle-lobby', 'door', () => this.toggleLobby(), { 'aria-pressed': 'false' });
+    this.endButton = ctl('end-meeting', 'stop', () => this.endMeeting(), { class: 'ctl danger', hidden: true });
+    this.modGroup = h(
+      'div',
+      { class: 'group moderation', role: 'group', 'aria-label': t('moderation'), 'data-testid': 'moderation', hidden: true },
+      this.muteAllButton,
+      this.lowerHandsButton,
+      this.lobbyButton,
+      this.endButton,
+    );
     const controls = h(
       'div',
-      { class: 'controls', role: 'toolbar', 'aria-label': t('devices') },
-      this.micButton,
-      this.camButton,
-      this.screenButton,
-      this.handButton,
-      h('button', { type: 'button', id: 'leave', class: 'secondary', onclick: () => this.leave() }, t('leave')),
-      this.endButton,
-      h('details', { class: 'devices' }, h('summary', {}, t('devices')),
-        h('label', { class: 'field' }, h('span', {}, t('microphone')), this.micSelect),
-        h('label', { class: 'field' }, h('span', {}, t('camera')), this.camSelect)),
+      { class: 'controls', role: 'toolbar', 'aria-label': t('controls') },
+      h('div', { class: 'group' }, this.micButton, this.camButton, this.screenButton, this.handButton),
+      h('div', { class: 'group' }, this.chatButton, this.peopleButton, this.leaveButton),
+      this.modGroup,
     );
+
+    this.micSelect = h('select', { id: 'select-mic', 'aria-label': t('microphone'), onchange: () => this.switchDevice('audio') });
+    this.camSelect = h('select', { id: 'select-camera', 'aria-label': t('camera'), onchange: () => this.switchDevice('video') });
+    this.viewButton = h('button', { type: 'button', id: 'toggle-view', class: 'secondary small', 'aria-keyshortcuts': 'G', onclick: () => this.setView(this.view === 'speaker' ? 'gallery' : 'speaker') });
+    this.inviteInput = h('input', { id: 'meeting-invite', 'data-testid': 'meeting-invite', readonly: true, 'aria-label': t('invite_link') });
+    this.invite = h(
+      'div',
+      { class: 'invite', hidden: true },
+      h('span', { class: 'muted' }, t('invite_link')),
+      this.inviteInput,
+      h('button', { type: 'button', class: 'small', 'data-testid': 'meeting-copy-invite', onclick: () => this.copyInvite() }, icon('copy'), t('copy')),
+    );
+    const tools = h(
+      'div',
+      { class: 'tools' },
+      this.invite,
+      h('span', { class: 'spacer' }),
+      this.viewButton,
+      h('button', { type: 'button', id: 'shortcuts-help', class: 'secondary small', 'aria-keyshortcuts': 'Shift+?', onclick: () => this.showShortcuts() }, icon('keyboard'), t('shortcuts')),
+      h('details', { class: 'devices' }, h('summary', {}, t('devices')),
+        h('div', { class: 'popover' },
+          h('label', { class: 'field' }, h('span', {}, t('microphone')), this.micSelect),
+          h('label', { class: 'field' }, h('span', {}, t('camera')), this.camSelect))),
+    );
+
     this.lobbyList = h('ul', {});
     this.lobbyPanel = h('section', { class: 'panel', 'data-testid': 'lobby', hidden: true }, h('h2', {}, t('lobby')), this.lobbyList);
+    this.handList = h('ol', { class: 'hands' });
+    this.handsPanel = h('section', { class: 'panel', 'data-testid': 'hands', hidden: true, 'aria-live': 'polite' }, h('h2', {}, t('hands')), this.handList);
     this.peopleList = h('ul', {});
     const people = h('section', { class: 'panel', 'data-testid': 'participants' }, h('h2', {}, t('participants')), this.peopleList);
     this.chatList = h('ol', { class: 'chat-log', 'aria-live': 'polite' });
@@ -91,12 +153,14 @@ class Meeting {
       e.preventDefault();
       this.sendChat();
     });
-    const chat = h('section', { class: 'panel chat', 'aria-label': t('chat') }, h('h2', {}, t('chat')), this.chatList, chatForm);
-    this.stage = h('div', { class: 'stage' }, this.grid, controls);
-    this.side = h('aside', { class: 'side' }, this.lobbyPanel, people, chat);
-    this.body = h('div', { class: 'meeting' }, this.stage, this.side);
-    this.main.append(this.status, this.body);
+    this.peoplePanel = h('div', { class: 'panels', id: 'panel-people' }, this.lobbyPanel, this.handsPanel, people);
+    this.chatPanel = h('section', { class: 'panel chat', id: 'panel-chat', 'aria-label': t('chat') }, h('h2', {}, t('chat')), this.chatList, chatForm);
+    this.stage = h('div', { class: 'stage' }, this.grid);
+    this.side = h('aside', { class: 'side' }, this.peoplePanel, this.chatPanel);
+    this.body = h('div', { class: 'meeting' }, tools, this.stage, this.side, controls);
+    this.main.append(this.heading, this.status, this.body);
     this.refreshChatTargets();
+    this.watchStage();
   }
 
   setState(state, text) {
@@ -115,8 +179,54 @@ class Meeting {
         if (e.status === 401) return navigate('/login', true);
       }
     }
-    await this.openDevices();
+    const choice = await this.prejoin(who);
+    if (!choice || this.closed) return;
+    await this.openDevices(choice);
+    this.listenForShortcuts();
     await this.connect();
+  }
+
+  /** The pre-join screen's choices: handed over by the invite page (guests), kept by this
+   * tab from before a reload, or asked for here (teachers). */
+  async prejoin(who) {
+    const handed = takeHandOff();
+    if (handed) {
+      this.remember(handed);
+      return handed;
+    }
+    const kept = history.state?.aulaJoined;
+    if (kept && kept.room === this.room) return { ...kept, stream: null };
+    this.body.hidden = true;
+    this.status.hidden = true;
+    this.heading.hidden = true;
+    const prejoin = new Prejoin({ who: who ? `${who.first_name ?? ''} ${who.last_name ?? ''}`.trim() || who.email : null });
+    this.prejoinScreen = prejoin;
+    const join = h('button', { type: 'button', id: 'prejoin-join', 'data-testid': 'prejoin-join' }, t('join_submit'));
+    const card = h(
+      'section',
+      { class: 'card prejoin-card' },
+      h('h1', {}, t('prejoin_title')),
+      h('div', { class: 'prejoin-layout' }, prejoin.el, h('div', { class: 'prejoin-form' }, h('p', {}, t('prejoin_intro')), join)),
+    );
+    this.main.append(card);
+    prejoin.open();
+    join.focus();
+    await new Promise((resolve) => join.addEventListener('click', resolve, { once: true }));
+    const choice = prejoin.result();
+    prejoin.close();
+    this.prejoinScreen = null;
+    card.remove();
+    this.body.hidden = false;
+    this.status.hidden = false;
+    this.heading.hidden = false;
+    this.remember(choice);
+    return choice;
+  }
+
+  /** Keeps the choices in this tab's history entry: a reload rejoins without asking again. */
+  remember(choice) {
+    const { camOn, micOn, mic, camera } = choice;
+    history.replaceState({ ...history.state, aulaJoined: { room: this.room, camOn, micOn, mic, camera } }, '');
   }
 
   leave() {
@@ -147,6 +257,9 @@ class Meeting {
   destroy() {
     if (!this.closed) this.send({ type: 'leave' });
     this.closed = true;
+    this.prejoinScreen?.close();
+    this.stopShortcuts();
+    this.stageObserver?.disconnect();
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectedTimer);
@@ -166,7 +279,7 @@ function farewellKey(reason, role) {
 }
 
 // The parts' methods become the meeting's; a name given twice would silently shadow one.
-for (const part of [Signalling, Media, People, Chat]) {
+for (const part of [Signalling, Media, People, Chat, Stage, Controls]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.hasOwn(Meeting.prototype, name)) throw new Error(`meeting: ${name} is defined twice`);

@@ -101,6 +101,10 @@ pub enum ClientMessage {
     Remove {
         participant: Participant,
     },
+    /// Lowers someone's raised hand (the teacher took the question, or lowers all at once).
+    LowerHand {
+        participant: Participant,
+    },
     EndMeeting,
     Leave,
     /// Asks for a `pong`. A hung node closes nothing and its WebSocket stays open, so a

@@ -389,6 +389,11 @@ impl Sfu {
                     self.farewell(now, target, Farewell::Removed);
                 })
             }
+            ClientMessage::LowerHand { participant } => {
+                self.meeting_member(room, participant).map(|target| {
+                    self.update(target, |m| m.hand_raised = false);
+                })
+            }
             ClientMessage::EndMeeting => {
                 self.end_meeting(now, room);
                 Ok(())
@@ -417,6 +422,17 @@ impl Sfu {
             .ok_or(SfuError::Refused(
                 ErrorCode::UnknownParticipant,
                 "nobody by that name is knocking",
+            ))
+    }
+
+    fn meeting_member(&self, room: RoomId, p: Participant) -> Result<ConnId, SfuError> {
+        self.by_participant
+            .get(&(room, p))
+            .copied()
+            .filter(|c| self.members.get(c).is_some_and(|m| m.in_meeting))
+            .ok_or(SfuError::Refused(
+                ErrorCode::UnknownParticipant,
+                "nobody by that name is in this meeting",
             ))
     }
 

@@ -210,6 +210,7 @@ fn message() -> impl Strategy<Value = ClientMessage> {
         participant().prop_map(|participant| ClientMessage::Admit { participant }),
         participant().prop_map(|participant| ClientMessage::Deny { participant }),
         participant().prop_map(|participant| ClientMessage::Mute { participant }),
+        participant().prop_map(|participant| ClientMessage::LowerHand { participant }),
         participant().prop_map(|participant| ClientMessage::Remove { participant }),
         Just(ClientMessage::EndMeeting),
         Just(ClientMessage::Leave),

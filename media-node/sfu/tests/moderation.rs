@@ -419,3 +419,50 @@ fn a_bad_offer_is_an_error_frame_not_a_crash() {
     s.handle_datagram(now, "127.0.0.1:5000".parse().expect("addr"), &[]);
     assert_eq!(s.stats().participants, 1);
 }
+
+#[test]
+fn a_moderator_lowers_a_raised_hand_and_everyone_sees_it_down_but_a_guest_cannot() {
+    let now = Instant::now();
+    let mut s = sfu(10);
+    s.join(now, 1, joining(teacher(), false));
+    s.join(now, 2, joining(guest(1), false));
+    s.join(now, 3, joining(guest(2), false));
+    s.handle_message(now, 2, ClientMessage::RaiseHand { raised: true });
+    outputs(&mut s);
+
+    // Another guest may not lower it.
+    s.handle_message(
+        now,
+        3,
+        ClientMessage::LowerHand {
+            participant: guest(1),
+        },
+    );
+    let out = outputs(&mut s);
+    assert!(frames(&out, 3).iter().any(|f| matches!(
+        f,
+        ServerMessage::Error {
+            code: ErrorCode::Forbidden,
+            ..
+        }
+    )));
+    assert!(frames(&out, 2).is_empty(), "the hand stays up");
+
+    s.handle_message(
+        now,
+        1,
+        ClientMessage::LowerHand {
+            participant: guest(1),
+        },
+    );
+    let out = outputs(&mut s);
+    for conn in [1, 2, 3] {
+        assert!(
+            frames(&out, conn).iter().any(|f| matches!(
+                f,
+                ServerMessage::ParticipantUpdated { peer } if peer.participant == guest(1) && !peer.hand_raised
+            )),
+            "connection {conn} sees the hand lowered"
+        );
+    }
+}

@@ -28,6 +28,7 @@ export class Chat {
     }
     this.chatTo.replaceChildren(...options);
     this.chatTo.value = [...this.chatTo.options].some((o) => o.value === current) ? current : 'room';
+    this.renderBadges();
   }
 
   viewConversation() {
@@ -75,7 +76,8 @@ export class Chat {
     this.messages.set(m.id, m);
     const mine = m.author === this.me;
     const author = mine ? t('you') : this.names.get(m.author) || this.peers.get(m.author)?.name || m.author.slice(0, 10);
-    const viewing = this.conversationWith(this.chatTo.value) === m.conversation;
+    // Read only when the chat is open on that conversation.
+    const viewing = this.panels.chat && this.conversationWith(this.chatTo.value) === m.conversation;
     const unread = live && !mine && !viewing;
     const li = h(
       'li',

@@ -4,22 +4,38 @@
 // A part of the meeting (see ../meeting.js): `this` is the whole meeting.
 
 import { t } from '../i18n.js';
+import { icon } from '../icons.js';
 import { errorText, h, toast } from '../ui.js';
+import { CAMERA } from './prejoin.js';
 
 export class Media {
-  async openDevices() {
-    try {
-      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: 640, height: 360 } });
-      this.local.audio = stream.getAudioTracks()[0] || null;
-      this.local.video = stream.getVideoTracks()[0] || null;
-    } catch {
-      toast(t('no_devices'), 'error');
-      this.micOn = false;
-      this.camOn = false;
+  /** Our devices as chosen on the pre-join screen: its open stream, or opened here (after a
+   * reload) with the same choices. */
+  async openDevices(choice) {
+    this.micOn = choice.micOn !== false;
+    this.camOn = choice.camOn !== false;
+    let stream = choice.stream;
+    if (!stream) {
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({
+          audio: choice.mic ? { deviceId: { ideal: choice.mic } } : true,
+          video: this.camOn ? { ...CAMERA, ...(choice.camera && { deviceId: { ideal: choice.camera } }) } : false,
+        });
+      } catch {
+        stream = null;
+      }
     }
+    this.local.audio = stream?.getAudioTracks()[0] || null;
+    this.local.video = this.camOn ? stream?.getVideoTracks()[0] || null : null;
+    if (!stream) toast(t('no_devices'), 'error');
+    if (this.local.audio) this.local.audio.enabled = this.micOn;
+    // Without a camera there is nothing to switch on.
+    if (this.camOn && !this.local.video) this.camOn = false;
     this.selfTile.camera.srcObject = this.local.video ? new MediaStream([this.local.video]) : null;
     this.selfTile.name.textContent = t('you');
+    this.selfTile.avatar.textContent = t('you');
     await this.listDevices();
+    this.hasCamera = [...this.camSelect.options].length > 0 || !!this.local.video;
     this.renderOwnControls();
   }
 
@@ -43,11 +59,14 @@ export class Media {
 
   async switchDevice(kind) {
     const select = kind === 'audio' ? this.micSelect : this.camSelect;
+    // A camera that is off stays off; the choice counts when it is switched on.
+    if (kind === 'video' && !this.camOn) return;
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({ [kind]: { deviceId: { exact: select.value } } });
+      const constraints = { deviceId: { exact: select.value } };
+      const stream = await navigator.mediaDevices.getUserMedia({ [kind]: kind === 'video' ? { ...CAMERA, ...constraints } : constraints });
       const track = kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
       const old = this.local[kind];
-      track.enabled = kind === 'audio' ? this.micOn : this.camOn;
+      if (kind === 'audio') track.enabled = this.micOn;
       this.local[kind] = track;
       const sender = this.publishPc?.getSenders().find((s) => s.track === old);
       if (sender) await sender.replaceTrack(track);
@@ -120,6 +139,7 @@ export class Media {
     const pc = this.subscribePc;
     if (!pc) return;
     const screens = new Set();
+    const cameras = new Set();
     for (const tr of pc.getTransceivers()) {
       const info = this.tracks.get(tr.mid);
       if (!info || !tr.receiver.track) continue;
@@ -127,6 +147,7 @@ export class Media {
       const el = info.source === 'microphone' ? tile.audio : info.source === 'screen' ? tile.screen : tile.camera;
       if (el.srcObject?.getTracks()[0] !== tr.receiver.track) el.srcObject = new MediaStream([tr.receiver.track]);
       if (info.source === 'screen') screens.add(info.participant);
+      if (info.source === 'camera') cameras.add(info.participant);
       el.play?.().catch(() => {});
     }
     for (const [p, tile] of this.tiles || []) {
@@ -134,6 +155,9 @@ export class Media {
       if (tile.screen.hidden) tile.screen.srcObject = null;
       tile.el.classList.toggle('sharing', !tile.screen.hidden);
       tile.fullscreen.hidden = tile.screen.hidden;
+      // A camera that is off (or never was on) shows the initials, not a frozen last picture.
+      if (!cameras.has(p)) tile.camera.srcObject = null;
+      tile.el.classList.toggle('camera-off', !cameras.has(p));
     }
     this.renderPeople();
   }
@@ -147,18 +171,34 @@ export class Media {
   }
 
   renderOwnControls() {
-    this.micButton.textContent = this.micOn ? t('mic_on') : t('mic_off');
-    this.micButton.setAttribute('aria-pressed', String(this.micOn));
+    const set = (button, iconName, label, pressed, key) => {
+      button.querySelector('svg')?.replaceWith(icon(iconName));
+      button.label.textContent = label;
+      button.title = `${label} (${key})`;
+      button.setAttribute('aria-pressed', String(pressed));
+    };
+    set(this.micButton, this.micOn ? 'mic' : 'mic-off', this.micOn ? t('mic_on') : t('mic_off'), this.micOn, 'M');
     this.micButton.disabled = !this.local.audio;
-    this.camButton.textContent = this.camOn ? t('cam_on') : t('cam_off');
-    this.camButton.setAttribute('aria-pressed', String(this.camOn));
-    this.camButton.disabled = !this.local.video;
-    this.screenButton.textContent = this.local.screen ? t('screen_on') : t('screen_off');
-    this.screenButton.setAttribute('aria-pressed', String(!!this.local.screen));
-    this.handButton.textContent = this.hand ? t('hand_up') : t('hand_down');
-    this.handButton.setAttribute('aria-pressed', String(this.hand));
+    set(this.camButton, this.camOn ? 'camera' : 'camera-off', this.camOn ? t('cam_on') : t('cam_off'), this.camOn, 'V');
+    this.camButton.disabled = !this.hasCamera;
+    set(this.screenButton, this.local.screen ? 'screen-stop' : 'screen', this.local.screen ? t('screen_on') : t('screen_off'), !!this.local.screen, 'S');
+    set(this.handButton, 'hand', this.hand ? t('hand_up') : t('hand_down'), this.hand, 'H');
+    set(this.chatButton, 'chat', t('chat'), this.panels.chat, 'C');
+    set(this.peopleButton, 'people', t('participants'), this.panels.people, 'P');
+    this.leaveButton.label.textContent = t('leave');
     this.selfTile.el.classList.toggle('muted', !this.micOn);
+    this.selfTile.el.dataset.muted = String(!this.micOn);
     this.selfTile.camera.hidden = !this.camOn || !this.local.video;
+    this.selfTile.el.classList.toggle('camera-off', !this.camOn || !this.local.video);
+    // The sharer sees a small preview of what everyone else sees large.
+    const screen = this.local.screen;
+    if (screen && this.selfTile.screen.srcObject?.getTracks()[0] !== screen) this.selfTile.screen.srcObject = new MediaStream([screen]);
+    if (!screen) this.selfTile.screen.srcObject = null;
+    this.selfTile.screen.hidden = !screen;
+    this.selfTile.el.classList.toggle('sharing', !!screen);
+    this.selfTile.badges.replaceChildren(
+      ...[!this.micOn ? icon('mic-off', t('muted')) : null, this.hand ? icon('hand', t('hand_raised')) : null, screen ? h('span', { class: 'sharing-note' }, t('you_share')) : null].filter(Boolean),
+    );
   }
 
   toggleMic() {
@@ -168,10 +208,33 @@ export class Media {
     this.renderOwnControls();
   }
 
-  toggleCamera() {
-    this.camOn = !this.camOn;
-    if (this.local.video) this.local.video.enabled = this.camOn;
-    this.renderOwnControls();
+  /** Off is off: the camera is released (its light goes out) and the others see the
+   * initials; on opens it again. Either way the publish connection is replaced (see
+   * publish()), as for a screen share. */
+  async toggleCamera() {
+    if (this.camBusy) return;
+    this.camBusy = true;
+    try {
+      if (this.camOn) {
+        this.camOn = false;
+        this.local.video?.stop();
+        this.local.video = null;
+        this.selfTile.camera.srcObject = null;
+      } else {
+        const id = this.camSelect.value;
+        const stream = await navigator.mediaDevices.getUserMedia({ video: { ...CAMERA, ...(id && { deviceId: { ideal: id } }) } });
+        this.local.video = stream.getVideoTracks()[0];
+        this.camOn = true;
+        this.selfTile.camera.srcObject = new MediaStream([this.local.video]);
+      }
+      this.renderOwnControls();
+      if (this.publishPc) await this.publish();
+    } catch (e) {
+      toast(errorText(e), 'error');
+    } finally {
+      this.camBusy = false;
+      this.renderOwnControls();
+    }
   }
 
   async toggleScreen() {

@@ -31,6 +31,21 @@ export class People {
       icon('expand'),
       t('fullscreen'),
     );
+    // In the speaker view, a person can be kept large (a pupil presenting, the teacher).
+    const pin = self
+      ? null
+      : h(
+          'button',
+          {
+            type: 'button',
+            class: 'small secondary pin',
+            'data-action': 'pin',
+            'aria-pressed': 'false',
+            title: t('pin'),
+            onclick: () => this.togglePin(participant),
+          },
+          icon('pin', t('pin')),
+        );
     const el = h(
       'figure',
       { class: 'tile', 'data-testid': 'tile', 'data-participant': participant || null, 'data-self': self || null },
@@ -38,10 +53,10 @@ export class People {
       camera,
       screen,
       audio,
-      fullscreen,
+      h('div', { class: 'tile-actions' }, fullscreen, pin),
       h('figcaption', {}, name, badges),
     );
-    return { el, name, badges, camera, screen, audio, avatar, fullscreen };
+    return { el, name, badges, camera, screen, audio, avatar, fullscreen, pin };
   }
 
   peerTile(participant) {
@@ -57,6 +72,7 @@ export class People {
 
   renderPeople() {
     const moderator = this.role === 'moderator';
+    this.orderHands();
     const items = [];
     for (const p of this.peers.values()) {
       this.names.set(p.participant, p.name);
@@ -80,7 +96,7 @@ export class People {
         h('span', {}, p.name),
         p.role === 'moderator' ? h('span', { class: 'badge' }, t('moderator')) : null,
         p.muted ? h('span', { class: 'badge' }, icon('mic-off'), t('muted')) : null,
-        p.hand_raised ? h('span', { class: 'badge hand' }, icon('hand'), t('hand_raised')) : null,
+        p.hand_raised ? h('span', { class: 'badge hand' }, icon('hand'), t('hand_raised_nth', this.handPlace(p.participant))) : null,
         moderator && p.role === 'guest'
           ? h(
               'span',
@@ -93,11 +109,49 @@ export class People {
       items.push(li);
     }
     this.peopleList.replaceChildren(h('li', { 'data-self': '' }, h('span', {}, t('you'))), ...items);
+    this.renderHands();
     this.refreshChatTargets();
+    this.renderModeration();
+    this.renderBadges();
+    this.layout();
+  }
+
+  /** Raised hands in the order they went up (as this page saw them; those already up when
+   * it joined in the order the node listed them). */
+  orderHands() {
+    const up = new Set([...this.peers.values()].filter((p) => p.hand_raised).map((p) => p.participant));
+    if (this.hand) up.add(this.me);
+    for (const p of [...this.handOrder.keys()]) if (!up.has(p)) this.handOrder.delete(p);
+    for (const p of up) if (!this.handOrder.has(p)) this.handOrder.set(p, (this.handSeq = (this.handSeq || 0) + 1));
+  }
+
+  handPlace(participant) {
+    return [...this.handOrder].sort((a, b) => a[1] - b[1]).findIndex(([p]) => p === participant) + 1;
+  }
+
+  /** The queue of raised hands: everyone sees it, the teacher can lower each. */
+  renderHands() {
+    const queue = [...this.handOrder].sort((a, b) => a[1] - b[1]).map(([p]) => p);
+    this.handsPanel.hidden = queue.length === 0;
+    const moderator = this.role === 'moderator';
+    this.handList.replaceChildren(
+      ...queue.map((p) =>
+        h(
+          'li',
+          { 'data-participant': p },
+          icon('hand'),
+          h('span', { class: 'name' }, p === this.me ? t('you') : this.peers.get(p)?.name ?? ''),
+          moderator && p !== this.me
+            ? h('span', { class: 'actions' }, h('button', { type: 'button', class: 'small secondary', 'data-action': 'lower-hand', onclick: () => this.send({ type: 'lower_hand', participant: p }) }, t('lower_hand')))
+            : null,
+        ),
+      ),
+    );
   }
 
   renderLobby() {
     this.lobbyPanel.hidden = this.role !== 'moderator';
+    this.renderModeration();
     if (this.knocking.size === 0) {
       this.lobbyList.replaceChildren(h('li', { class: 'muted', 'data-testid': 'lobby-empty' }, t('lobby_empty')));
       return;
@@ -144,8 +198,10 @@ export class People {
 
   toggleHand() {
     this.hand = !this.hand;
+    (this.handSent ??= []).push({ raised: this.hand, at: Date.now() });
     this.send({ type: 'raise_hand', raised: this.hand });
     this.renderOwnControls();
+    this.renderPeople();
   }
 }
 

@@ -449,7 +449,10 @@ export class Signalling {
       case 'participant_joined':
       case 'participant_updated':
         // Our own state comes back too; we are not one of the others.
-        if (f.peer.participant === this.me) break;
+        if (f.peer.participant === this.me) {
+          this.selfUpdated(f.peer);
+          break;
+        }
         this.present?.add(f.peer.participant);
         this.peers.set(f.peer.participant, f.peer);
         this.renderPeople();
