@@ -107,7 +107,8 @@ impl Sfu {
         };
         let ssrc = packet.header.ssrc;
         let size = packet.payload.len() + RTP_HEADER_BYTES;
-        let Some(incoming) = m.saw(ssrc, now, size) else {
+        let media = !packet.payload.is_empty();
+        let Some(incoming) = m.saw(ssrc, now, size, media) else {
             return;
         };
         let (source, audio_level_id) = (incoming.source, incoming.audio_level_id);

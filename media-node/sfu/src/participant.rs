@@ -163,11 +163,25 @@ impl Member {
         self.published.values().copied().collect()
     }
 
-    /// A packet of `ssrc` and `bytes` arrived: the stream flows. Returns the stream.
-    pub(crate) fn saw(&mut self, ssrc: u32, now: Instant, bytes: usize) -> Option<&Incoming> {
+    /// A packet of `ssrc` arrived, `bytes` long with `media` in it: the stream flows.
+    /// Returns the stream.
+    ///
+    /// A packet without media (RTP padding: Chrome probes its uplink with padding on the
+    /// highest simulcast stream when RTX is not negotiated) neither makes a layer flow nor
+    /// counts towards its cost: a layer of padding alone shows no picture, and measured at a
+    /// few kbit/s it looked cheaper than the smallest layer.
+    pub(crate) fn saw(
+        &mut self,
+        ssrc: u32,
+        now: Instant,
+        bytes: usize,
+        media: bool,
+    ) -> Option<&Incoming> {
         let i = self.incoming.get_mut(&ssrc)?;
-        i.last_seen = Some(now);
-        i.bytes += bytes as u64;
+        if media {
+            i.last_seen = Some(now);
+            i.bytes += bytes as u64;
+        }
         Some(i)
     }
 
