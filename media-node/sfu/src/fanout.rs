@@ -344,9 +344,10 @@ impl Sfu {
             let Some(s) = self.members.get(&conn) else {
                 continue;
             };
-            let Some(estimate) = s.subscription.peer().and_then(|p| self.peers.estimate(p)) else {
+            let Some(feedback) = s.subscription.peer().and_then(|p| self.peers.estimate(p)) else {
                 continue;
             };
+            let estimate = feedback.bps;
             let Some(room) = self.rooms.get(&s.room).filter(|_| s.in_meeting) else {
                 continue;
             };
@@ -390,6 +391,17 @@ impl Sfu {
                 continue;
             };
             let changed = s.allocator.allocate(now, estimate, audio, &wants);
+            tracing::debug!(
+                conn,
+                participant = %s.participant,
+                estimate,
+                reported = feedback.reported,
+                lost = feedback.lost,
+                audio,
+                wants = ?wants.iter().map(|w| (w.key.0.to_string(), w.rank, w.desired, w.rates.clone())).collect::<Vec<_>>(),
+                grants = ?wants.iter().map(|w| s.allocator.grant(&w.key)).collect::<Vec<_>>(),
+                "allocated"
+            );
             let mut announce = Vec::new();
             for (key, grant) in changed {
                 let Some(out) = s.outgoing.get_mut(&key) else {

@@ -30,6 +30,7 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -124,24 +125,61 @@ const MIN_ESTIMATE_BPS: f64 = 60_000.0;
 const MAX_ESTIMATE_BPS: f64 = 20_000_000.0;
 
 /// A connection's send-side bandwidth estimate in bits per second, written by its
-/// interceptor chain when GCC changes it and read by the SFU's allocator. Shared because the
-/// chain is owned by `rtc` and runs on the fan-out threads.
+/// interceptor chain when GCC changes it and read by the SFU's allocator, with how many
+/// packets the browser's transport-wide feedback has reported on and how many of those it
+/// says were lost (the allocator's evidence of congestion). Shared because the chain is owned
+/// by `rtc` and runs on the fan-out threads.
 #[derive(Debug, Clone)]
-pub struct Estimate(Arc<AtomicU64>);
+pub struct Estimate(Arc<EstimateInner>);
+
+#[derive(Debug)]
+struct EstimateInner {
+    bps: AtomicU64,
+    reported: AtomicU64,
+    lost: AtomicU64,
+}
 
 impl Default for Estimate {
     fn default() -> Self {
-        Estimate(Arc::new(AtomicU64::new(INITIAL_ESTIMATE_BPS as u64)))
+        Estimate(Arc::new(EstimateInner {
+            bps: AtomicU64::new(INITIAL_ESTIMATE_BPS as u64),
+            reported: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }))
     }
+}
+
+/// What a connection's feedback has said so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Feedback {
+    /// GCC's estimate, bits per second.
+    pub bps: u64,
+    /// Packets the browser reported on (arrived or lost), since the connection began.
+    pub reported: u64,
+    /// Of those, reported lost.
+    pub lost: u64,
 }
 
 impl Estimate {
     pub fn bits_per_second(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.bps.load(Ordering::Relaxed)
+    }
+
+    pub fn feedback(&self) -> Feedback {
+        Feedback {
+            bps: self.bits_per_second(),
+            reported: self.0.reported.load(Ordering::Relaxed),
+            lost: self.0.lost.load(Ordering::Relaxed),
+        }
     }
 
     fn set(&self, bps: f64) {
-        self.0.store(bps.max(0.0) as u64, Ordering::Relaxed);
+        self.0.bps.store(bps.max(0.0) as u64, Ordering::Relaxed);
+    }
+
+    fn count(&self, reported: u64, lost: u64) {
+        self.0.reported.fetch_add(reported, Ordering::Relaxed);
+        self.0.lost.fetch_add(lost, Ordering::Relaxed);
     }
 }
 
@@ -286,6 +324,13 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
             self.estimate.set(*bits_per_second);
         }
         if let Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(cc) = p.as_any().downcast_ref::<TransportLayerCc>() {
+                    let reported = u64::from(cc.packet_status_count);
+                    let arrived = (cc.recv_deltas.len() as u64).min(reported);
+                    self.estimate.count(reported, reported - arrived);
+                }
+            }
             let wanted = packets.iter().any(|p| is_keyframe_request(p.as_ref()));
             if wanted {
                 msg.message.add(Attribute::DeliverToApplication);

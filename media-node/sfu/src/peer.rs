@@ -258,12 +258,12 @@ impl Peers {
         self.map.get_mut(&id).map(|p| &mut **p)
     }
 
-    /// A connected connection's downlink estimate, bits per second.
-    pub(crate) fn estimate(&self, id: PeerId) -> Option<u64> {
+    /// A connected connection's downlink estimate and what its feedback said so far.
+    pub(crate) fn estimate(&self, id: PeerId) -> Option<media::Feedback> {
         self.map
             .get(&id)
             .filter(|p| p.connected)
-            .map(|p| p.estimate.bits_per_second())
+            .map(|p| p.estimate.feedback())
     }
 
     pub(crate) fn connected(&self, id: PeerId) -> bool {
