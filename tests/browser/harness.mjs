@@ -561,8 +561,8 @@ export function aulaSuite(name, { setup = async () => ({}), teardown = async () 
     get browser() {
       return shared.browser;
     },
-    test(sentence, fn, { timeout = TEST_TIMEOUT } = {}) {
-      test(sentence, { timeout }, async () => {
+    test(sentence, fn, { timeout = TEST_TIMEOUT, skip = false } = {}) {
+      test(sentence, { timeout, skip }, async () => {
         assert.ok(shared.portal && shared.browser, 'the portal and the browser are running');
         const s = new Scenario(shared.browser, shared.portal, `${name} ${sentence}`);
         try {
