@@ -344,8 +344,10 @@ impl Sfu {
                 Ok(())
             }
             ClientMessage::RequestKeyframe { participant } => {
-                self.subscriber_asks(now, conn, participant, Source::Camera);
-                self.subscriber_asks(now, conn, participant, Source::Screen);
+                if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
+                    self.request_keyframe(now, p, Source::Camera, crate::fanout::Ask::Once);
+                    self.request_keyframe(now, p, Source::Screen, crate::fanout::Ask::Once);
+                }
                 Ok(())
             }
             _ if !moderator => Err(SfuError::Refused(
@@ -520,7 +522,6 @@ impl Sfu {
         for (room, active, video) in changed {
             self.broadcast(room, None, &ServerMessage::Speakers { active, video });
         }
-        self.allocate_bandwidth(now);
         self.next_speaker_tick = if self.rooms.values().any(|r| r.meeting) {
             Some(now + speakers::DECISION_INTERVAL)
         } else {
