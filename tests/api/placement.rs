@@ -36,11 +36,34 @@ pub async fn a_join_grant_names_a_live_node_or_says_when_to_retry(app: &TestApp)
     assert_eq!(granted.body["node_url"], node.address.as_str());
 }
 
-fn registered(app: &TestApp) -> MediaNode {
+/// A node's signalling address on 127.0.0.1 whose health check answers 200, as a live
+/// node's does (the portal probes a node a client reports lost; a made-up host name would
+/// send that probe to DNS).
+async fn answering_address() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 1024];
+                let _ = conn.read(&mut request).await;
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    format!("ws://{addr}/media")
+}
+
+async fn registered(app: &TestApp) -> MediaNode {
     let now = app.clock_now();
     MediaNode {
         id: RandomIds.node_id(),
-        address: format!("wss://node-{}.aula.example", RandomIds.uuid().simple()),
+        address: answering_address().await,
         capacity: 1_000_000,
         load: 0,
         reserved: 0,
@@ -65,13 +88,14 @@ async fn granted_node(
 pub async fn a_client_that_lost_its_node_gets_another_once_that_node_has_gone_quiet(app: &TestApp) {
     let t = app.teacher().await;
     let (room, _) = app.room(&t, false).await;
-    let first = registered(app);
+    let first = registered(app).await;
     app.store.put_node(&first).await.expect("registered");
     let grant = |body: serde_json::Value| granted_node(app, &t.auth, &room, body);
     assert_eq!(grant(json!({})).await, first.address);
     // A second node comes up; a client reports the first unreachable while its heartbeat
-    // is fresh: the word of one client does not move the room.
-    let second = registered(app);
+    // is fresh and it answers its health check: the word of one client does not move the
+    // room.
+    let second = registered(app).await;
     app.store.put_node(&second).await.expect("registered");
     assert_eq!(
         grant(json!({ "unreachable": first.address })).await,

@@ -12,6 +12,7 @@ import {
   passPrejoin,
   sendChat,
   chatMessages,
+  TEST_TIMEOUT,
   WAIT,
   eventually,
 } from './harness.mjs';
@@ -114,6 +115,9 @@ suite.test(
     }
     assert.ok(!options.includes(ben.pid), 'nobody writes privately to themselves');
   },
+  // Four browser contexts, three joins through the pre-join screen and two reloads: 55 s on
+  // the quiet 2-core machine, too close to the default minute.
+  { timeout: 2 * TEST_TIMEOUT },
 );
 
 /** The chat messages one browser keeps for `me` (all rooms), from its localStorage. */
