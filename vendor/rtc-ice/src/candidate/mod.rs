@@ -12,17 +12,6 @@
 //! Each type has its own constructor module (`candidate_host`, `candidate_relay`, …), all
 //! built on the shared [`CandidateConfig`](crate::candidate::CandidateConfig).
 
-#[cfg(test)]
-mod candidate_pair_test;
-#[cfg(test)]
-mod candidate_test;
-
-//TODO: #[cfg(test)]
-//TODO: mod candidate_relay_test;
-/*TODO: #[cfg(test)]
-TODO: mod candidate_server_reflexive_test;
-*/
-
 /// Host candidates: an address on a local interface.
 pub mod candidate_host;
 /// A local/remote candidate pair and its check state.
@@ -459,7 +448,7 @@ impl Candidate {
     /// Fails if `ip`'s family does not match this candidate's network type.
     pub fn set_ip(&mut self, ip: &IpAddr) -> Result<()> {
         self.network_type = determine_network_type(&self.network, ip)?;
-        self.resolved_addr = SocketAddr::new(*ip, self.port); //TODO:  create_addr(network_type, *ip, self.port);
+        self.resolved_addr = SocketAddr::new(*ip, self.port); // upstream: create_addr(network_type, *ip, self.port) once it exists
         Ok(())
     }
 }

@@ -1,6 +1,3 @@
-//#[cfg(test)]
-//mod mdns_test;
-
 use mdns::Mdns;
 use mdns::MdnsConfig;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,6 +1,3 @@
-#[cfg(test)]
-mod state_test;
-
 use std::fmt;
 
 /// An enum showing the state of a ICE Connection List of supported States.

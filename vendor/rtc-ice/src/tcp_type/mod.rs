@@ -1,6 +1,3 @@
-#[cfg(test)]
-mod tcp_type_test;
-
 use std::fmt;
 
 // TCPType is the type of ICE TCP candidate as described in

@@ -1,6 +1,3 @@
-#[cfg(test)]
-mod url_test;
-
 use std::borrow::Cow;
 use std::convert::From;
 use std::fmt;

@@ -1,6 +1,3 @@
-#[cfg(test)]
-mod control_test;
-
 use std::fmt;
 
 use shared::error::*;

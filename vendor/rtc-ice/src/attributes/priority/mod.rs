@@ -1,6 +1,3 @@
-#[cfg(test)]
-mod priority_test;
-
 use shared::error::*;
 use stun::attributes::ATTR_PRIORITY;
 use stun::checks::*;

@@ -1,6 +1,3 @@
-#[cfg(test)]
-mod use_candidate_test;
-
 use shared::error::*;
 use stun::attributes::ATTR_USE_CANDIDATE;
 use stun::message::*;
