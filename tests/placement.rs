@@ -9,7 +9,7 @@ use aula_domain::ids::IdGenerator;
 use aula_domain::ports::NodeProbe;
 use aula_domain::retention;
 use aula_domain::services::{Aula, LoginPolicy, PlacementPolicy, ServiceError};
-use aula_domain::{Clock, MediaNode, Span, Timestamp};
+use aula_domain::{Clock, MediaNode, RoomId, Span, Timestamp};
 use aula_store::RandomIds;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -45,17 +45,65 @@ impl NodeProbe for Probe {
     }
 }
 
-fn aula() -> (Aula, Arc<TestClock>) {
-    let (aula, clock, _) = aula_probed();
-    (aula, clock)
+/// A portal with its clock and health probe, and the calls every placement test makes.
+struct Cluster {
+    aula: Aula,
+    clock: Arc<TestClock>,
+    probe: Arc<Probe>,
 }
 
-fn aula_probed() -> (Aula, Arc<TestClock>, Arc<Probe>) {
-    let clock = Arc::new(TestClock(AtomicI64::new(T0)));
-    let probe = Arc::new(Probe::default());
-    let mut aula = common::embedded_aula(clock.clone(), LoginPolicy::default());
-    aula.probe = probe.clone();
-    (aula, clock, probe)
+impl Cluster {
+    fn new() -> Self {
+        let clock = Arc::new(TestClock(AtomicI64::new(T0)));
+        let probe = Arc::new(Probe::default());
+        let mut aula = common::embedded_aula(clock.clone(), LoginPolicy::default());
+        aula.probe = probe.clone();
+        Cluster { aula, clock, probe }
+    }
+
+    async fn register(&self, load: u32, capacity: u32) -> MediaNode {
+        let n = node(load, capacity, self.clock.now());
+        self.aula.store.put_node(&n).await.expect("registered");
+        n
+    }
+
+    /// Places `room` for `who` with the default policy, as a join grant does; `lost` is the
+    /// node the client reports it cannot reach.
+    async fn place(&self, room: RoomId, who: &str, lost: Option<&MediaNode>) -> MediaNode {
+        self.aula
+            .place(
+                room,
+                who,
+                PlacementPolicy::default(),
+                lost.map(|n| n.address.as_str()),
+            )
+            .await
+            .expect("placed")
+    }
+
+    /// Time passes; only `alive` renews its heartbeat.
+    async fn later_only_heartbeating(&self, seconds: i64, alive: &MediaNode) {
+        self.clock
+            .0
+            .fetch_add(Span::seconds(seconds).millis(), Ordering::SeqCst);
+        let renewed = MediaNode {
+            last_heartbeat: self.clock.now(),
+            expires_at: retention::heartbeat_expiry(self.clock.now()),
+            ..alive.clone()
+        };
+        self.aula.store.put_node(&renewed).await.expect("heartbeat");
+    }
+
+    /// Two empty nodes of 100 seats and a room placed on one of them for `who`: the room, its
+    /// node, the other node.
+    async fn a_room_on_one_of_two_nodes(&self, who: &str) -> (RoomId, MediaNode, MediaNode) {
+        let a = self.register(0, 100).await;
+        let b = self.register(0, 100).await;
+        let room = RandomIds.room_id();
+        let first = self.place(room, who, None).await;
+        let (on, other) = if first.id == a.id { (a, b) } else { (b, a) };
+        (room, on, other)
+    }
 }
 
 fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {
@@ -72,22 +120,13 @@ fn node(load: u32, capacity: u32, at: Timestamp) -> MediaNode {
 
 #[tokio::test]
 async fn a_thousand_rooms_spread_over_five_nodes_within_ten_percent_of_even() {
-    let (aula, clock) = aula();
-    let nodes: Vec<_> = (0..5).map(|_| node(0, 100_000, clock.now())).collect();
-    for n in &nodes {
-        aula.store.put_node(n).await.expect("registered");
+    let cluster = Cluster::new();
+    for _ in 0..5 {
+        cluster.register(0, 100_000).await;
     }
     let mut per_node: HashMap<String, u32> = HashMap::new();
     for _ in 0..1000 {
-        let placed = aula
-            .place(
-                RandomIds.room_id(),
-                "guest:test",
-                PlacementPolicy::default(),
-                None,
-            )
-            .await
-            .expect("placed");
+        let placed = cluster.place(RandomIds.room_id(), "guest:test", None).await;
         *per_node.entry(placed.address).or_default() += 1;
     }
     assert_eq!(per_node.len(), 5, "every node got rooms");
@@ -101,70 +140,30 @@ async fn a_thousand_rooms_spread_over_five_nodes_within_ten_percent_of_even() {
 
 #[tokio::test]
 async fn a_room_stays_on_its_node_and_moves_when_the_node_stops_heartbeating() {
-    let (aula, clock) = aula();
-    let a = node(0, 100, clock.now());
-    let b = node(0, 100, clock.now());
-    aula.store.put_node(&a).await.expect("a");
-    aula.store.put_node(&b).await.expect("b");
-    let room = RandomIds.room_id();
-    let first = aula
-        .place(room, "guest:test", PlacementPolicy::default(), None)
-        .await
-        .expect("placed");
+    let cluster = Cluster::new();
+    let (room, first, survivor) = cluster.a_room_on_one_of_two_nodes("guest:test").await;
     for _ in 0..5 {
-        let again = aula
-            .place(room, "guest:test", PlacementPolicy::default(), None)
-            .await
-            .expect("placed");
+        let again = cluster.place(room, "guest:test", None).await;
         assert_eq!(
             again.id, first.id,
             "a room stays on its node while it lives"
         );
     }
     // Only the other node keeps sending heartbeats; the first one's record dies.
-    let survivor = if first.id == a.id { b } else { a };
-    clock
-        .0
-        .fetch_add(Span::seconds(20).millis(), Ordering::SeqCst);
-    let renewed = MediaNode {
-        last_heartbeat: clock.now(),
-        expires_at: retention::heartbeat_expiry(clock.now()),
-        ..survivor.clone()
-    };
-    aula.store.put_node(&renewed).await.expect("heartbeat");
-    let moved = aula
-        .place(room, "guest:test", PlacementPolicy::default(), None)
-        .await
-        .expect("placed");
+    cluster.later_only_heartbeating(20, &survivor).await;
+    let moved = cluster.place(room, "guest:test", None).await;
     assert_eq!(moved.id, survivor.id, "the room moved to the live node");
 }
 
 #[tokio::test]
 async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the_node_has_gone_quiet_but_not_on_a_client_word_alone()
  {
-    let (aula, clock) = aula();
-    let a = node(0, 100, clock.now());
-    let b = node(0, 100, clock.now());
-    aula.store.put_node(&a).await.expect("a");
-    aula.store.put_node(&b).await.expect("b");
-    let room = RandomIds.room_id();
-    let first = aula
-        .place(room, "guest:test", PlacementPolicy::default(), None)
-        .await
-        .expect("placed");
-    let (dead, survivor) = if first.id == a.id { (a, b) } else { (b, a) };
+    let cluster = Cluster::new();
+    let (room, dead, survivor) = cluster.a_room_on_one_of_two_nodes("guest:test").await;
 
     // A client says it cannot reach the node, whose heartbeat is fresh: one client's network
     // (or a malicious guest) does not take a healthy node out of service.
-    let kept = aula
-        .place(
-            room,
-            "guest:test",
-            PlacementPolicy::default(),
-            Some(&dead.address),
-        )
-        .await
-        .expect("placed");
+    let kept = cluster.place(room, "guest:test", Some(&dead)).await;
     assert_eq!(
         kept.id, dead.id,
         "a node with a fresh heartbeat keeps its rooms"
@@ -172,87 +171,45 @@ async fn a_room_moves_at_once_when_a_client_reports_its_node_unreachable_and_the
 
     // The node dies; 4 s later (its registry entry lives 15 s) the survivor has renewed its
     // heartbeat and the dead node has not.
-    clock
-        .0
-        .fetch_add(Span::seconds(4).millis(), Ordering::SeqCst);
-    let renewed = MediaNode {
-        last_heartbeat: clock.now(),
-        expires_at: retention::heartbeat_expiry(clock.now()),
-        ..survivor.clone()
-    };
-    aula.store.put_node(&renewed).await.expect("heartbeat");
-    let unreported = aula
-        .place(room, "guest:test", PlacementPolicy::default(), None)
-        .await
-        .expect("placed");
+    cluster.later_only_heartbeating(4, &survivor).await;
+    let unreported = cluster.place(room, "guest:test", None).await;
     assert_eq!(
         unreported.id, dead.id,
         "without a report the registry entry still counts"
     );
-    let moved = aula
-        .place(
-            room,
-            "guest:test",
-            PlacementPolicy::default(),
-            Some(&dead.address),
-        )
-        .await
-        .expect("placed");
+    let moved = cluster.place(room, "guest:test", Some(&dead)).await;
     assert_eq!(
         moved.id, survivor.id,
         "reported and quiet: the room moves now"
     );
-    let stays = aula
-        .place(room, "guest:test", PlacementPolicy::default(), None)
-        .await
-        .expect("placed");
+    let stays = cluster.place(room, "guest:test", None).await;
     assert_eq!(stays.id, survivor.id, "and stays on its new node");
 }
 
 #[tokio::test]
 async fn a_room_moves_at_once_when_its_reported_node_does_not_answer_its_health_check_though_its_heartbeat_is_fresh()
  {
-    let (aula, clock, probe) = aula_probed();
-    let a = node(0, 100, clock.now());
-    let b = node(0, 100, clock.now());
-    aula.store.put_node(&a).await.expect("a");
-    aula.store.put_node(&b).await.expect("b");
-    let room = RandomIds.room_id();
-    let first = aula
-        .place(room, "guest:teacher", PlacementPolicy::default(), None)
-        .await
-        .expect("placed");
-    let (dead, survivor) = if first.id == a.id { (a, b) } else { (b, a) };
+    let cluster = Cluster::new();
+    let (room, dead, survivor) = cluster.a_room_on_one_of_two_nodes("guest:teacher").await;
     assert!(
-        probe.asked.lock().expect("lock").is_empty(),
+        cluster.probe.asked.lock().expect("lock").is_empty(),
         "nobody reported a node: none was asked"
     );
 
     // Killed a moment ago: its last heartbeat is fresh, its health check is refused.
-    probe.fail(&dead);
-    let moved = aula
-        .place(
-            room,
-            "guest:anna",
-            PlacementPolicy::default(),
-            Some(&dead.address),
-        )
-        .await
-        .expect("placed");
+    cluster.probe.fail(&dead);
+    let moved = cluster.place(room, "guest:anna", Some(&dead)).await;
     assert_eq!(
         moved.id, survivor.id,
         "the room moved with the first report"
     );
     assert_eq!(
-        *probe.asked.lock().expect("lock"),
+        *cluster.probe.asked.lock().expect("lock"),
         vec![dead.address.clone()],
         "only the reported node was asked"
     );
     for who in ["guest:teacher", "guest:ben"] {
-        let next = aula
-            .place(room, who, PlacementPolicy::default(), None)
-            .await
-            .expect("placed");
+        let next = cluster.place(room, who, None).await;
         assert_eq!(
             next.id, survivor.id,
             "{who} follows the room to its new node"
@@ -260,44 +217,35 @@ async fn a_room_moves_at_once_when_its_reported_node_does_not_answer_its_health_
     }
 
     // One client reports the new node too, which answers: the room stays.
-    let kept = aula
-        .place(
-            room,
-            "guest:ben",
-            PlacementPolicy::default(),
-            Some(&survivor.address),
-        )
-        .await
-        .expect("placed");
+    let kept = cluster.place(room, "guest:ben", Some(&survivor)).await;
     assert_eq!(kept.id, survivor.id, "a node that answers keeps its room");
 }
 
 #[tokio::test]
 async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
-    let (aula, clock) = aula();
+    let cluster = Cluster::new();
     let small = PlacementPolicy {
         default_seats: 5,
         grow_seats: 1,
         retry_after_secs: 30,
     };
     for _ in 0..2 {
-        aula.store
-            .put_node(&node(0, 10, clock.now()))
-            .await
-            .expect("node");
+        cluster.register(0, 10).await;
     }
     // Two nodes of 10 participants, rooms expected to bring 5: four rooms fit, the fifth
     // does not, although no heartbeat has reported a single participant yet.
     let mut per_node: HashMap<String, u32> = HashMap::new();
     for _ in 0..4 {
-        let n = aula
+        let n = cluster
+            .aula
             .place(RandomIds.room_id(), "guest:test", small, None)
             .await
             .expect("placed");
         *per_node.entry(n.address).or_default() += 1;
     }
     assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![2, 2]);
-    let full = aula
+    let full = cluster
+        .aula
         .place(RandomIds.room_id(), "guest:test", small, None)
         .await;
     assert!(
@@ -313,8 +261,9 @@ async fn rooms_placed_but_not_yet_joined_count_against_a_node() {
 
 #[tokio::test]
 async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
-    let (aula, clock) = aula();
-    let nothing = aula
+    let cluster = Cluster::new();
+    let nothing = cluster
+        .aula
         .place(
             RandomIds.room_id(),
             "guest:test",
@@ -324,12 +273,10 @@ async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
         .await;
     assert!(matches!(nothing, Err(ServiceError::NoCapacity { .. })));
     for _ in 0..3 {
-        aula.store
-            .put_node(&node(500, 500, clock.now()))
-            .await
-            .expect("full node");
+        cluster.register(500, 500).await;
     }
-    let full = aula
+    let full = cluster
+        .aula
         .place(
             RandomIds.room_id(),
             "guest:test",
@@ -347,25 +294,14 @@ async fn a_full_cluster_or_no_node_at_all_refuses_with_retry_after() {
 
 #[tokio::test]
 async fn a_node_without_seats_never_gets_a_room_not_even_when_the_rooms_node_is_lost() {
-    let (aula, clock, probe) = aula_probed();
+    let cluster = Cluster::new();
     // `aula serve --media-capacity 0`: the portal's in-process node is registered, takes no
     // rooms; the rooms go to the two separately run nodes.
-    let portal = node(0, 0, clock.now());
-    let a = node(0, 1000, clock.now());
-    let b = node(0, 1000, clock.now());
-    for n in [&portal, &a, &b] {
-        aula.store.put_node(n).await.expect("registered");
-    }
+    let portal = cluster.register(0, 0).await;
+    let a = cluster.register(0, 1000).await;
+    let b = cluster.register(0, 1000).await;
     for _ in 0..50 {
-        let placed = aula
-            .place(
-                RandomIds.room_id(),
-                "guest:test",
-                PlacementPolicy::default(),
-                None,
-            )
-            .await
-            .expect("placed");
+        let placed = cluster.place(RandomIds.room_id(), "guest:test", None).await;
         assert_ne!(
             placed.id, portal.id,
             "a new room never goes to a node without seats"
@@ -375,22 +311,16 @@ async fn a_node_without_seats_never_gets_a_room_not_even_when_the_rooms_node_is_
     // A room's node is killed: its class follows the room to the other node, every time.
     for _ in 0..10 {
         let room = RandomIds.room_id();
-        let first = aula
-            .place(room, "guest:teacher", PlacementPolicy::default(), None)
-            .await
-            .expect("placed");
+        let first = cluster.place(room, "guest:teacher", None).await;
         let (lost, other) = if first.id == a.id { (&a, &b) } else { (&b, &a) };
-        probe.fail(lost);
+        cluster.probe.fail(lost);
         for who in ["guest:teacher", "guest:anna", "guest:ben"] {
-            let moved = aula
-                .place(room, who, PlacementPolicy::default(), Some(&lost.address))
-                .await
-                .expect("a seat on the other node");
+            let moved = cluster.place(room, who, Some(lost)).await;
             assert_eq!(
                 moved.id, other.id,
                 "{who} is placed on the other node with seats"
             );
         }
-        probe.down.lock().expect("lock").clear();
+        cluster.probe.down.lock().expect("lock").clear();
     }
 }

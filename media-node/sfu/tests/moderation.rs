@@ -78,6 +78,30 @@ fn closed(out: &[Output], conn: ConnId) -> bool {
         .any(|o| matches!(o, Output::Close { conn: c } if *c == conn))
 }
 
+/// A room on a node of 10 seats with the teacher on connection 1 and `guests` guests on
+/// connections 2, 3, …, everyone admitted and the join frames already read.
+fn a_lesson_with_guests(now: Instant, guests: u128) -> Sfu {
+    let mut s = sfu(10);
+    s.join(now, 1, joining(teacher(), false));
+    for n in 1..=guests {
+        s.join(now, (n + 1) as ConnId, joining(guest(n), false));
+    }
+    outputs(&mut s);
+    s
+}
+
+fn refused_as_forbidden(out: &[Output], conn: ConnId) -> bool {
+    frames(out, conn).iter().any(|f| {
+        matches!(
+            f,
+            ServerMessage::Error {
+                code: ErrorCode::Forbidden,
+                ..
+            }
+        )
+    })
+}
+
 #[test]
 fn a_knocking_guest_waits_unseen_until_the_moderator_admits_them() {
     let now = Instant::now();
@@ -279,11 +303,7 @@ fn a_join_refused_by_a_full_node_leaves_no_room_behind_and_empty_rooms_are_forgo
 #[test]
 fn guests_cannot_moderate_and_moderators_cannot_be_removed() {
     let now = Instant::now();
-    let mut s = sfu(10);
-    s.join(now, 1, joining(teacher(), false));
-    s.join(now, 2, joining(guest(1), false));
-    s.join(now, 3, joining(guest(2), false));
-    outputs(&mut s);
+    let mut s = a_lesson_with_guests(now, 2);
     for m in [
         ClientMessage::Mute {
             participant: guest(2),
@@ -295,13 +315,7 @@ fn guests_cannot_moderate_and_moderators_cannot_be_removed() {
     ] {
         s.handle_message(now, 2, m);
         let out = outputs(&mut s);
-        assert!(frames(&out, 2).iter().any(|f| matches!(
-            f,
-            ServerMessage::Error {
-                code: ErrorCode::Forbidden,
-                ..
-            }
-        )));
+        assert!(refused_as_forbidden(&out, 2));
         assert!(frames(&out, 3).is_empty());
     }
     s.handle_message(
@@ -318,10 +332,7 @@ fn guests_cannot_moderate_and_moderators_cannot_be_removed() {
 #[test]
 fn a_moderator_mutes_a_guest_who_is_told_and_may_unmute_themselves() {
     let now = Instant::now();
-    let mut s = sfu(10);
-    s.join(now, 1, joining(teacher(), false));
-    s.join(now, 2, joining(guest(1), false));
-    outputs(&mut s);
+    let mut s = a_lesson_with_guests(now, 1);
     s.handle_message(
         now,
         1,
@@ -423,10 +434,7 @@ fn a_bad_offer_is_an_error_frame_not_a_crash() {
 #[test]
 fn a_moderator_lowers_a_raised_hand_and_everyone_sees_it_down_but_a_guest_cannot() {
     let now = Instant::now();
-    let mut s = sfu(10);
-    s.join(now, 1, joining(teacher(), false));
-    s.join(now, 2, joining(guest(1), false));
-    s.join(now, 3, joining(guest(2), false));
+    let mut s = a_lesson_with_guests(now, 2);
     s.handle_message(now, 2, ClientMessage::RaiseHand { raised: true });
     outputs(&mut s);
 
@@ -439,13 +447,7 @@ fn a_moderator_lowers_a_raised_hand_and_everyone_sees_it_down_but_a_guest_cannot
         },
     );
     let out = outputs(&mut s);
-    assert!(frames(&out, 3).iter().any(|f| matches!(
-        f,
-        ServerMessage::Error {
-            code: ErrorCode::Forbidden,
-            ..
-        }
-    )));
+    assert!(refused_as_forbidden(&out, 3));
     assert!(frames(&out, 2).is_empty(), "the hand stays up");
 
     s.handle_message(
