@@ -11,40 +11,29 @@
 use anyhow::{Context as _, anyhow, bail};
 use aula_domain::Participant;
 use aula_sfu::protocol::{ClientMessage, PublishedTrack, ServerMessage, Source};
-use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
-use rtc::rtp::extension::HeaderExtension;
-use rtc::rtp::extension::audio_level_extension::AudioLevelExtension;
 use rtc::rtp_transceiver::rtp_sender::RtpCodecKind;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
-use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 pub mod light;
+mod payload;
+mod synthetic;
 
 pub use light::LightClient;
+pub use payload::percentile;
+pub(crate) use payload::{HEADER_LEN, MTU_PAYLOAD, frame_packets, payload_vec, record_received};
+use synthetic::{local_track, send_audio, send_video, watch_keyframe_requests};
 
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
     RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription, SettingEngineBuilder,
 };
-
-const MAGIC: &[u8; 4] = b"AULA";
-/// VP8 descriptor, frame header byte, magic, sender, sequence, send time.
-pub(crate) const HEADER_LEN: usize = 2 + 4 + 4 + 4 + 8;
-/// Video payload bytes per packet (a frame is cut into packets of at most this).
-pub(crate) const MTU_PAYLOAD: usize = 1100;
-
-/// The instant all clients of this process measure send times from.
-pub(crate) fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
 
 /// What to publish.
 #[derive(Debug, Clone, Copy)]
@@ -508,99 +497,6 @@ async fn receive(
     }
 }
 
-/// Counts one received payload from `participant`'s `source` and checks it; false once the
-/// stats are unusable (a poisoned lock).
-pub(crate) fn record_received(
-    stats: &ClientStats,
-    participant: &str,
-    source: Source,
-    payload: &[u8],
-) -> bool {
-    let now = epoch().elapsed();
-    let check = check_payload(payload);
-    let Ok(mut all) = stats.received.lock() else {
-        return false;
-    };
-    // Look up before inserting: no key allocation per packet.
-    let key = (participant.to_owned(), source);
-    let r = match all.get_mut(&key) {
-        Some(r) => r,
-        None => all.entry(key).or_default(),
-    };
-    r.packets += 1;
-    r.bytes += payload.len() as u64;
-    match check {
-        Some((sender, sent_at)) => {
-            if !r.senders.contains(&sender) {
-                r.senders.push(sender);
-            }
-            // Keep a bounded sample: every packet at first, then every tenth.
-            if r.latency_us.len() < 10_000 || r.packets % 10 == 0 {
-                let us = now.as_micros().saturating_sub(u128::from(sent_at)) as u64;
-                r.latency_us.push(us);
-            }
-        }
-        None => r.damaged += 1,
-    }
-    true
-}
-
-/// Sender index and send time (µs since the epoch) of an intact synthetic payload.
-pub(crate) fn check_payload(p: &[u8]) -> Option<(u32, u64)> {
-    if p.len() < HEADER_LEN || &p[2..6] != MAGIC {
-        return None;
-    }
-    let sender = u32::from_be_bytes(p[6..10].try_into().ok()?);
-    let seq = u32::from_be_bytes(p[10..14].try_into().ok()?);
-    let sent = u64::from_be_bytes(p[14..22].try_into().ok()?);
-    let intact = p[HEADER_LEN..]
-        .iter()
-        .enumerate()
-        .all(|(i, b)| *b == filler(sender, seq, i));
-    intact.then_some((sender, sent))
-}
-
-fn filler(sender: u32, seq: u32, i: usize) -> u8 {
-    (sender.wrapping_mul(31) ^ seq.wrapping_mul(7) ^ i as u32) as u8
-}
-
-fn payload(descriptor: u8, frame_header: u8, sender: u32, seq: u32, len: usize) -> Bytes {
-    Bytes::from(payload_vec(descriptor, frame_header, sender, seq, len))
-}
-
-/// A synthetic payload: `descriptor` and `frame_header` are its first two bytes (VP8
-/// payload descriptor and frame header for video, zero for audio).
-pub(crate) fn payload_vec(
-    descriptor: u8,
-    frame_header: u8,
-    sender: u32,
-    seq: u32,
-    len: usize,
-) -> Vec<u8> {
-    let mut p = Vec::with_capacity(len.max(HEADER_LEN));
-    p.push(descriptor);
-    p.push(frame_header);
-    p.extend_from_slice(MAGIC);
-    p.extend_from_slice(&sender.to_be_bytes());
-    p.extend_from_slice(&seq.to_be_bytes());
-    let sent = epoch().elapsed().as_micros() as u64;
-    p.extend_from_slice(&sent.to_be_bytes());
-    for i in 0..len.saturating_sub(HEADER_LEN) {
-        p.push(filler(sender, seq, i));
-    }
-    p
-}
-
-fn local_track(kind: RtpCodecKind, ssrc: u32, id: &str) -> Arc<TrackLocalStaticRTP> {
-    Arc::new(TrackLocalStaticRTP::new(aula_sfu::media::track(
-        format!("stream-{id}"),
-        id.to_owned(),
-        id.to_owned(),
-        kind,
-        ssrc,
-    )))
-}
-
 async fn peer_connection(events: Arc<Events>) -> anyhow::Result<Arc<dyn PeerConnection>> {
     let (engine, registry) = aula_sfu::media::engine_and_interceptors()?;
     let settings = SettingEngineBuilder::new()
@@ -670,143 +566,4 @@ impl Subscriber {
             .map_err(|_| anyhow!("the connection closed"))?;
         Ok(())
     }
-}
-
-async fn send_audio(
-    track: Arc<TrackLocalStaticRTP>,
-    sender: u32,
-    loudness: u8,
-    talking: bool,
-    stats: Arc<ClientStats>,
-    sending: Arc<AtomicBool>,
-) {
-    let mut every = tokio::time::interval(Duration::from_millis(20));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let ssrc = track_ssrc(&track).await;
-    // Sequence numbers count packets sent (a pause is not loss); timestamps keep running.
-    let mut seq = 0u32;
-    for tick in 0u32.. {
-        every.tick().await;
-        // DTX: a silent encoder sends one comfort-noise update per 400 ms.
-        if !sending.load(Ordering::Relaxed) || (!talking && tick % 20 != 0) {
-            continue;
-        }
-        seq = seq.wrapping_add(1);
-        let p = rtc::rtp::packet::Packet {
-            header: rtc::rtp::header::Header {
-                version: 2,
-                payload_type: aula_sfu::media::OPUS_PT,
-                sequence_number: seq as u16,
-                timestamp: tick.wrapping_mul(960),
-                ssrc,
-                ..Default::default()
-            },
-            payload: payload(0, 0, sender, seq, 120),
-        };
-        let len = p.payload.len() as u64;
-        let level = HeaderExtension::AudioLevel(AudioLevelExtension {
-            level: loudness,
-            voice: loudness < 127,
-        });
-        if track.write_rtp_with_extensions(p, &[level]).await.is_ok() {
-            stats.sent_packets.fetch_add(1, Ordering::Relaxed);
-            stats.sent_bytes.fetch_add(len, Ordering::Relaxed);
-        }
-    }
-}
-
-async fn send_video(
-    track: Arc<TrackLocalStaticRTP>,
-    sender: u32,
-    bitrate: u32,
-    keyframe: Arc<AtomicBool>,
-    stats: Arc<ClientStats>,
-    sending: Arc<AtomicBool>,
-) {
-    const FPS: u64 = 30;
-    let mut every = tokio::time::interval(Duration::from_micros(1_000_000 / FPS));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let ssrc = track_ssrc(&track).await;
-    let frame_bytes = (bitrate as usize / 8 / FPS as usize).max(HEADER_LEN);
-    let mut seq = 0u32;
-    for frame in 0u32.. {
-        every.tick().await;
-        if !sending.load(Ordering::Relaxed) {
-            continue;
-        }
-        // A keyframe every 3 s, and whenever a receiver asked for one.
-        let key = keyframe.swap(false, Ordering::SeqCst) || frame % 90 == 0;
-        let packets = frame_bytes.div_ceil(MTU_PAYLOAD);
-        for (i, (len, descriptor, header)) in frame_packets(frame_bytes, key).enumerate() {
-            let p = rtc::rtp::packet::Packet {
-                header: rtc::rtp::header::Header {
-                    version: 2,
-                    payload_type: aula_sfu::media::VP8_PT,
-                    sequence_number: seq as u16,
-                    timestamp: frame.wrapping_mul(3000),
-                    marker: i + 1 == packets,
-                    ssrc,
-                    ..Default::default()
-                },
-                payload: payload(descriptor, header, sender, seq, len),
-            };
-            seq = seq.wrapping_add(1);
-            let n = p.payload.len() as u64;
-            if track.write_rtp(p).await.is_ok() {
-                stats.sent_packets.fetch_add(1, Ordering::Relaxed);
-                stats.sent_video_packets.fetch_add(1, Ordering::Relaxed);
-                stats.sent_bytes.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-    }
-}
-
-async fn watch_keyframe_requests(
-    track: Arc<TrackLocalStaticRTP>,
-    keyframe: Arc<AtomicBool>,
-    stats: Arc<ClientStats>,
-) {
-    while let Some(ev) = track.poll().await {
-        if let TrackLocalEvent::OnRtcpPacket(packets) = ev {
-            let asked = packets
-                .iter()
-                .any(|p| aula_sfu::media::is_keyframe_request(p.as_ref()));
-            if asked {
-                stats.keyframe_requests.fetch_add(1, Ordering::SeqCst);
-                keyframe.store(true, Ordering::SeqCst);
-            }
-        }
-    }
-}
-
-async fn track_ssrc(track: &TrackLocalStaticRTP) -> u32 {
-    track.track().await.ssrcs().last().unwrap_or_default()
-}
-
-/// Latency percentiles (µs) of a sample.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// The packets of one VP8-shaped frame of `frame_bytes`: per packet its payload length, VP8
-/// descriptor (S=1 on the first) and frame-header byte (P bit unless a keyframe).
-pub(crate) fn frame_packets(
-    frame_bytes: usize,
-    key: bool,
-) -> impl Iterator<Item = (usize, u8, u8)> {
-    let packets = frame_bytes.div_ceil(MTU_PAYLOAD);
-    (0..packets).map(move |i| {
-        let len = if i + 1 == packets {
-            frame_bytes - MTU_PAYLOAD * (packets - 1)
-        } else {
-            MTU_PAYLOAD
-        }
-        .max(HEADER_LEN);
-        let descriptor = if i == 0 { 0x10 } else { 0x00 };
-        (len, descriptor, if key { 0x00 } else { 0x01 })
-    })
 }
