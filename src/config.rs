@@ -53,7 +53,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AULA_MEDIA_PUBLIC_IP")]
     media_public_ip: Option<std::net::IpAddr>,
     /// Participants the in-process media node takes at most (as `aula-media-node`'s
-    /// `AULA_NODE_CAPACITY`); beyond it, placement answers 503 with `Retry-After`.
+    /// `AULA_NODE_CAPACITY`); beyond it, a join waits in the admission queue.
     #[arg(long, env = "AULA_NODE_CAPACITY", default_value_t = 500)]
     media_capacity: u32,
     /// Further origins of media nodes the page may open WebSockets to (its Content Security

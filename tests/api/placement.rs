@@ -9,12 +9,19 @@ use serde_json::json;
 pub async fn a_join_grant_names_a_live_node_or_says_when_to_retry(app: &TestApp) {
     let t = app.teacher().await;
     let (room, _) = app.room(&t, false).await;
-    // No media node is registered yet: 503 with Retry-After.
-    let refused = app
+    // No media node is registered yet: the teacher waits (202 with Retry-After), first in
+    // line, and is not given a place behind pupils.
+    let waiting = app
         .post(&format!("/api/rooms/{room}/join"), json!({}), &t.auth)
         .await;
-    assert_eq!((refused.status, refused.code()), (503, "no_capacity"));
-    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(waiting.status, 202, "{:?}", waiting.body);
+    assert!(waiting.headers.contains_key("retry-after"));
+    assert_eq!(waiting.body["position"], 1);
+    assert!(waiting.body["place"].is_null());
+    assert!(
+        waiting.body.get("grant").is_none(),
+        "no grant while waiting"
+    );
 
     // A node registers (its heartbeat); the next grant names it.
     let now = app.clock_now();

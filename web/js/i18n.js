@@ -209,6 +209,13 @@ const de = {
   join_link_copied: 'Link kopiert.',
   join_logout_as_guest: 'Abmelden und hier als Gast beitreten',
   node_full: 'Alle Medienserver sind voll. Neuer Versuch in {0} Sekunden …',
+  // Neutral (no du/Sie): pupils and teachers both see it.
+  queue_place: 'Alle Plätze sind gerade belegt. Dieser Raum ist Nr. {0} in der Warteschlange – es geht automatisch weiter, sobald Plätze frei werden.',
+  queue_place_estimate: 'Alle Plätze sind gerade belegt. Dieser Raum ist Nr. {0} in der Warteschlange – noch etwa {1}. Es geht automatisch weiter.',
+  queue_teacher: 'Alle Plätze sind gerade belegt. Lehrkräfte kommen als Erste an die Reihe – es geht automatisch weiter.',
+  queue_seconds: '{0} Sekunden',
+  queue_minutes: '{0} Minuten',
+  queue_minute: '1 Minute',
   screen: 'Bildschirm',
   // meeting screen
   meeting_title: 'Besprechung',
@@ -502,6 +509,12 @@ const en = {
   preview: 'Preview',
   no_devices: 'No access to camera or microphone – you can still listen and chat.',
   node_full: 'All media servers are full. Trying again in {0} seconds …',
+  queue_place: 'All places are taken right now. This room is no. {0} in the queue – it continues by itself as soon as places free up.',
+  queue_place_estimate: 'All places are taken right now. This room is no. {0} in the queue – about {1} to go. It continues by itself.',
+  queue_teacher: 'All places are taken right now. Teachers go first – it continues by itself.',
+  queue_seconds: '{0} seconds',
+  queue_minutes: '{0} minutes',
+  queue_minute: '1 minute',
   screen: 'Screen',
   // meeting screen
   meeting_title: 'Meeting',

@@ -292,6 +292,22 @@ pub struct JoinGrantIn {
     pub unreachable: Option<String>,
 }
 
+/// Every media node is full: the caller's room waits in the admission queue; ask again
+/// after `retry_after_secs` (also in `Retry-After`). The room keeps its place while its
+/// participants keep asking (a minute).
+#[derive(Serialize, ToSchema)]
+pub struct QueuedOut {
+    /// The room's place number; absent for a teacher, who does not queue behind pupils.
+    pub place: Option<u64>,
+    /// 1 at the front; at most the true position (rooms that gave up count until their
+    /// place lapses).
+    pub position: u64,
+    /// Seconds until the room gets its seats, at the pace its place has moved so far;
+    /// absent until it has moved.
+    pub estimate_secs: Option<u64>,
+    pub retry_after_secs: u64,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct GrantOut {
     /// The join grant (EdDSA JWT, audience `aula:room:<id>`) for the media node.

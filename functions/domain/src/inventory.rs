@@ -24,6 +24,8 @@ pub enum RecordKind {
     Audit,
     RateCounter,
     Placement,
+    AdmissionQueue,
+    RoomTicket,
 }
 
 /// Whose personal data a record holds.
@@ -81,7 +83,7 @@ pub struct RecordSpec {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 14] = [
+    pub const ALL: [RecordKind; 16] = [
         RecordKind::Moderator,
         RecordKind::ModeratorEmail,
         RecordKind::Room,
@@ -96,6 +98,8 @@ impl RecordKind {
         RecordKind::Audit,
         RecordKind::RateCounter,
         RecordKind::Placement,
+        RecordKind::AdmissionQueue,
+        RecordKind::RoomTicket,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -114,6 +118,8 @@ impl RecordKind {
             RecordKind::Audit => "audit",
             RecordKind::RateCounter => "rate_counter",
             RecordKind::Placement => "placement",
+            RecordKind::AdmissionQueue => "admission_queue",
+            RecordKind::RoomTicket => "room_ticket",
         }
     }
 
@@ -428,6 +434,45 @@ pub const INVENTORY: &[RecordSpec] = &[
                 "the participant ids that were granted a seat in the current meeting",
             ),
             f("reserved_at", "when a seat was last taken"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::AdmissionQueue,
+        description: "the admission queue's counters when every media node is full: how many places were handed out to rooms and the highest let in",
+        subject: Subject::Nobody,
+        purposes: OPERATION,
+        retention: Retention::AfterLastUse {
+            seconds: retention::ADMISSION_QUEUE.whole_seconds(),
+        },
+        fields: &[
+            f("queue", "which queue (there is one: the media nodes')"),
+            f("issued", "the highest place number handed out"),
+            f("admitted_through", "the highest place number let in"),
+            f("moved_at", "when a place was last let in"),
+            f(
+                "capacity_seen_at",
+                "when a waiting page first saw a free seat since then",
+            ),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::RoomTicket,
+        description: "a room's place in the admission queue while every media node is full: the room and its number, nothing about who waits",
+        subject: Subject::Nobody,
+        purposes: OPERATION,
+        retention: Retention::AfterLastUse {
+            seconds: retention::ROOM_TICKET.whole_seconds(),
+        },
+        fields: &[
+            f("room_id", "the room"),
+            f("number", "its place number"),
+            f(
+                "first_ahead",
+                "places ahead when it was taken (for the estimate)",
+            ),
+            f("issued_at", "when it was taken"),
             EXPIRES_AT,
         ],
     },

@@ -541,6 +541,49 @@ pub struct Placement {
     pub expires_at: Expiry,
 }
 
+/// The admission queue's counters: one record, no personal data. Rooms refused seats
+/// because every node is full are numbered in the order they were refused (a
+/// [`RoomTicket`] each); the counters say how far the queue has moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmissionQueue {
+    /// The highest ticket number issued.
+    pub issued: u64,
+    /// The highest ticket number admitted to a node.
+    pub admitted_through: u64,
+    /// When `admitted_through` last moved.
+    pub moved_at: Timestamp,
+    /// When a waiting pupil first saw a free seat after the mark last moved (earlier than
+    /// `moved_at`, or `None`: nobody has since). From then on the front may be rooms whose
+    /// pupils gave up.
+    pub capacity_seen_at: Option<Timestamp>,
+    pub expires_at: Expiry,
+}
+
+impl AdmissionQueue {
+    /// A queue nobody used: nothing issued, nothing waiting.
+    pub fn empty(now: Timestamp) -> Self {
+        AdmissionQueue {
+            issued: 0,
+            admitted_through: 0,
+            moved_at: now,
+            capacity_seen_at: None,
+            expires_at: crate::retention::admission_queue_expiry(now),
+        }
+    }
+}
+
+/// A room's place in the admission queue: every pupil of the room waits on it, and the
+/// whole class enters once the room gets its seats. Lives while its pupils keep asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomTicket {
+    pub room_id: RoomId,
+    pub number: u64,
+    /// How many places lay ahead when it was taken.
+    pub first_ahead: u64,
+    pub issued_at: Timestamp,
+    pub expires_at: Expiry,
+}
+
 /// Which bucket an object belongs to; each class has its own retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

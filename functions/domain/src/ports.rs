@@ -3,9 +3,10 @@
 //! physically deleted it yet (DynamoDB's TTL deletes lazily, typically within two days).
 
 use crate::{
-    AccessLogEntry, AuditEntry, ChatMessage, Conversation, Email, Guest, GuestId, InviteToken,
-    MediaNode, Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass, ObjectKey,
-    Placement, RateKey, Room, RoomId, Session, SessionId, StoredObject, Timestamp,
+    AccessLogEntry, AdmissionQueue, AuditEntry, ChatMessage, Conversation, Email, Guest, GuestId,
+    InviteToken, MediaNode, Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass,
+    ObjectKey, Placement, RateKey, Room, RoomId, RoomTicket, Session, SessionId, StoredObject,
+    Timestamp,
 };
 use async_trait::async_trait;
 
@@ -284,9 +285,35 @@ pub trait PlacementStore: Send + Sync {
     async fn reservations_on(&self, node: NodeId, now: Timestamp) -> StoreResult<Vec<Placement>>;
 }
 
+/// The admission queue (see [`AdmissionQueue`] and [`RoomTicket`]). Each write is atomic
+/// against concurrent callers; none ever moves a counter down.
+#[async_trait]
+pub trait AdmissionQueueStore: Send + Sync {
+    /// The counters; [`AdmissionQueue::empty`] when there are none (or they expired).
+    async fn admission_queue(&self, now: Timestamp) -> StoreResult<AdmissionQueue>;
+    /// The room's live place in the queue, its lifetime renewed; `None` if it has none.
+    async fn room_ticket(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<RoomTicket>>;
+    /// The room's place: its live one, or a new one numbered after every place handed out
+    /// before (`admitted_through`: the mark as the caller read it, for `first_ahead`).
+    /// Concurrent callers for one room get the same place.
+    async fn take_room_ticket(
+        &self,
+        room: RoomId,
+        admitted_through: u64,
+        now: Timestamp,
+    ) -> StoreResult<RoomTicket>;
+    /// The room got its seats: its place is given up and `admitted_through` rises to its
+    /// number (if lower), `moved_at` becoming `now`.
+    async fn room_admitted(&self, ticket: &RoomTicket, now: Timestamp) -> StoreResult<()>;
+    /// A waiting pupil saw free seats: `capacity_seen_at` is set to `now` unless it is
+    /// already set after the mark last moved.
+    async fn capacity_seen(&self, now: Timestamp) -> StoreResult<()>;
+}
+
 /// Everything the functions need from storage.
 pub trait Store:
     PlacementStore
+    + AdmissionQueueStore
     + SessionStore
     + RateLimitStore
     + AuditStore
@@ -303,6 +330,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: PlacementStore
+        + AdmissionQueueStore
         + SessionStore
         + RateLimitStore
         + AuditStore

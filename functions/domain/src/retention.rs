@@ -53,6 +53,18 @@ pub fn session_expiry(at: Timestamp) -> Expiry {
 pub fn audit_expiry(at: Timestamp) -> Expiry {
     Expiry::at(at.plus(AUDIT))
 }
+/// The admission queue's counters live this long after their last change: a queue nobody
+/// used for a day starts again from 1.
+pub const ADMISSION_QUEUE: Span = Span::days(1);
+pub fn admission_queue_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(ADMISSION_QUEUE))
+}
+/// A room's place in the queue lapses this long after its pupils last asked (they ask every
+/// 2–10 s while they wait): a class that gave up leaves the queue within a minute.
+pub const ROOM_TICKET: Span = Span::seconds(60);
+pub fn room_ticket_expiry(at: Timestamp) -> Expiry {
+    Expiry::at(at.plus(ROOM_TICKET))
+}
 pub fn placement_expiry(at: Timestamp) -> Expiry {
     Expiry::at(at.plus(PLACEMENT))
 }

@@ -55,11 +55,31 @@ export function retryDelay(retry) {
  * and for debugging in the console, where the seconds of a reconnect went. */
 const TRACE_KEPT = 300;
 
+/** A wait in words: seconds under a minute, else whole minutes (rounded up). */
+function duration(secs) {
+  if (secs < 60) return t('queue_seconds', Math.max(5, Math.ceil(secs / 5) * 5));
+  const min = Math.ceil(secs / 60);
+  return min === 1 ? t('queue_minute') : t('queue_minutes', min);
+}
+
 export class Signalling {
   trace(what) {
     const log = (window.__aulaTrace ||= []);
     log.push({ at: Date.now(), what });
     if (log.length > TRACE_KEPT) log.splice(0, log.length - TRACE_KEPT);
+  }
+
+  /** Every media node is full: the room has a place in the portal's queue. Ask again when
+   * the portal says (spread a little, so a class does not ask in step) and say where we are. */
+  waitInQueue(q) {
+    this.trace(`queued: place ${q.place ?? '-'}, position ${q.position}`);
+    let text;
+    if (q.place == null) text = t('queue_teacher');
+    else if (q.estimate_secs != null) text = t('queue_place_estimate', q.position, duration(q.estimate_secs));
+    else text = t('queue_place', q.position);
+    this.setState(this.retry ? 'reconnecting' : 'joining', text);
+    const wait = (Number(q.retry_after_secs) || 2) * (0.8 + Math.random() * 0.4);
+    this.timer = setTimeout(() => this.connect(), wait * 1000);
   }
 
   async connect() {
@@ -86,6 +106,7 @@ export class Signalling {
       this.trace(`grant failed: ${e.message || e}`);
       return this.reconnectLater();
     }
+    if (grant && !grant.grant && grant.position !== undefined) return this.waitInQueue(grant);
     this.trace(`grant for ${grant.node_url}`);
     if (grant.node_url === this.lostNode && (this.sameNodeAsks || 0) < SAME_NODE_ASKS) {
       this.sameNodeAsks = (this.sameNodeAsks || 0) + 1;
@@ -356,7 +377,7 @@ export class Signalling {
     if (!ice?.servers.length || Date.now() < ice.expires - 10_000) return ice?.servers || [];
     try {
       const grant = await post(`/api/rooms/${this.room}/join`, {});
-      this.ice = { servers: grant.ice_servers || [], expires: grant.expires_at };
+      if (grant?.grant) this.ice = { servers: grant.ice_servers || [], expires: grant.expires_at };
     } catch {
       // The old credentials still let running relays go on; a new one may fail and say so.
     }

@@ -266,33 +266,58 @@ async fn deny(
     post,
     path = "/api/rooms/{room}/join",
     tag = "rooms",
-    summary = "A short join grant for the room's media node.",
+    summary = "A short join grant for the room's media node, or, when every node is full, the room's place in the admission queue (202 with Retry-After: ask again then). Rooms enter in the order they were queued; teachers never queue behind pupils.",
     params(RoomPath),
     request_body = JoinGrantIn,
-    responses((status = 200, body = GrantOut))
+    responses(
+        (status = 200, body = GrantOut),
+        (status = 202, body = QueuedOut, description = "every media node is full: a place in the queue")
+    )
 )]
 async fn join_grant(
     State(st): State<ApiState>,
     Extension(caller): Extension<Caller>,
     Path(RoomPath { room }): Path<RoomPath>,
     Body(input): Body<JoinGrantIn>,
-) -> ApiResult<Json<GrantOut>> {
+) -> ApiResult<Response> {
     let grant = st.aula.join_grant(&caller, room).await?;
-    let (token, expires) = st.tokens.join(&grant, st.aula.clock.now())?;
+    let now = st.aula.clock.now();
     let node_url = match &st.config.media_node_url {
         Some(url) => url.clone(),
         None => {
-            st.aula
-                .place(
+            let entry = st
+                .aula
+                .admit(
                     grant.room,
                     &grant.participant.to_string(),
+                    grant.role == services::GrantRole::Moderator,
                     services::PlacementPolicy::default(),
                     input.unreachable.as_deref(),
                 )
-                .await?
-                .address
+                .await?;
+            match entry {
+                services::Entry::Placed(node) => node.address,
+                services::Entry::Queued(q) => {
+                    let mut response = (
+                        StatusCode::ACCEPTED,
+                        Json(QueuedOut {
+                            place: q.ticket,
+                            position: q.position,
+                            estimate_secs: q.estimate_secs,
+                            retry_after_secs: q.retry_after_secs,
+                        }),
+                    )
+                        .into_response();
+                    response.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        axum::http::HeaderValue::from(q.retry_after_secs),
+                    );
+                    return Ok(response);
+                }
+            }
         }
     };
+    let (token, expires) = st.tokens.join(&grant, now)?;
     let ice_servers = st.config.turn.as_ref().map_or_else(Vec::new, |turn| {
         turn.ice_servers(&node_url, u64::try_from(expires.epoch_secs()).unwrap_or(0))
     });
@@ -304,5 +329,6 @@ async fn join_grant(
         participant: grant.participant,
         role: grant.role,
         lobby: grant.lobby,
-    }))
+    })
+    .into_response())
 }

@@ -7,6 +7,7 @@ mod auth;
 mod chat;
 mod placement;
 mod privacy;
+mod queue;
 mod rooms;
 pub mod throttle;
 
@@ -18,6 +19,7 @@ pub use placement::PlacementPolicy;
 pub use privacy::{
     AccountView, Disclosure, DisclosureRequest, ModeratorExport, ProfileChanges, RoomExport,
 };
+pub use queue::{Entry, Queued};
 pub use rooms::{GrantRole, JoinGrant, ParticipantView, Participants, RoomChanges, RoomView};
 
 use crate::ids::IdGenerator;

@@ -54,6 +54,14 @@ fn committed(n: &MediaNode) -> u32 {
     n.reserved.max(n.load)
 }
 
+/// Seats not yet committed on the given nodes, summed.
+pub(super) fn free_seats(nodes: &[MediaNode]) -> u64 {
+    nodes
+        .iter()
+        .map(|n| u64::from(n.capacity.saturating_sub(committed(n))))
+        .sum()
+}
+
 impl Aula {
     /// The node the room's meetings run on, with a seat there for `holder` (the grant's
     /// participant), placing the room if it has no live node. `unreachable`: the address
@@ -140,7 +148,11 @@ impl Aula {
 
     /// The seats to reserve for the room: the highest peak of its last meetings, or the
     /// policy's default when it has none.
-    async fn expected_seats(&self, room: RoomId, policy: PlacementPolicy) -> ServiceResult<u32> {
+    pub(super) async fn expected_seats(
+        &self,
+        room: RoomId,
+        policy: PlacementPolicy,
+    ) -> ServiceResult<u32> {
         let meetings = self.store.meetings_of(room, self.now()).await?;
         let peak = meetings
             .iter()

@@ -50,6 +50,7 @@ mod introspect;
 mod logs;
 mod nodes;
 mod objects;
+mod queue;
 mod rate_limit;
 mod rooms;
 mod table;

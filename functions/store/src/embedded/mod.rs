@@ -8,7 +8,7 @@
 //! One module per aggregate, each with its tables, its row codecs and its ports:
 //! `accounts` (moderators, sessions), `rooms` (rooms, guests, meetings), `chat`,
 //! `logs` (access log, audit log), `nodes` (media node registry, room placement),
-//! `rate_limit` and `objects`; `codec` holds what they share (column parsing, error
+//! `rate_limit`, `queue` (the admission queue's counters) and `objects`; `codec` holds what they share (column parsing, error
 //! mapping). This module opens the database, runs every call on the blocking pool, and holds
 //! what makes erasure reach the disk: `secure_delete`, and `run_forgetting`, which truncates
 //! the write-ahead log after a change that removes personal data. The scan for tests is in
@@ -22,6 +22,7 @@ mod introspect;
 mod logs;
 mod nodes;
 mod objects;
+mod queue;
 mod rate_limit;
 mod rooms;
 
@@ -34,7 +35,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Every table, created if missing when the store opens.
-const SCHEMA: [&str; 7] = [
+const SCHEMA: [&str; 8] = [
     accounts::SCHEMA,
     rooms::SCHEMA,
     chat::SCHEMA,
@@ -42,11 +43,14 @@ const SCHEMA: [&str; 7] = [
     nodes::SCHEMA,
     rate_limit::SCHEMA,
     objects::SCHEMA,
+    queue::SCHEMA,
 ];
 
 /// Tables that hold expiring records, for the sweeper.
-const EXPIRING_TABLES: [RecordKind; 11] = [
+const EXPIRING_TABLES: [RecordKind; 13] = [
     RecordKind::Placement,
+    RecordKind::AdmissionQueue,
+    RecordKind::RoomTicket,
     RecordKind::Session,
     RecordKind::Audit,
     RecordKind::RateCounter,

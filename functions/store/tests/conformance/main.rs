@@ -64,6 +64,7 @@ conformance!(
     a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins,
     concurrent_reservations_never_take_a_node_over_its_capacity,
     seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_release,
+    a_room_keeps_one_place_in_the_queue_places_are_numbered_once_and_the_mark_only_rises,
 );
 
 /// What only the DynamoDB adapter has: the table's TTL and the shape of the TTL attribute.

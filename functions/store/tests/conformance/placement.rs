@@ -247,3 +247,116 @@ pub async fn seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_
     );
     assert_eq!(reserved_on(s, node, T0).await, 4);
 }
+
+// ---- the admission queue -----------------------------------------------------------
+
+pub async fn a_room_keeps_one_place_in_the_queue_places_are_numbered_once_and_the_mark_only_rises<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let before = s.admission_queue(T0).await.expect("read");
+    // Twenty rooms queue at once, each asked for by three pupils at once.
+    let rooms: Vec<RoomId> = (0..20).map(|_| IDS.room_id()).collect();
+    let mut handles = Vec::new();
+    for room in &rooms {
+        for _ in 0..3 {
+            let (s, room) = (s.clone(), *room);
+            handles.push(tokio::spawn(async move {
+                s.take_room_ticket(room, before.admitted_through, T0).await
+            }));
+        }
+    }
+    let mut per_room: std::collections::HashMap<RoomId, Vec<u64>> = Default::default();
+    for h in handles {
+        let t = h.await.expect("joined").expect("queued");
+        per_room.entry(t.room_id).or_default().push(t.number);
+    }
+    let mut numbers = Vec::new();
+    for (room, got) in &per_room {
+        assert!(
+            got.iter().all(|n| *n == got[0]),
+            "the pupils of one room wait on one place: {got:?}"
+        );
+        let held = s
+            .room_ticket(*room, T0)
+            .await
+            .expect("read")
+            .expect("queued");
+        assert_eq!(held.number, got[0]);
+        numbers.push(got[0]);
+    }
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 20, "twenty rooms, twenty places");
+    let q = s.admission_queue(T0).await.expect("read");
+    assert!(
+        numbers.iter().all(|n| *n > before.issued && *n <= q.issued),
+        "places are numbered after every earlier one"
+    );
+
+    // The room with the highest place goes in first, then one with a lower place: the
+    // mark rises to the highest and stays there.
+    let later = T0.plus(SECOND);
+    let mut by_number: Vec<_> = per_room.iter().map(|(r, n)| (n[0], *r)).collect();
+    by_number.sort_unstable();
+    let (high, high_room) = by_number[by_number.len() - 1];
+    let (low, low_room) = by_number[0];
+    let high_ticket = s
+        .room_ticket(high_room, later)
+        .await
+        .expect("read")
+        .expect("queued");
+    s.room_admitted(&high_ticket, later)
+        .await
+        .expect("admitted");
+    let low_ticket = s
+        .room_ticket(low_room, later)
+        .await
+        .expect("read")
+        .expect("queued");
+    s.room_admitted(&low_ticket, later.plus(SECOND))
+        .await
+        .expect("admitted");
+    let q = s.admission_queue(later.plus(SECOND)).await.expect("read");
+    assert_eq!(
+        q.admitted_through, high,
+        "a lower place never moves the mark down"
+    );
+    assert!(low < high);
+    assert_eq!(
+        q.moved_at, later,
+        "the mark moved when the higher place went in"
+    );
+    assert_eq!(
+        s.room_ticket(high_room, later).await.expect("read"),
+        None,
+        "a room let in has no place any more"
+    );
+
+    // The first free seat seen after the mark moved is remembered, later ones are not.
+    s.capacity_seen(later.plus(SECOND)).await.expect("seen");
+    s.capacity_seen(later.plus(Span::seconds(5)))
+        .await
+        .expect("seen");
+    let q = s
+        .admission_queue(later.plus(Span::seconds(5)))
+        .await
+        .expect("read");
+    assert_eq!(q.capacity_seen_at, Some(later.plus(SECOND)));
+
+    // A room whose pupils stopped asking loses its place after a minute.
+    let (_, quiet_room) = by_number[1];
+    let gone = later.plus(retention::ROOM_TICKET).plus(SECOND);
+    assert_eq!(s.room_ticket(quiet_room, gone).await.expect("read"), None);
+
+    // A queue nobody used for a day reads as empty and starts again from 1.
+    let next_day = later.plus(retention::ADMISSION_QUEUE).plus(SECOND);
+    let q = s.admission_queue(next_day).await.expect("read");
+    assert_eq!((q.issued, q.admitted_through), (0, 0));
+    let fresh = s
+        .take_room_ticket(IDS.room_id(), 0, next_day)
+        .await
+        .expect("queued");
+    assert_eq!(fresh.number, 1);
+}

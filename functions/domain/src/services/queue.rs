@@ -1,0 +1,193 @@
+//! The admission queue: when every media node is full, a class gets a numbered place
+//! instead of a refusal, and the class refused first enters first when seats free up.
+//!
+//! The unit that needs capacity is a room (its reservation), so the queue holds rooms: the
+//! first pupil of a room refused a seat takes the room's place ([`RoomTicket`]), classmates
+//! arriving later wait on the same place, and when the room gets its seats the whole class
+//! enters through them. The store keeps two counters (places handed out, highest let in)
+//! and one small record per waiting room; a poll reads them and writes nothing unless the
+//! room's place needs renewing.
+//!
+//! A room may try for seats once fewer places lie ahead of it than rooms of its size fit in
+//! the free seats. A class that gave up leaves a gap until its place lapses (a minute);
+//! so a free seat nobody in the window takes for [`STALL`] widens the window again.
+//!
+//! Teachers never queue behind pupils: a moderator asks for seats directly (the room's
+//! reservation is normally made with the teacher's grant), and so does a pupil whose room
+//! already holds a seat for them or has one free: neither takes a seat another room waits for.
+
+use super::{Aula, PlacementPolicy, ServiceError, ServiceResult};
+use crate::services::placement::free_seats;
+use crate::{MediaNode, RoomId, RoomTicket, Span, Timestamp};
+
+/// A free seat the front does not take for this long means rooms at the front were
+/// abandoned: the front asks every [`FRONT_POLL_SECS`] seconds, so this is several polls.
+pub const STALL: Span = Span::seconds(8);
+
+/// How often the front of the queue asks again.
+pub const FRONT_POLL_SECS: u64 = 2;
+
+/// How often the back of the queue asks again (the farther back, the rarer, up to this).
+pub const BACK_POLL_SECS: u64 = 10;
+
+/// What a pupil (or teacher) waiting for a seat is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// The room's place number; `None` for a teacher, who asks again without queueing.
+    pub ticket: Option<u64>,
+    /// 1 at the front. Rooms that gave up count until their place lapses, so this is at
+    /// most the true position.
+    pub position: u64,
+    /// Seconds until the room gets its seats, at the pace its place has moved so far;
+    /// `None` until it has moved.
+    pub estimate_secs: Option<u64>,
+    /// When to ask again (the client spreads it further).
+    pub retry_after_secs: u64,
+}
+
+/// Seats on a node, or a place in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Placed(MediaNode),
+    Queued(Queued),
+}
+
+impl Aula {
+    /// A seat for `holder` on the node of `room`, or the room's place in the queue.
+    /// `moderator`: the room's teacher.
+    pub async fn admit(
+        &self,
+        room: RoomId,
+        holder: &str,
+        moderator: bool,
+        policy: PlacementPolicy,
+        unreachable: Option<&str>,
+    ) -> ServiceResult<Entry> {
+        let now = self.now();
+        if moderator || self.holds_reserved_seat(room, holder, now).await? {
+            match self.place(room, holder, policy, unreachable).await {
+                Ok(node) => return Ok(Entry::Placed(node)),
+                Err(ServiceError::NoCapacity { .. }) if moderator => {
+                    return Ok(Entry::Queued(Queued {
+                        ticket: None,
+                        position: 1,
+                        estimate_secs: None,
+                        retry_after_secs: FRONT_POLL_SECS,
+                    }));
+                }
+                Err(ServiceError::NoCapacity { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let queue = self.store.admission_queue(now).await?;
+        let ticket = match self.store.room_ticket(room, now).await? {
+            Some(t) => t,
+            None => {
+                // Nobody waiting: try at once, and queue only if refused.
+                if queue.issued <= queue.admitted_through {
+                    match self.place(room, holder, policy, unreachable).await {
+                        Ok(node) => return Ok(Entry::Placed(node)),
+                        Err(ServiceError::NoCapacity { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let t = self
+                    .store
+                    .take_room_ticket(room, queue.admitted_through, now)
+                    .await?;
+                tracing::info!(room = %room, place = t.number, "room queued for seats");
+                t
+            }
+        };
+        let ahead = ticket
+            .number
+            .saturating_sub(queue.admitted_through.saturating_add(1));
+        let nodes = self.store.live_nodes(now).await?;
+        let free = free_seats(&nodes);
+        // A room bigger than a node gets a whole node (placement never splits it).
+        let largest = nodes.iter().map(|n| n.capacity).max().unwrap_or(0);
+        let size = u64::from(self.expected_seats(room, policy).await?.min(largest)).max(1);
+        if free >= size {
+            let seen = queue.capacity_seen_at.filter(|at| *at >= queue.moved_at);
+            if seen.is_none() {
+                self.store.capacity_seen(now).await?;
+            }
+            let stalls = seen.map_or(0, |at| {
+                u64::try_from((now.millis() - at.millis()) / STALL.millis()).unwrap_or(0)
+            });
+            let window = (free / size).saturating_mul(1 + stalls);
+            if ahead < window {
+                match self.place(room, holder, policy, unreachable).await {
+                    Ok(node) => {
+                        self.store.room_admitted(&ticket, now).await?;
+                        tracing::info!(room = %room, place = ticket.number, "room admitted from the queue");
+                        return Ok(Entry::Placed(node));
+                    }
+                    Err(ServiceError::NoCapacity { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(Entry::Queued(Queued {
+            ticket: Some(ticket.number),
+            position: ahead + 1,
+            estimate_secs: estimate(&ticket, ahead, now),
+            retry_after_secs: retry_after(ahead),
+        }))
+    }
+
+    /// Whether the room's reservation on a node already counts a seat for `holder`, or has
+    /// one free: taking it uses no seat another room waits for.
+    async fn holds_reserved_seat(
+        &self,
+        room: RoomId,
+        holder: &str,
+        now: Timestamp,
+    ) -> ServiceResult<bool> {
+        Ok(self.store.placement(room, now).await?.is_some_and(|p| {
+            p.seats > 0
+                && (p.holders.iter().any(|h| h == holder)
+                    || (p.holders.len() as u64) < u64::from(p.seats))
+        }))
+    }
+}
+
+/// Seconds until the room's turn at the pace its place has moved so far.
+fn estimate(ticket: &RoomTicket, ahead: u64, now: Timestamp) -> Option<u64> {
+    let moved = ticket.first_ahead.checked_sub(ahead).filter(|m| *m > 0)?;
+    let waited_ms = u64::try_from(now.millis() - ticket.issued_at.millis()).ok()?;
+    Some((ahead + 1).saturating_mul(waited_ms) / moved / 1000)
+}
+
+/// The front asks often, the back rarely: a long queue does not poll the store in step.
+fn retry_after(ahead: u64) -> u64 {
+    (FRONT_POLL_SECS + ahead / 25).min(BACK_POLL_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Expiry;
+
+    #[test]
+    fn a_place_that_has_not_moved_has_no_estimate_and_one_that_moved_extrapolates_its_pace() {
+        let t = RoomTicket {
+            room_id: RoomId::from_uuid(uuid::Uuid::from_u128(7)),
+            number: 40,
+            first_ahead: 39,
+            issued_at: Timestamp::from_millis(0),
+            expires_at: Expiry::from_epoch_secs(60),
+        };
+        assert_eq!(estimate(&t, 39, Timestamp::from_millis(30_000)), None);
+        // 10 places in 20 s: the remaining 29 (and our own) take 60 s.
+        assert_eq!(estimate(&t, 29, Timestamp::from_millis(20_000)), Some(60));
+    }
+
+    #[test]
+    fn the_front_of_the_queue_asks_every_two_seconds_and_the_back_at_most_every_ten() {
+        assert_eq!(retry_after(0), 2);
+        assert_eq!(retry_after(24), 2);
+        assert_eq!(retry_after(100), 6);
+        assert_eq!(retry_after(10_000), 10);
+    }
+}

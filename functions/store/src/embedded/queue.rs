@@ -1,0 +1,206 @@
+//! The admission queue: its counters (one row) and the waiting rooms' places, changed in
+//! single statements or transactions (every call holds the one connection).
+
+use super::SqliteStore;
+use super::codec::db;
+use async_trait::async_trait;
+use aula_domain::ports::*;
+use aula_domain::*;
+use rusqlite::{OptionalExtension, params};
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS admission_queue (
+    queue TEXT PRIMARY KEY,
+    issued INTEGER NOT NULL,
+    admitted_through INTEGER NOT NULL,
+    moved_at INTEGER NOT NULL,
+    capacity_seen_at INTEGER,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS room_ticket (
+    room_id TEXT PRIMARY KEY,
+    number INTEGER NOT NULL,
+    first_ahead INTEGER NOT NULL,
+    issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+"#;
+
+const QUEUE: &str = "media";
+
+/// Creates the row if it is missing or expired (a queue nobody used for a day starts again).
+fn fresh_row(c: &rusqlite::Connection, now: Timestamp) -> rusqlite::Result<()> {
+    c.execute(
+        "DELETE FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 <= ?2",
+        params![QUEUE, now.millis()],
+    )?;
+    c.execute(
+        "INSERT OR IGNORE INTO admission_queue (queue, issued, admitted_through, moved_at, expires_at)
+         VALUES (?1, 0, 0, ?2, ?3)",
+        params![
+            QUEUE,
+            now.millis(),
+            retention::admission_queue_expiry(now).epoch_secs()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The room's live place, its lifetime renewed (its pupils are still asking).
+fn renewed_ticket(
+    c: &rusqlite::Connection,
+    room: RoomId,
+    now: Timestamp,
+) -> rusqlite::Result<Option<RoomTicket>> {
+    let expires = retention::room_ticket_expiry(now);
+    c.query_row(
+        "UPDATE room_ticket SET expires_at = ?3
+         WHERE room_id = ?1 AND expires_at * 1000 > ?2
+         RETURNING number, first_ahead, issued_at",
+        params![room.to_string(), now.millis(), expires.epoch_secs()],
+        |r| {
+            Ok(RoomTicket {
+                room_id: room,
+                number: to_u64(r.get(0)?),
+                first_ahead: to_u64(r.get(1)?),
+                issued_at: Timestamp::from_millis(r.get(2)?),
+                expires_at: expires,
+            })
+        },
+    )
+    .optional()
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[async_trait]
+impl AdmissionQueueStore for SqliteStore {
+    async fn admission_queue(&self, now: Timestamp) -> StoreResult<AdmissionQueue> {
+        self.run("reading the admission queue", move |c| {
+            let row = c
+                .query_row(
+                    "SELECT issued, admitted_through, moved_at, capacity_seen_at, expires_at
+                     FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 > ?2",
+                    params![QUEUE, now.millis()],
+                    |r| {
+                        Ok(AdmissionQueue {
+                            issued: to_u64(r.get(0)?),
+                            admitted_through: to_u64(r.get(1)?),
+                            moved_at: Timestamp::from_millis(r.get(2)?),
+                            capacity_seen_at: r
+                                .get::<_, Option<i64>>(3)?
+                                .map(Timestamp::from_millis),
+                            expires_at: Expiry::from_epoch_secs(r.get(4)?),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(db("reading the admission queue"))?;
+            Ok(row.unwrap_or_else(|| AdmissionQueue::empty(now)))
+        })
+        .await
+    }
+
+    async fn room_ticket(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<RoomTicket>> {
+        self.run("reading a room's place in the queue", move |c| {
+            renewed_ticket(c, room, now).map_err(db("reading a room's place in the queue"))
+        })
+        .await
+    }
+
+    async fn take_room_ticket(
+        &self,
+        room: RoomId,
+        admitted_through: u64,
+        now: Timestamp,
+    ) -> StoreResult<RoomTicket> {
+        self.run("queueing a room", move |c| {
+            let tx = c.transaction().map_err(db("queueing a room"))?;
+            if let Some(t) = renewed_ticket(&tx, room, now).map_err(db("queueing a room"))? {
+                return Ok(t);
+            }
+            fresh_row(&tx, now).map_err(db("queueing a room"))?;
+            let n: i64 = tx
+                .query_row(
+                    "UPDATE admission_queue SET issued = issued + 1, expires_at = ?2
+                     WHERE queue = ?1 RETURNING issued",
+                    params![
+                        QUEUE,
+                        retention::admission_queue_expiry(now).epoch_secs()
+                    ],
+                    |r| r.get(0),
+                )
+                .map_err(db("queueing a room"))?;
+            let number = to_u64(n);
+            let ticket = RoomTicket {
+                room_id: room,
+                number,
+                first_ahead: number.saturating_sub(admitted_through.saturating_add(1)),
+                issued_at: now,
+                expires_at: retention::room_ticket_expiry(now),
+            };
+            tx.execute(
+                "INSERT OR REPLACE INTO room_ticket (room_id, number, first_ahead, issued_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    room.to_string(),
+                    n,
+                    i64::try_from(ticket.first_ahead).unwrap_or(i64::MAX),
+                    now.millis(),
+                    ticket.expires_at.epoch_secs()
+                ],
+            )
+            .map_err(db("queueing a room"))?;
+            tx.commit().map_err(db("queueing a room"))?;
+            Ok(ticket)
+        })
+        .await
+    }
+
+    async fn room_admitted(&self, ticket: &RoomTicket, now: Timestamp) -> StoreResult<()> {
+        let t = *ticket;
+        let number = i64::try_from(t.number).unwrap_or(i64::MAX);
+        self.run("letting a room in from the queue", move |c| {
+            let tx = c
+                .transaction()
+                .map_err(db("letting a room in from the queue"))?;
+            tx.execute(
+                "DELETE FROM room_ticket WHERE room_id = ?1 AND number = ?2",
+                params![t.room_id.to_string(), number],
+            )
+            .map_err(db("letting a room in from the queue"))?;
+            tx.execute(
+                "UPDATE admission_queue
+                 SET admitted_through = ?2, moved_at = ?3, capacity_seen_at = NULL, expires_at = ?4
+                 WHERE queue = ?1 AND admitted_through < ?2 AND expires_at * 1000 > ?3",
+                params![
+                    QUEUE,
+                    number,
+                    now.millis(),
+                    retention::admission_queue_expiry(now).epoch_secs()
+                ],
+            )
+            .map_err(db("letting a room in from the queue"))?;
+            tx.commit()
+                .map_err(db("letting a room in from the queue"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn capacity_seen(&self, now: Timestamp) -> StoreResult<()> {
+        self.run("noting a free seat", move |c| {
+            c.execute(
+                "UPDATE admission_queue SET capacity_seen_at = ?2
+                 WHERE queue = ?1 AND expires_at * 1000 > ?2
+                   AND (capacity_seen_at IS NULL OR capacity_seen_at < moved_at)",
+                params![QUEUE, now.millis()],
+            )
+            .map_err(db("noting a free seat"))?;
+            Ok(())
+        })
+        .await
+    }
+}
