@@ -60,7 +60,7 @@ function handQueue(page) {
 }
 
 suite.test(
-  'before joining, the teacher sees their own camera, a moving microphone level, the devices and their name; a pupil who joins with the camera off is a tile with initials and no video, until she switches it on',
+  'before joining, the teacher sees the room\'s name, their own camera, a moving microphone level, the devices and their name; a pupil who joins with the camera off is a tile with initials and no video, until she switches it on',
   async (s) => {
     const data = await suite.portal.provisionTeacher();
     const teacher = await s.person('teacher');
@@ -72,6 +72,7 @@ suite.test(
     const preview = page.locator('[data-testid=prejoin-preview]');
     await eventually('the own camera plays in the preview', async () => (await videoOf(preview)).width > 0);
     assert.match(await page.locator('[data-testid=prejoin-name]').innerText(), new RegExp(`${data.first_name} ${data.last_name}`));
+    await eventually('the title names the room', async () => (await page.locator('[data-testid=prejoin-title]').innerText()).includes('Kunst 6c'));
     assert.ok((await page.locator('#prejoin-mic option').count()) >= 1, 'a microphone to choose');
     assert.ok((await page.locator('#prejoin-camera option').count()) >= 1, 'a camera to choose');
     // Browsers start audio analysis once the person has clicked on the page.

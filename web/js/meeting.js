@@ -241,10 +241,21 @@ class Meeting {
     const prejoin = new Prejoin({ who: who ? `${who.first_name ?? ''} ${who.last_name ?? ''}`.trim() || who.email : null });
     this.prejoinScreen = prejoin;
     const join = h('button', { type: 'button', id: 'prejoin-join', 'data-testid': 'prejoin-join' }, t('join_submit'));
+    const title = h('h1', { 'data-testid': 'prejoin-title' }, t('prejoin_title'));
+    // A teacher with several rooms sees which one they are about to open.
+    if (who) {
+      get(`/api/rooms/${this.room}`)
+        .then((room) => {
+          if (room?.name) title.textContent = t('prejoin_title_room', room.name);
+        })
+        .catch(() => {
+          // Not their own room (or the API is away): the title without the name.
+        });
+    }
     const card = h(
       'section',
       { class: 'card prejoin-card' },
-      h('h1', {}, t('prejoin_title')),
+      title,
       h('div', { class: 'prejoin-layout' }, prejoin.el, h('div', { class: 'prejoin-form' }, h('p', {}, t('prejoin_intro')), join)),
     );
     this.main.append(card);
