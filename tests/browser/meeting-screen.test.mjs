@@ -395,5 +395,6 @@ suite.test(
     await eventually('the teacher sees Anna\'s hand again', async () => (await handQueue(page)).join() === 'Anna');
     assert.equal(await tones(page), before, 'no tone with "Töne" off');
     assert.equal(await tones(anna.page), 0, 'the pupil heard no tone at all');
+    assert.equal(await anna.page.locator('#toggle-sounds').isVisible(), false, 'nor has she a switch for tones');
   },
 );

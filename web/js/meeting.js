@@ -131,7 +131,8 @@ class Meeting {
       this.inviteInput,
       h('button', { type: 'button', class: 'small', 'data-testid': 'meeting-copy-invite', onclick: () => this.copyInvite() }, icon('copy'), t('copy')),
     );
-    this.soundButton = h('button', { type: 'button', id: 'toggle-sounds', class: 'secondary small', 'aria-pressed': 'true', onclick: () => this.toggleSounds() });
+    // Only teachers hear tones (hands, knocks), so only they get the switch.
+    this.soundButton = h('button', { type: 'button', id: 'toggle-sounds', class: 'secondary small', 'aria-pressed': 'true', hidden: true, onclick: () => this.toggleSounds() });
     this.tools = h(
       'div',
       { class: 'tools' },

@@ -116,6 +116,7 @@ export class Controls {
   renderModeration() {
     const moderator = this.role === 'moderator';
     this.modGroup.hidden = !moderator;
+    this.soundButton.hidden = !moderator;
     if (!moderator) return;
     this.loadRoom();
     this.muteAllButton.label.textContent = t('mute_all');
