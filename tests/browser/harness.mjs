@@ -605,20 +605,24 @@ export class Scenario {
    * A new person: a browser context of their own (own cookies), camera and microphone
    * allowed (the clipboard too with `clipboard: true`), and one page. Dialogs are accepted
    * (with `person.promptAnswer` for prompts). `browser` is another Chromium than the suite's
-   * (one in a network namespace, from netns.mjs).
+   * (one in a network namespace, from netns.mjs). `phone: true` emulates a phone held upright
+   * (390×844, touch, a mobile viewport); `viewport` gives another size (sideways: 844×390).
    */
-  async person(label, { clipboard = false, locale = 'de-DE', browser = this.browser } = {}) {
+  async person(label, { clipboard = false, locale = 'de-DE', browser = this.browser, phone = false, viewport } = {}) {
     const permissions = ['camera', 'microphone'];
     if (clipboard) permissions.push('clipboard-read', 'clipboard-write');
+    const device = phone ? { isMobile: true, hasTouch: true, deviceScaleFactor: 1 } : {};
     const context = await browser.newContext({
       baseURL: this.portal.origin,
       permissions,
       locale,
-      viewport: { width: 1280, height: 800 },
+      viewport: viewport ?? (phone ? { width: 390, height: 844 } : { width: 1280, height: 800 }),
       acceptDownloads: true,
+      ...device,
     });
     context.setDefaultTimeout(WAIT);
     context.setDefaultNavigationTimeout(WAIT * 2);
+    if (process.env.AULA_WEB_DIR) await serveWebFromDisk(context, this.portal.origin, process.env.AULA_WEB_DIR);
     this.recorder.attachContext(context, label);
     const page = await context.newPage();
     this.recorder.attachPage(page, label);
@@ -662,6 +666,24 @@ export class Scenario {
     this.recorder.recording = false;
     await Promise.all(this.people.map((p) => p.context.close().catch(() => {})));
   }
+}
+
+/**
+ * AULA_WEB_DIR=web: the stylesheet, scripts and images come from that folder instead of the
+ * binary (which embeds them when built), so a change to the frontend can be tried without a
+ * rebuild. Pages (index.html) still come from the binary.
+ */
+async function serveWebFromDisk(context, origin, dir) {
+  const root = path.resolve(ROOT, dir);
+  const types = { css: 'text/css', js: 'text/javascript', svg: 'image/svg+xml', png: 'image/png' };
+  await context.route(
+    (url) => url.origin === origin && /^\/(app\.css|js\/|img\/)/.test(url.pathname),
+    async (route) => {
+      const file = path.join(root, new URL(route.request().url()).pathname);
+      if (!file.startsWith(root) || !fs.existsSync(file)) return route.continue();
+      await route.fulfill({ body: fs.readFileSync(file), contentType: types[path.extname(file).slice(1)] });
+    },
+  );
 }
 
 /** Saves a PNG of the page to target/browser-artifacts/NAME.png. */

@@ -8,8 +8,8 @@
 #   - Debian's coturn (apt-get), if `turnserver` is missing: the TURN server the firewall
 #     tests relay through (netns.mjs starts it on the test network's own address; the
 #     package's own service is not used);
-#   - playwright-core, pinned in package-lock.json (npm ci), if node_modules does not match
-#     the lock file. playwright-core downloads no browser; the tests drive Debian's.
+#   - playwright-core and axe-core, pinned in package-lock.json (npm ci), if node_modules does
+#     not match the lock file. playwright-core downloads no browser; the tests drive Debian's.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 

@@ -60,7 +60,7 @@ function handQueue(page) {
 }
 
 suite.test(
-  'before joining, the teacher sees their own camera, a moving microphone level, the devices and their name; a pupil who joins with the camera off is a tile with initials and no video, until she switches it on',
+  'before joining, the teacher sees the room\'s name, their own camera, a moving microphone level, the devices and their name; a pupil who joins with the camera off is a tile with initials and no video, until she switches it on',
   async (s) => {
     const data = await suite.portal.provisionTeacher();
     const teacher = await s.person('teacher');
@@ -72,6 +72,7 @@ suite.test(
     const preview = page.locator('[data-testid=prejoin-preview]');
     await eventually('the own camera plays in the preview', async () => (await videoOf(preview)).width > 0);
     assert.match(await page.locator('[data-testid=prejoin-name]').innerText(), new RegExp(`${data.first_name} ${data.last_name}`));
+    await eventually('the title names the room', async () => (await page.locator('[data-testid=prejoin-title]').innerText()).includes('Kunst 6c'));
     assert.ok((await page.locator('#prejoin-mic option').count()) >= 1, 'a microphone to choose');
     assert.ok((await page.locator('#prejoin-camera option').count()) >= 1, 'a camera to choose');
     // Browsers start audio analysis once the person has clicked on the page.
@@ -335,5 +336,65 @@ suite.test(
     await page.locator('[data-testid=lobby] li button[data-action=admit]').click();
     ben.pid = await connected(ben.page, { timeout: MEDIA_WAIT });
     await tile(page, ben.pid).waitFor({ timeout: WAIT });
+  },
+);
+
+/** Counts the tones a page plays (each note of a chime is one oscillator started). */
+function countTones() {
+  window.__tones = 0;
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...args) {
+    window.__tones += 1;
+    return start.apply(this, args);
+  };
+}
+const tones = (page) => page.evaluate(() => window.__tones);
+
+suite.test(
+  'the teacher hears a short tone when a pupil knocks in the lobby and when a pupil raises her hand, none for their own hand and none once "Töne" is off; the pupil hears none',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await teacher.context.addInitScript(countTones);
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Musik 5a');
+    await openMeeting(teacher, room);
+    const page = teacher.page;
+    assert.equal(await tones(page), 0, 'no tone on joining');
+
+    await page.locator('#toggle-lobby').click();
+    await eventually('the lobby is on', async () => (await pressed(page, '#toggle-lobby')) === 'true');
+    const anna = await s.person('guest Anna');
+    await anna.context.addInitScript(countTones);
+    await anna.page.goto(room.inviteUrl);
+    await anna.page.locator('#nickname').fill('Anna');
+    await anna.page.locator('#join-submit').click();
+    await page.locator('[data-testid=lobby] li button[data-action=admit]').waitFor({ timeout: MEDIA_WAIT });
+    await eventually('a tone tells the teacher that Anna knocks', async () => (await tones(page)) > 0);
+    await page.locator('[data-testid=lobby] li button[data-action=admit]').click();
+    anna.pid = await connected(anna.page);
+
+    let before = await tones(page);
+    await page.locator('#raise-hand').click();
+    await eventually('the teacher\'s own hand is queued', async () => (await handQueue(page)).length === 1);
+    await page.locator('#raise-hand').click();
+    await page.locator('[data-testid=hands]').waitFor({ state: 'hidden' });
+    assert.equal(await tones(page), before, 'no tone for the teacher\'s own hand');
+
+    await anna.page.locator('#raise-hand').click();
+    await eventually('the teacher sees Anna\'s hand', async () => (await handQueue(page)).join() === 'Anna');
+    await eventually('and hears it', async () => (await tones(page)) > before);
+
+    // "Töne" off: the next hand is seen, not heard.
+    await page.locator('#toggle-sounds').click();
+    assert.equal(await pressed(page, '#toggle-sounds'), 'false');
+    await anna.page.locator('#raise-hand').click();
+    await eventually('Anna\'s hand is down', async () => (await handQueue(page)).length === 0);
+    before = await tones(page);
+    await anna.page.locator('#raise-hand').click();
+    await eventually('the teacher sees Anna\'s hand again', async () => (await handQueue(page)).join() === 'Anna');
+    assert.equal(await tones(page), before, 'no tone with "Töne" off');
+    assert.equal(await tones(anna.page), 0, 'the pupil heard no tone at all');
+    assert.equal(await anna.page.locator('#toggle-sounds').isVisible(), false, 'nor has she a switch for tones');
   },
 );

@@ -153,7 +153,7 @@ suite.test(
 );
 
 suite.test(
-  'the privacy notice names the supervisory authority and the data protection officer and lists every kind of record kept',
+  'the privacy notice names the supervisory authority and the data protection officer, lists every kind of record kept and everything the browser keeps, in plain German: no English description, no field name as the description, the audit log\'s 365 days and its purpose',
   async (s) => {
     const { page } = await s.person('visitor');
     await page.goto('/privacy');
@@ -168,6 +168,27 @@ suite.test(
     const rows = page.locator('[data-testid=privacy-records] tr');
     await rows.first().waitFor({ timeout: WAIT });
     assert.ok((await rows.count()) >= kinds, `at least one row per kind of record (${kinds})`);
+    // Plain German: the page's own words, not the API's English descriptions.
+    const notice = (await suite.portal.api('GET', '/api/privacy')).body;
+    const text = await page.locator('main').innerText();
+    for (const r of notice.records) {
+      assert.ok(!text.includes(r.description), `"${r.description}" is said in German`);
+      const described = await page.locator(`[data-testid=privacy-records] tr[data-kind=${r.kind}] th`).innerText();
+      assert.match(described, /[a-zäöüß]{3,} [a-zäöüß]{3,}/i, `${r.kind} is described in words`);
+    }
+    for (const word of ['operating_the_service', 'abuse_detection', "embedded store"]) {
+      assert.ok(!text.includes(word), `no "${word}" on the German page`);
+    }
+    const audit = await page.locator('[data-testid=privacy-records] tr[data-kind=audit]').innerText();
+    assert.match(audit, /365 Tage/, 'the audit log is kept 365 days');
+    assert.match(audit, /Behörden/, 'and says what for');
+    const browser = page.locator('[data-testid=privacy-browser]');
+    for (const b of notice.browser_storage) {
+      const item = await browser.locator(`li[data-name="${b.name}"]`).innerText();
+      assert.ok(!item.includes(b.description), `${b.name} is described in German`);
+    }
+    assert.match(await browser.innerText(), /aula\.lang[^\n]*Sprach/, 'the language choice in localStorage is declared');
+    assert.match(await browser.innerText(), /aula\.chat[^\n]*Chat/, 'and the chat cache');
     await screenshot(page, 'privacy');
   },
 );
@@ -189,6 +210,10 @@ suite.test(
     const exported = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
     assert.ok(JSON.stringify(exported).includes(data.email), 'the export holds the account');
     await screenshot(page, 'me');
+    // The Bundesland by its name, not its code.
+    const state = page.locator('#correct-federal-state');
+    assert.equal(await state.inputValue(), data.federal_state);
+    assert.equal((await state.locator('option:checked').innerText()).trim(), 'Bayern');
 
     // Correct the first name in the correction field that holds it.
     const fields = page.locator('[id^=correct-]:is(input, select, textarea)');

@@ -9,15 +9,9 @@ import { LIMITS } from './limits.js';
 import { navigate } from './nav.js';
 import { me } from './session.js';
 import { download, errorText, field, h, toast } from './ui.js';
+import { STATES, stateName } from './states.js';
 
 const PROFILE = ['last_name', 'first_name', 'email', 'federal_state', 'organisation'];
-const STATES = [
-  ['DE-BW', 'Baden-Württemberg'], ['DE-BY', 'Bayern'], ['DE-BE', 'Berlin'], ['DE-BB', 'Brandenburg'],
-  ['DE-HB', 'Bremen'], ['DE-HH', 'Hamburg'], ['DE-HE', 'Hessen'], ['DE-MV', 'Mecklenburg-Vorpommern'],
-  ['DE-NI', 'Niedersachsen'], ['DE-NW', 'Nordrhein-Westfalen'], ['DE-RP', 'Rheinland-Pfalz'],
-  ['DE-SL', 'Saarland'], ['DE-SN', 'Sachsen'], ['DE-ST', 'Sachsen-Anhalt'], ['DE-SH', 'Schleswig-Holstein'],
-  ['DE-TH', 'Thüringen'],
-];
 
 export async function render(main) {
   const who = await me();
@@ -72,10 +66,6 @@ function askReason(question, yesLabel) {
   });
 }
 
-function stateName(code) {
-  return STATES.find(([c]) => c === code)?.[1] ?? code;
-}
-
 function teacherSection(self) {
   const search = h('input', { id: 'teacher-search', type: 'search', 'aria-label': t('admin_search') });
   const body = h('tbody');
@@ -122,12 +112,12 @@ function teacherSection(self) {
     return h(
       'tr',
       { 'data-email': m.email },
-      h('td', {}, `${m.last_name}, ${m.first_name}`, m.role === 'admin' ? h('span', { class: 'badge' }, t('admin_role_admin')) : null),
-      h('td', {}, m.email),
-      h('td', {}, m.organisation, h('br'), h('span', { class: 'muted' }, stateName(m.federal_state))),
+      h('td', { class: 'title' }, `${m.last_name}, ${m.first_name}`, m.role === 'admin' ? h('span', { class: 'badge' }, t('admin_role_admin')) : null),
+      h('td', { 'data-label': t('email') }, m.email),
+      h('td', { 'data-label': t('admin_col_school') }, m.organisation, h('br'), h('span', { class: 'muted' }, stateName(m.federal_state))),
       h(
         'td',
-        {},
+        { 'data-label': t('admin_col_status') },
         m.status === 'restricted' ? t('admin_status_restricted') : t('admin_status_active'),
         m.must_change_password ? h('br') : null,
         m.must_change_password ? h('span', { class: 'muted' }, t('admin_initial_password')) : null,
@@ -153,7 +143,7 @@ function teacherSection(self) {
       { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-labelledby': 'teachers-title' },
       h(
         'table',
-        { id: 'teachers' },
+        { id: 'teachers', class: 'stack' },
         h('thead', {}, h('tr', {}, ['admin_col_name', 'email', 'admin_col_school', 'admin_col_status', 'admin_col_actions'].map((k) => h('th', { scope: 'col' }, t(k))))),
         body,
       ),
@@ -288,7 +278,17 @@ function auditSection() {
     const q = filter.value.trim().toLowerCase();
     const hits = entries.filter((e) => !q || [t(`audit_${e.action}`), e.target, e.reason, e.actor].some((v) => String(v).toLowerCase().includes(q)));
     body.replaceChildren(
-      ...hits.map((e) => h('tr', {}, h('td', {}, formatTime(e.time)), h('td', {}, t(`audit_${e.action}`)), h('td', {}, e.target), h('td', {}, e.reason), h('td', {}, h('code', {}, e.actor)))),
+      ...hits.map((e) =>
+        h(
+          'tr',
+          {},
+          h('td', { class: 'title' }, formatTime(e.time)),
+          h('td', { 'data-label': t('audit_action') }, t(`audit_${e.action}`)),
+          h('td', { 'data-label': t('audit_target') }, e.target),
+          h('td', { 'data-label': t('admin_reason') }, e.reason),
+          h('td', { 'data-label': t('audit_actor') }, h('code', {}, e.actor)),
+        ),
+      ),
     );
     if (!hits.length) body.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, t('audit_none'))));
   };
@@ -324,7 +324,7 @@ function auditSection() {
     h(
       'div',
       { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-labelledby': 'audit-title' },
-      h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit_time', 'audit_action', 'audit_target', 'admin_reason', 'audit_actor'].map((k) => h('th', { scope: 'col' }, t(k))))), body),
+      h('table', { id: 'audit', class: 'stack' }, h('thead', {}, h('tr', {}, ['audit_time', 'audit_action', 'audit_target', 'admin_reason', 'audit_actor'].map((k) => h('th', { scope: 'col' }, t(k))))), body),
     ),
   );
 }

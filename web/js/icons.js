@@ -47,6 +47,10 @@ const PATHS = {
     'M2 2l20 20',
   ],
   pin: ['M9 3h6l-1 6 4 4H6l4-4z', 'M12 13v8'],
+  more: ['M5 12h.01', 'M12 12h.01', 'M19 12h.01'],
+  close: ['M6 6l12 12', 'M18 6L6 18'],
+  bell: ['M6 16V11a6 6 0 0 1 12 0v5l2 2H4z', 'M10 21h4'],
+  'bell-off': ['M6 16V11a6 6 0 0 1 9.5-4.9', 'M18 11v5l2 2H8', 'M10 21h4', 'M3 3l18 18'],
 };
 
 /** An icon with a text alternative (`label`), or decorative when `label` is empty. */

@@ -5,6 +5,7 @@ import { t } from './i18n.js';
 import { LIMITS } from './limits.js';
 import { navigate } from './nav.js';
 import { forget, me } from './session.js';
+import { STATES } from './states.js';
 import { confirmDialog, download, errorText, field, h, toast } from './ui.js';
 
 const FIELDS = ['first_name', 'last_name', 'email', 'organisation', 'federal_state'];
@@ -14,7 +15,13 @@ export async function render(main) {
   const who = await me(true);
   if (!who) return navigate('/login', true);
   const inputs = Object.fromEntries(
-    FIELDS.map((f) => [f, h('input', { id: `correct-${f.replace('_', '-')}`, value: who[f] ?? '', required: true, maxlength: MAX[f] ?? null })]),
+    FIELDS.map((f) => [
+      f,
+      f === 'federal_state'
+        ? // The Bundesland by its name ("Bayern"), not the code the API stores ("DE-BY").
+          h('select', { id: 'correct-federal-state', required: true }, STATES.map(([c, n]) => h('option', { value: c, selected: c === who[f] }, n)))
+        : h('input', { id: `correct-${f.replace('_', '-')}`, value: who[f] ?? '', required: true, maxlength: MAX[f] ?? null }),
+    ]),
   );
   const correction = h(
     'form',
@@ -75,7 +82,7 @@ export async function render(main) {
     h('h1', {}, t('me_title')),
     h('p', { class: 'muted' }, t('me_intro')),
     h('section', { class: 'card' }, exportButton),
-    h('section', { class: 'card' }, h('a', { href: '/password', id: 'change-password' }, t('password_change'))),
+    h('section', { class: 'card' }, h('a', { href: '/password', id: 'change-password', class: 'button secondary' }, t('password_change'))),
     correction,
     h('section', { class: 'card' }, restrict),
     h('section', { class: 'card' }, field(t('delete_account_password'), password), erase),

@@ -16,6 +16,7 @@ import { Media } from './meeting/media.js';
 import { People } from './meeting/people.js';
 import { Prejoin, takeHandOff } from './meeting/prejoin.js';
 import { Signalling } from './meeting/signalling.js';
+import { Sounds } from './meeting/sounds.js';
 import { Stage } from './meeting/stage.js';
 import { navigate } from './nav.js';
 import { me as account } from './session.js';
@@ -107,11 +108,15 @@ class Meeting {
       this.lobbyButton,
       this.endButton,
     );
-    const controls = h(
+    // On a phone the bar holds icons only; the rest (the teacher's group, the view, the
+    // devices, the invite link) opens above it from "Mehr".
+    this.moreButton = ctl('more-controls', 'more', () => this.toggleMore(), { 'aria-expanded': 'false', 'aria-controls': 'more-sheet', hidden: true });
+    this.moreButton.label.textContent = t('more_controls');
+    this.controls = h(
       'div',
       { class: 'controls', role: 'toolbar', 'aria-label': t('controls') },
       h('div', { class: 'group' }, this.micButton, this.camButton, this.screenButton, this.handButton),
-      h('div', { class: 'group' }, this.chatButton, this.peopleButton, this.leaveButton),
+      h('div', { class: 'group' }, this.chatButton, this.peopleButton, this.moreButton, this.leaveButton),
       this.modGroup,
     );
 
@@ -126,12 +131,15 @@ class Meeting {
       this.inviteInput,
       h('button', { type: 'button', class: 'small', 'data-testid': 'meeting-copy-invite', onclick: () => this.copyInvite() }, icon('copy'), t('copy')),
     );
-    const tools = h(
+    // Only teachers hear tones (hands, knocks), so only they get the switch.
+    this.soundButton = h('button', { type: 'button', id: 'toggle-sounds', class: 'secondary small', 'aria-pressed': 'true', hidden: true, onclick: () => this.toggleSounds() });
+    this.tools = h(
       'div',
       { class: 'tools' },
       this.invite,
       h('span', { class: 'spacer' }),
       this.viewButton,
+      this.soundButton,
       h('button', { type: 'button', id: 'shortcuts-help', class: 'secondary small', 'aria-keyshortcuts': 'Shift+?', onclick: () => this.showShortcuts() }, icon('keyboard'), t('shortcuts')),
       h('details', { class: 'devices' }, h('summary', {}, t('devices')),
         h('div', { class: 'popover' },
@@ -153,14 +161,46 @@ class Meeting {
       e.preventDefault();
       this.sendChat();
     });
-    this.peoplePanel = h('div', { class: 'panels', id: 'panel-people' }, this.lobbyPanel, this.handsPanel, people);
-    this.chatPanel = h('section', { class: 'panel chat', id: 'panel-chat', 'aria-label': t('chat') }, h('h2', {}, t('chat')), this.chatList, chatForm);
+    // On a phone each panel is a sheet over the whole meeting, closed with its own button.
+    const close = (which) =>
+      h('button', { type: 'button', class: 'secondary close-panel', 'data-action': 'close-panel', 'aria-label': t('close'), onclick: () => this.togglePanel(which, false) }, icon('close'));
+    this.peoplePanel = h('div', { class: 'panels', id: 'panel-people' }, close('people'), this.lobbyPanel, this.handsPanel, people);
+    this.chatPanel = h('section', { class: 'panel chat', id: 'panel-chat', 'aria-label': t('chat') }, close('chat'), h('h2', {}, t('chat')), this.chatList, chatForm);
     this.stage = h('div', { class: 'stage' }, this.grid);
     this.side = h('aside', { class: 'side' }, this.peoplePanel, this.chatPanel);
-    this.body = h('div', { class: 'meeting' }, tools, this.stage, this.side, controls);
+    this.moreSheet = h('div', { class: 'more-sheet', id: 'more-sheet', 'data-testid': 'more-sheet', hidden: true });
+    this.body = h('div', { class: 'meeting' }, this.tools, this.stage, this.side, this.controls, this.moreSheet);
     this.main.append(this.heading, this.status, this.body);
     this.refreshChatTargets();
+    this.renderSoundButton();
     this.watchStage();
+    this.phone = matchMedia(PHONE);
+    this.onPhoneChange = () => this.fitDevice();
+    this.phone.addEventListener('change', this.onPhoneChange);
+    this.fitDevice(true);
+  }
+
+  /** Phone or not (the window can turn): the teacher's group and the tools move between the
+   * bar and the "Mehr" sheet; on a phone one panel at a time, none at the start. */
+  fitDevice(first = false) {
+    const phone = this.phone.matches;
+    this.body.classList.toggle('phone', phone);
+    this.moreButton.hidden = !phone;
+    if (phone) {
+      this.moreSheet.append(this.tools, this.modGroup);
+      if (first) this.togglePanel('people', false);
+      if (this.panels.chat && this.panels.people) this.togglePanel('people', false);
+      if (first) this.togglePanel('chat', false);
+    } else {
+      this.body.prepend(this.tools);
+      this.controls.append(this.modGroup);
+      this.toggleMore(false);
+    }
+  }
+
+  toggleMore(open = this.moreSheet.hidden) {
+    this.moreSheet.hidden = !open;
+    this.moreButton.setAttribute('aria-expanded', String(open));
   }
 
   setState(state, text) {
@@ -202,10 +242,21 @@ class Meeting {
     const prejoin = new Prejoin({ who: who ? `${who.first_name ?? ''} ${who.last_name ?? ''}`.trim() || who.email : null });
     this.prejoinScreen = prejoin;
     const join = h('button', { type: 'button', id: 'prejoin-join', 'data-testid': 'prejoin-join' }, t('join_submit'));
+    const title = h('h1', { 'data-testid': 'prejoin-title' }, t('prejoin_title'));
+    // A teacher with several rooms sees which one they are about to open.
+    if (who) {
+      get(`/api/rooms/${this.room}`)
+        .then((room) => {
+          if (room?.name) title.textContent = t('prejoin_title_room', room.name);
+        })
+        .catch(() => {
+          // Not their own room (or the API is away): the title without the name.
+        });
+    }
     const card = h(
       'section',
       { class: 'card prejoin-card' },
-      h('h1', {}, t('prejoin_title')),
+      title,
       h('div', { class: 'prejoin-layout' }, prejoin.el, h('div', { class: 'prejoin-form' }, h('p', {}, t('prejoin_intro')), join)),
     );
     this.main.append(card);
@@ -260,6 +311,7 @@ class Meeting {
     this.prejoinScreen?.close();
     this.stopShortcuts();
     this.stageObserver?.disconnect();
+    this.phone?.removeEventListener('change', this.onPhoneChange);
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectedTimer);
@@ -272,6 +324,9 @@ class Meeting {
   }
 }
 
+/** A phone held upright or sideways (the stylesheet's phone layout has the same query). */
+const PHONE = '(max-width: 600px), (max-height: 500px)';
+
 /** Teachers are addressed with "Sie", pupils with "du". */
 function farewellKey(reason, role) {
   const key = `farewell_${reason}`;
@@ -279,7 +334,7 @@ function farewellKey(reason, role) {
 }
 
 // The parts' methods become the meeting's; a name given twice would silently shadow one.
-for (const part of [Signalling, Media, People, Chat, Stage, Controls]) {
+for (const part of [Signalling, Media, People, Chat, Stage, Controls, Sounds]) {
   for (const name of Object.getOwnPropertyNames(part.prototype)) {
     if (name === 'constructor') continue;
     if (Object.hasOwn(Meeting.prototype, name)) throw new Error(`meeting: ${name} is defined twice`);

@@ -1,8 +1,25 @@
 // The privacy notice, filled from the deployment's configuration and the data inventory.
+// The API describes each record in English; in German the page says the same in plain
+// words of its own (GDPR Art. 12: clear and plain language), with the technical names kept
+// small for those who want to check them.
 
 import { get } from './api.js';
-import { formatSpan, t } from './i18n.js';
+import { formatSpan, language, t } from './i18n.js';
 import { errorText, h } from './ui.js';
+
+/** The page's own text for `key` in the chosen language, or `fallback` (the API's English). */
+function plain(key, fallback) {
+  return language() === 'de' ? t(key) === key ? fallback : t(key) : fallback;
+}
+
+/** The portal's built-in processing locations (src/portal.rs, functions/api), said in the
+ * chosen language; a location the operator configured is shown as configured. */
+function location(text) {
+  if (text === "this server (the portal's embedded store)") return t('location_embedded');
+  const aws = /^AWS DynamoDB and S3, region (\S+)$/.exec(text) || /^AWS (eu-central-1) \(Frankfurt am Main, Germany\)$/.exec(text);
+  if (aws) return aws[1] === 'eu-central-1' ? t('location_frankfurt') : t('location_aws', aws[1]);
+  return text;
+}
 
 export async function render(main) {
   let notice;
@@ -18,9 +35,11 @@ export async function render(main) {
     if (kind === 'until_erased' || span === undefined || span === null) return t('retention_until_erased');
     return t(`retention_${kind}`, formatSpan(span));
   };
+  const purposes = (list) => list.map((p) => plain(`purpose_${p}`, p.replaceAll('_', ' '))).join('; ');
   main.append(
     h('h1', {}, t('privacy_title')),
-    h('p', {}, t('privacy_location', notice.location)),
+    h('p', {}, t('privacy_intro')),
+    h('p', {}, t('privacy_location', location(notice.location))),
     h(
       'p',
       { 'data-testid': 'privacy-deletion' },
@@ -38,22 +57,27 @@ export async function render(main) {
     h('h2', {}, t('privacy_records')),
     h(
       'div',
-      { class: 'table-wrap' },
+      // Focusable: a keyboard scrolls it where it is wider than the window.
+      { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': t('privacy_records') },
       h(
         'table',
-        { 'data-testid': 'privacy-records' },
-        h('thead', {}, h('tr', {}, ['privacy_kind', 'privacy_fields', 'privacy_purposes', 'privacy_retention'].map((k) => h('th', { scope: 'col' }, t(k))))),
+        { 'data-testid': 'privacy-records', class: 'stack' },
+        h('thead', {}, h('tr', {}, ['privacy_what', 'privacy_purposes', 'privacy_retention'].map((k) => h('th', { scope: 'col' }, t(k))))),
         h(
           'tbody',
           {},
           notice.records.map((r) =>
             h(
               'tr',
-              {},
-              h('th', { scope: 'row' }, r.description || r.kind),
-              h('td', {}, r.fields.map((f) => f.name).join(', ')),
-              h('td', {}, r.purposes.join('; ')),
-              h('td', {}, retention(r)),
+              { 'data-kind': r.kind },
+              h(
+                'th',
+                { scope: 'row' },
+                plain(`record_${r.kind}`, r.description || r.kind),
+                h('small', { class: 'muted technical' }, t('privacy_technical', r.fields.map((f) => f.name).join(', '))),
+              ),
+              h('td', { 'data-label': t('privacy_purposes') }, purposes(r.purposes)),
+              h('td', { 'data-label': t('privacy_retention') }, retention(r)),
             ),
           ),
         ),
@@ -62,9 +86,16 @@ export async function render(main) {
     h('h2', {}, t('privacy_browser_title')),
     h(
       'ul',
-      { 'data-testid': 'privacy-browser' },
+      { 'data-testid': 'privacy-browser', class: 'browser-items' },
       (notice.browser_storage || []).map((b) =>
-        h('li', {}, h('code', {}, b.name), ` – ${b.description}`),
+        h(
+          'li',
+          { 'data-name': b.name },
+          h('code', {}, b.name),
+          ` – ${plain(`browser_${b.name}`, b.description)} (${
+            b.lifetime_seconds ? t('browser_lifetime', formatSpan(b.lifetime_seconds)) : t('browser_until_cleared')
+          })`,
+        ),
       ),
     ),
     h('p', { class: 'muted' }, t('privacy_browser'), ' ', t('privacy_browser_cache')),

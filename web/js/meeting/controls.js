@@ -24,6 +24,11 @@ export class Controls {
   /** Shows or hides a side panel (`chat`, `people`); opening the chat reads what is shown. */
   togglePanel(which, open = !this.panels[which]) {
     this.panels[which] = open;
+    // A phone shows one sheet at a time.
+    if (open && this.phone?.matches) {
+      for (const other of Object.keys(this.panels)) if (other !== which) this.panels[other] = false;
+      this.toggleMore(false);
+    }
     this.chatPanel.hidden = !this.panels.chat;
     this.peoplePanel.hidden = !this.panels.people;
     this.side.hidden = !this.panels.chat && !this.panels.people;
@@ -111,6 +116,7 @@ export class Controls {
   renderModeration() {
     const moderator = this.role === 'moderator';
     this.modGroup.hidden = !moderator;
+    this.soundButton.hidden = !moderator;
     if (!moderator) return;
     this.loadRoom();
     this.muteAllButton.label.textContent = t('mute_all');

@@ -182,6 +182,8 @@ export class Media {
     set(this.camButton, this.camOn ? 'camera' : 'camera-off', this.camOn ? t('cam_on') : t('cam_off'), this.camOn, 'V');
     this.camButton.disabled = !this.hasCamera;
     set(this.screenButton, this.local.screen ? 'screen-stop' : 'screen', this.local.screen ? t('screen_on') : t('screen_off'), !!this.local.screen, 'S');
+    // Phones' browsers cannot share a screen: no button that can only fail.
+    this.screenButton.hidden = typeof navigator.mediaDevices?.getDisplayMedia !== 'function';
     set(this.handButton, 'hand', this.hand ? t('hand_up') : t('hand_down'), this.hand, 'H');
     set(this.chatButton, 'chat', t('chat'), this.panels.chat, 'C');
     set(this.peopleButton, 'people', t('participants'), this.panels.people, 'P');

@@ -122,7 +122,13 @@ export class People {
     const up = new Set([...this.peers.values()].filter((p) => p.hand_raised).map((p) => p.participant));
     if (this.hand) up.add(this.me);
     for (const p of [...this.handOrder.keys()]) if (!up.has(p)) this.handOrder.delete(p);
-    for (const p of up) if (!this.handOrder.has(p)) this.handOrder.set(p, (this.handSeq = (this.handSeq || 0) + 1));
+    for (const p of up) {
+      if (this.handOrder.has(p)) continue;
+      this.handOrder.set(p, (this.handSeq = (this.handSeq || 0) + 1));
+      // The teacher hears a hand go up; not their own, and not those already up at joining.
+      if (this.role === 'moderator' && p !== this.me && this.handsSeen) this.chime('hand');
+    }
+    if (this.welcomed) this.handsSeen = true;
   }
 
   handPlace(participant) {

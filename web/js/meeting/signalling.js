@@ -462,6 +462,7 @@ export class Signalling {
         this.knocking.set(f.participant, f.name);
         this.renderLobby();
         toast(t('knocks', f.name));
+        this.chime('knock');
         break;
       case 'knock_ended':
         this.knocking.delete(f.participant);
