@@ -336,6 +336,21 @@ async function backWithin(fault, everyone, t0, bound) {
     console.log(`fault: ${fault}: ${who.label}'s connection: ${trace.filter((e) => e.at >= t0).map((e) => `${since(e.at)} ${e.what}`).join('; ')}`);
   }
   console.log(`fault: ${fault}: seen and heard first: ${Object.entries(firsts).map(([pair, at]) => `${pair} ${since(at)}`).join('; ')}`);
+  // A picture waits for a keyframe: how many the node asked each camera for and it sent.
+  for (const who of everyone) {
+    const layers = await who.page
+      .evaluate(async () => {
+        const out = [];
+        (await window.__aula?.publish?.getStats())?.forEach((r) => {
+          if (r.type === 'outbound-rtp' && r.kind === 'video') {
+            out.push(`${r.rid ?? '-'}: ${r.pliCount ?? 0} PLI, ${r.firCount ?? 0} FIR, ${r.keyFramesEncoded ?? 0}/${r.framesEncoded ?? 0} keyframes/frames, ${r.frameWidth ?? 0}px, limited by ${r.qualityLimitationReason}`);
+          }
+        });
+        return out;
+      })
+      .catch(() => []);
+    console.log(`fault: ${fault}: ${who.label}'s camera layers: ${layers.join('; ')}`);
+  }
   const said = {};
   for (const who of everyone) {
     const log = await who.page.evaluate(() => window.__statusLog).catch(() => []);

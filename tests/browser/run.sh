@@ -37,7 +37,8 @@ cd "$root"
 echo "== browser tests against $AULA_BIN (artifacts in target/browser-artifacts/)" >&2
 status=0
 # faults.test.mjs (issue 17's node-failure bounds: kill -9 5 s, SIGSTOP 8 s, drain 2 s, AWS
-# pause) does not meet its bounds yet: it runs only with AULA_FAULT_TESTS=1 until it does.
+# pause) does not meet its bounds reliably yet: it runs only with AULA_FAULT_TESTS=1 until it
+# does. On a loaded machine the new join grant alone (portal and moto) took 0.5-4.4 s.
 files=()
 for f in tests/browser/*.test.mjs; do
   [[ $f == tests/browser/faults.test.mjs && ${AULA_FAULT_TESTS:-0} != 1 ]] && continue

@@ -171,7 +171,17 @@ impl Sfu {
             let Some(out) = s.outgoing.get_mut(&key) else {
                 continue;
             };
+            let before = out.forwarder.current_layer();
             let decision = out.forwarder.packet(&published);
+            if !audio && tracing::enabled!(tracing::Level::DEBUG) {
+                // Where a subscriber's first picture of someone waits (a reconnect's seconds).
+                if decision.keyframe == Some(KeyframeNeed::Switched) {
+                    tracing::debug!(subscriber = %s.participant, %publisher, ?source, layer = ssrc, "waits for a keyframe of a newly selected layer");
+                }
+                if out.forwarder.current_layer() != before {
+                    tracing::debug!(subscriber = %s.participant, %publisher, ?source, layer = ssrc, "forwards from a keyframe of the layer");
+                }
+            }
             keyframe_need = keyframe_need.max(decision.keyframe);
             let Some(rewrite) = decision.forward else {
                 continue;
@@ -240,6 +250,7 @@ impl Sfu {
             .get(&source)
             .is_some_and(|t| now.saturating_duration_since(*t) < window)
         {
+            tracing::trace!(publisher = %m.participant, ?source, ?urgency, "keyframe request held back: one went out lately");
             return;
         }
         let Some(peer) = m.publish else {
@@ -250,6 +261,7 @@ impl Sfu {
             return;
         }
         m.last_keyframe_request.insert(source, now);
+        tracing::debug!(publisher = %m.participant, ?source, ?urgency, "keyframe requested");
         let Some(p) = self.peers.get_mut(peer) else {
             return;
         };

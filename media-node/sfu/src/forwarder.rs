@@ -86,6 +86,11 @@ impl Forwarder {
         }
     }
 
+    /// The incoming layer (SSRC) forwarded now, if any.
+    pub(crate) fn current_layer(&self) -> Option<u32> {
+        self.splicer.current()
+    }
+
     /// A packet for a subscriber whose connection is up.
     pub(crate) fn packet(&mut self, p: &Published) -> Decision {
         let Binding::Bound {

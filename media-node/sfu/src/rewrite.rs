@@ -110,14 +110,26 @@ impl Splicer {
         self.target == Some(layer)
     }
 
+    /// The incoming layer forwarded now.
+    pub fn current(&self) -> Option<u32> {
+        self.current
+    }
+
     pub fn target(&self) -> Option<u32> {
         self.target.or(self.current)
     }
 
     /// A packet of `layer`. Audio and single-layer video pass `keyframe = true` for
     /// every packet: any packet may start the stream.
+    ///
+    /// A subscriber that gets nothing of the source yet starts on the first keyframe of any
+    /// layer and keeps waiting for its selected one: a browser's encoder does not always
+    /// answer a keyframe request on every layer (Chrome left a camera's middle layer
+    /// without one for 3.7 s after a reconnect while its smallest layer had several), and a
+    /// smaller or larger picture now beats a black tile.
     pub fn packet(&mut self, layer: u32, seq: u16, timestamp: u32, keyframe: bool) -> Verdict {
-        if self.target == Some(layer) && keyframe {
+        let first = self.current.is_none() && self.target.is_some();
+        if keyframe && (self.target == Some(layer) || first) {
             // Splice: the new layer continues right after what the subscriber last got.
             let next_seq = self.last_seq.map_or(seq, |s| s.wrapping_add(1));
             self.seq_offset = next_seq.wrapping_sub(seq);
@@ -129,7 +141,9 @@ impl Splicer {
             };
             self.ts_offset = next_ts.wrapping_sub(timestamp);
             self.current = Some(layer);
-            self.target = None;
+            if self.target == Some(layer) {
+                self.target = None;
+            }
         }
         if self.current != Some(layer) {
             return Verdict::Drop;
@@ -176,6 +190,43 @@ mod tests {
         }
         // 65535 and 0 were missing when 1 arrived; 0 arrived late.
         assert_eq!((l.received, l.lost), (5, 1));
+    }
+
+    #[test]
+    fn a_new_subscriber_sees_the_first_keyframe_of_any_layer_and_moves_to_its_own_at_the_next() {
+        let mut s = Splicer::default();
+        assert!(s.select(2));
+        assert_eq!(s.packet(2, 500, 70_000, false), Verdict::Drop);
+        assert_eq!(
+            s.packet(1, 100, 9_000, true),
+            Verdict::Forward {
+                seq: 100,
+                timestamp: 9_000
+            },
+            "a picture at once, from the layer whose keyframe came first"
+        );
+        assert!(
+            s.waits_for_keyframe_of(2),
+            "the selected layer is still asked for"
+        );
+        assert_eq!(s.packet(2, 501, 73_000, false), Verdict::Drop);
+        assert_eq!(
+            s.packet(1, 101, 12_000, false),
+            Verdict::Forward {
+                seq: 101,
+                timestamp: 12_000
+            }
+        );
+        assert_eq!(
+            s.packet(2, 502, 76_000, true),
+            Verdict::Forward {
+                seq: 102,
+                timestamp: 15_000
+            },
+            "the selected layer takes over at its keyframe, continuing the stream"
+        );
+        assert!(!s.waits_for_keyframe_of(2));
+        assert_eq!(s.packet(1, 102, 15_000, true), Verdict::Drop);
     }
 
     #[test]

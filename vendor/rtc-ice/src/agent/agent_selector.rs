@@ -534,15 +534,24 @@ impl ControlledSelector for Agent {
 
             let p = &self.candidate_pairs[pair_index];
             let use_candidate = m.contains(ATTR_USE_CANDIDATE);
-            if use_candidate && self.lite {
+            if self.lite {
                 // Aula's patch (vendor/rtc-ice/PATCHED.md): a lite agent sends no checks of
-                // its own, so no pair of it ever "succeeds" by its own check; the
-                // controlling agent's nomination is what selects the pair (RFC 8445
-                // section 7.3.1.5 for lite implementations), and the request is answered.
-                if self.get_selected_pair().is_none() {
+                // its own, so no pair of it ever "succeeds" by its own check. Its first
+                // authenticated check selects a pair (as mediasoup's lite ICE does), so
+                // DTLS can start the moment the browser hears the answer; a nomination
+                // (USE-CANDIDATE, RFC 8445 section 7.3.1.5) moves the selection to the
+                // pair the controlling agent chose. Chrome nominates a lite peer's pair
+                // only once it is writable and then with its next ping, up to 2.5 s
+                // later, and its DTLS ClientHello (sent once writable) was dropped
+                // meanwhile and resent after a second or more.
+                let selected = self.get_selected_pair();
+                if selected.is_none() || (use_candidate && selected != Some(pair_index)) {
                     self.set_selected_pair(Some(now), Some(pair_index));
                 }
                 self.send_binding_success(now, m, local_index, remote_index);
+                if !use_candidate {
+                    self.ping_candidate(now, local_index, remote_index);
+                }
             } else if use_candidate {
                 // https://tools.ietf.org/html/rfc8445#section-7.3.1.5
 
