@@ -213,9 +213,6 @@ const de = {
   queue_place: 'Alle Plätze sind gerade belegt. Dieser Raum ist Nr. {0} in der Warteschlange – es geht automatisch weiter, sobald Plätze frei werden.',
   queue_place_estimate: 'Alle Plätze sind gerade belegt. Dieser Raum ist Nr. {0} in der Warteschlange – noch etwa {1}. Es geht automatisch weiter.',
   queue_teacher: 'Alle Plätze sind gerade belegt. Lehrkräfte kommen als Erste an die Reihe – es geht automatisch weiter.',
-  queue_seconds: '{0} Sekunden',
-  queue_minutes: '{0} Minuten',
-  queue_minute: '1 Minute',
   screen: 'Bildschirm',
   // meeting screen
   meeting_title: 'Besprechung',
@@ -323,6 +320,8 @@ const de = {
   record_audit: 'Das Protokoll der Verwaltung: wer in der Verwaltung wann was mit wessen Daten getan hat und warum. Es dient dazu, Auskünfte an Behörden und Missbrauch nachvollziehbar zu machen; auch die Verwaltung kann es nicht löschen.',
   record_rate_counter: 'Ein Zähler für falsche Passwörter, damit niemand Passwörter durchprobieren kann – nur als verschlüsselter Schlüssel, nie die E-Mail- oder IP-Adresse selbst.',
   record_placement: 'Welcher Medienserver die Besprechungen eines Raums trägt und wie viele Plätze dort reserviert sind.',
+  record_admission_queue: 'Wenn alle Medienserver voll sind: zwei Zähler der Warteschlange (wie viele Plätze in der Schlange vergeben und wie viele schon eingelassen wurden). Keine Daten über Personen.',
+  record_room_ticket: 'Der Platz eines Raums in der Warteschlange, solange alle Medienserver voll sind: nur der Raum und seine Nummer, nichts darüber, wer wartet.',
   purpose_operating_the_service: 'damit Aula funktioniert',
   purpose_abuse_detection_and_attack_defence: 'Schutz vor Missbrauch und Angriffen',
   purpose_fault_analysis: 'Fehler finden und beheben',
@@ -554,9 +553,6 @@ const en = {
   queue_place: 'All places are taken right now. This room is no. {0} in the queue – it continues by itself as soon as places free up.',
   queue_place_estimate: 'All places are taken right now. This room is no. {0} in the queue – about {1} to go. It continues by itself.',
   queue_teacher: 'All places are taken right now. Teachers go first – it continues by itself.',
-  queue_seconds: '{0} seconds',
-  queue_minutes: '{0} minutes',
-  queue_minute: '1 minute',
   screen: 'Screen',
   // meeting screen
   meeting_title: 'Meeting',

@@ -57,9 +57,9 @@ const TRACE_KEPT = 300;
 
 /** A wait in words: seconds under a minute, else whole minutes (rounded up). */
 function duration(secs) {
-  if (secs < 60) return t('queue_seconds', Math.max(5, Math.ceil(secs / 5) * 5));
+  if (secs < 60) return t('seconds', Math.max(5, Math.ceil(secs / 5) * 5));
   const min = Math.ceil(secs / 60);
-  return min === 1 ? t('queue_minute') : t('queue_minutes', min);
+  return min === 1 ? t('minutes_1') : t('minutes', min);
 }
 
 export class Signalling {
