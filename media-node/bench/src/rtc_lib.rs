@@ -121,7 +121,7 @@ impl Library for RtcLib {
             kind,
             ssrc,
         ))?;
-        let mut s = peer_connection(
+        let (mut s, _) = peer_connection(
             now,
             "pubufragpubufrag",
             "pubpwd-pubpwd-pubpwd-pubpwd-pub",
@@ -146,7 +146,7 @@ impl Library for RtcLib {
         // Unique ICE credentials per connection, as the node's entropy makes them.
         let ufrag = format!("sub{index:013}");
         let pwd = format!("subpwd{index:026}");
-        let mut s = peer_connection(now, &ufrag, &pwd, SFU_ADDR)?;
+        let (mut s, _) = peer_connection(now, &ufrag, &pwd, SFU_ADDR)?;
         let sender = s.add_track(track(
             "publisher".into(),
             "publisher-camera".into(),

@@ -1,9 +1,22 @@
 //! Building the node's side of a peer connection with the sans-IO `rtc` crate: Opus and VP8
 //! only (what every browser sends), the audio level extension, NACK/RTCP reports/TWCC from
-//! the default interceptors, and a last interceptor that lets keyframe requests through to
-//! the SFU. ICE-lite with one host candidate: the node's UDP port on its public address.
+//! the default interceptors, send-side congestion control (transport-wide sequence numbers on
+//! what the node sends, the browser's TWCC feedback into `rtc`'s GCC estimator), and a last
+//! interceptor that lets keyframe requests through to the SFU and reads the estimate off the
+//! feedback. ICE-lite with one host candidate: the node's UDP port on its public address.
+//!
+//! Why TWCC and not REMB: with TWCC the browser only reports when each packet arrived and
+//! the estimate is made where the packets are sent, so the node sees a subscriber's downlink
+//! within a feedback interval (~100 ms) and counts everything it sends (audio, all video,
+//! retransmissions). REMB is the browser's own receive-side estimate, which Chrome computes
+//! only when transport-cc is *not* negotiated, for the whole connection, and sends about once
+//! a second; libwebrtc has been moving away from it. `rtc` 0.21 has the TWCC sender, the
+//! feedback history and a GCC estimator (delay and loss halves); it has no REMB estimator.
 
-use rtc::interceptor::{Attribute, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket};
+use rtc::interceptor::{
+    Attribute, CongestionControlBuilder, Gcc, Interceptor, NackGeneratorBuilder, Packet, Registry,
+    Slot, StreamInfo, TaggedPacket, TwccSenderBuilder,
+};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
@@ -17,6 +30,7 @@ use rtc::peer_connection::transport::{
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
     RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -24,6 +38,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::sansio::Protocol;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
@@ -101,10 +117,85 @@ fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
     }
 }
 
+/// Where the downlink estimate starts before any feedback: enough for audio and a few
+/// small layers, so a meeting starts with pictures; GCC corrects it within a second or two
+/// on a slower link and climbs (8 % a second) on a faster one.
+pub const INITIAL_ESTIMATE_BPS: f64 = 1_500_000.0;
+const MIN_ESTIMATE_BPS: f64 = 60_000.0;
+const MAX_ESTIMATE_BPS: f64 = 20_000_000.0;
+
+/// A connection's send-side bandwidth estimate in bits per second, written by its
+/// interceptor chain when GCC changes it and read by the SFU's allocator, with how many
+/// packets the browser's transport-wide feedback has reported on and how many of those it
+/// says were lost (the allocator's evidence of congestion). Shared because the chain is owned
+/// by `rtc` and runs on the fan-out threads.
+#[derive(Debug, Clone)]
+pub struct Estimate(Arc<EstimateInner>);
+
+#[derive(Debug)]
+struct EstimateInner {
+    bps: AtomicU64,
+    reported: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Default for Estimate {
+    fn default() -> Self {
+        Estimate(Arc::new(EstimateInner {
+            bps: AtomicU64::new(INITIAL_ESTIMATE_BPS as u64),
+            reported: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+        }))
+    }
+}
+
+/// What a connection's feedback has said so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Feedback {
+    /// GCC's estimate, bits per second.
+    pub bps: u64,
+    /// Packets the browser reported on (arrived or lost), since the connection began.
+    pub reported: u64,
+    /// Of those, reported lost.
+    pub lost: u64,
+}
+
+impl Estimate {
+    pub fn bits_per_second(&self) -> u64 {
+        self.0.bps.load(Ordering::Relaxed)
+    }
+
+    pub fn feedback(&self) -> Feedback {
+        Feedback {
+            bps: self.bits_per_second(),
+            reported: self.0.reported.load(Ordering::Relaxed),
+            lost: self.0.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set(&self, bps: f64) {
+        self.0.bps.store(bps.max(0.0) as u64, Ordering::Relaxed);
+    }
+
+    fn count(&self, reported: u64, lost: u64) {
+        self.0.reported.fetch_add(reported, Ordering::Relaxed);
+        self.0.lost.fetch_add(lost, Ordering::Relaxed);
+    }
+}
+
 /// The codecs, extensions and interceptors of one peer connection (each needs its own:
 /// both carry per-connection state). Test clients use the same, so they negotiate what
 /// browsers negotiate with the node.
 pub fn engine_and_interceptors() -> Result<(MediaEngine, Registry), MediaError> {
+    engine_interceptors_and_estimate().map(|(e, r, _)| (e, r))
+}
+
+/// As [`engine_and_interceptors`], with the handle its estimate is read from.
+///
+/// No pacer: the SFU keeps what it forwards within the estimate by choosing layers (the
+/// allocator), so a pacer would only add queueing delay and a timer per packet; `rtc`'s
+/// pacer is the choice for an endpoint that encodes its own media.
+pub fn engine_interceptors_and_estimate() -> Result<(MediaEngine, Registry, Estimate), MediaError> {
     let mut engine = MediaEngine::default();
     engine.register_codec(
         RTCRtpCodecParameters {
@@ -129,9 +220,39 @@ pub fn engine_and_interceptors() -> Result<(MediaEngine, Registry), MediaError> 
     )?;
     // Last in the chain: after the NACK responder and the report interceptors have seen
     // the feedback, hand keyframe requests to the SFU (everything else ends there).
-    let registry = Registry::new().with(Slot::from(14_000), KeyframeRequests::default());
-    let registry = register_default_interceptors(registry, &mut engine)?;
-    Ok((engine, registry))
+    let estimate = Estimate::default();
+    let registry = Registry::new().with(
+        Slot::from(14_000),
+        KeyframeRequests {
+            estimate: estimate.clone(),
+            ..Default::default()
+        },
+    );
+    // The defaults register the transport-cc extension and feedback for both kinds and the
+    // TWCC receiver (feedback for what the node receives); the sender half numbers what the
+    // node sends, and the congestion controller turns the browser's feedback into GCC's
+    // estimate.
+    let registry = register_default_interceptors(registry, &mut engine)?
+        // A missing packet is asked for at most 10 times, as Chrome does (the default asks
+        // every 100 ms for as long as it is in the log: on a congested link the requests
+        // and their answers crowd out the media that is left).
+        .with(
+            Slot::NackGenerator,
+            NackGeneratorBuilder::new()
+                .with_max_nacks_per_packet(10)
+                .build(),
+        )
+        .with(Slot::TwccSender, TwccSenderBuilder::new().build())
+        .with(
+            Slot::CongestionControl,
+            CongestionControlBuilder::new(Gcc::new(
+                INITIAL_ESTIMATE_BPS,
+                MIN_ESTIMATE_BPS,
+                MAX_ESTIMATE_BPS,
+            ))
+            .build(),
+        );
+    Ok((engine, registry, estimate))
 }
 
 /// A peer connection answering (publish) or offering (subscribe) with ICE-lite, the given
@@ -141,8 +262,8 @@ pub fn peer_connection(
     ufrag: &str,
     pwd: &str,
     candidate: SocketAddr,
-) -> Result<RTCPeerConnection, MediaError> {
-    let (engine, registry) = engine_and_interceptors()?;
+) -> Result<(RTCPeerConnection, Estimate), MediaError> {
+    let (engine, registry, estimate) = engine_interceptors_and_estimate()?;
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())
@@ -155,7 +276,7 @@ pub fn peer_connection(
         .with_interceptor_registry(registry)
         .build(now)?;
     add_host_candidate(&mut pc, candidate)?;
-    Ok(pc)
+    Ok((pc, estimate))
 }
 
 /// Gives a peer connection its one host candidate (a UDP address) and ends gathering: there
@@ -178,9 +299,11 @@ pub fn add_host_candidate(pc: &mut RTCPeerConnection, addr: SocketAddr) -> Resul
 }
 
 /// Lets PLI and FIR through to the application; other feedback (receiver reports, NACKs,
-/// TWCC) has been handled by the interceptors before this one.
+/// TWCC) has been handled by the interceptors before this one. Reads the congestion
+/// controller's new estimate off the feedback that produced it.
 #[derive(Default)]
 pub struct KeyframeRequests {
+    estimate: Estimate,
     read: VecDeque<TaggedPacket>,
     write: VecDeque<TaggedPacket>,
 }
@@ -193,7 +316,21 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeRequests {
     type Time = Instant;
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
+        if let Some(Attribute::TargetBitrateChanged { bits_per_second }) =
+            msg.message.get(&Attribute::TargetBitrateChanged {
+                bits_per_second: 0.0,
+            })
+        {
+            self.estimate.set(*bits_per_second);
+        }
         if let Packet::Rtcp(packets) = &msg.message.packet {
+            for p in packets {
+                if let Some(cc) = p.as_any().downcast_ref::<TransportLayerCc>() {
+                    let reported = u64::from(cc.packet_status_count);
+                    let arrived = (cc.recv_deltas.len() as u64).min(reported);
+                    self.estimate.count(reported, reported - arrived);
+                }
+            }
             let wanted = packets.iter().any(|p| is_keyframe_request(p.as_ref()));
             if wanted {
                 msg.message.add(Attribute::DeliverToApplication);

@@ -161,6 +161,8 @@ pub struct Sfu {
     /// When the earliest empty room is due to be forgotten.
     pub(crate) next_forget: Option<Instant>,
     pub(crate) next_speaker_tick: Option<Instant>,
+    /// When bandwidth was last allocated (with the speaker decision).
+    pub(crate) last_allocation: Option<Instant>,
     /// The peer connections (peer.rs): a field of its own, so forwarding reads a room and
     /// changes members while it queues packets for the connections.
     pub(crate) peers: Peers,
@@ -180,6 +182,7 @@ impl Sfu {
             rooms: HashMap::new(),
             next_forget: None,
             next_speaker_tick: None,
+            last_allocation: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
             draining: false,
