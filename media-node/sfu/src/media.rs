@@ -14,8 +14,9 @@
 //! feedback history and a GCC estimator (delay and loss halves); it has no REMB estimator.
 
 use rtc::interceptor::{
-    Attribute, CongestionControlBuilder, Gcc, Interceptor, NackGeneratorBuilder, Packet, Registry,
-    Slot, StreamInfo, TaggedPacket, TwccSenderBuilder,
+    Attribute, BandwidthEstimator, CongestionControlBuilder, EstimatorStats, Gcc, Interceptor,
+    NackGeneratorBuilder, Packet, PacketReport, Registry, Slot, StreamInfo, TaggedPacket,
+    TwccSenderBuilder,
 };
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -40,7 +41,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 pub const OPUS_PT: u8 = 111;
@@ -123,6 +124,140 @@ fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
 pub const INITIAL_ESTIMATE_BPS: f64 = 1_500_000.0;
 const MIN_ESTIMATE_BPS: f64 = 60_000.0;
 const MAX_ESTIMATE_BPS: f64 = 20_000_000.0;
+/// Over how long the acknowledged rate is measured.
+const ACKED_WINDOW: Duration = Duration::from_secs(1);
+/// Loss (smoothed over feedback batches) above which the estimate follows what arrived.
+const HEAVY_LOSS: f64 = 0.10;
+/// Loss above which the estimate does not grow.
+const SOME_LOSS: f64 = 0.02;
+/// After congestion, the estimate climbs past the rate the link then carried by this
+/// share of it per second, and at least [`RECOVERY_MIN_BPS`] per second, from
+/// [`RECOVERY_START_BPS`] above it.
+const RECOVERY_SHARE_PER_SECOND: f64 = 0.05;
+const RECOVERY_MIN_BPS: f64 = 30_000.0;
+const RECOVERY_START_BPS: f64 = 60_000.0;
+
+/// The subscriber's downlink estimate: `rtc`'s GCC, bounded by what the link has shown it
+/// carries. `rtc`'s GCC grows its target by 8 % a second (delay half) and 28 % a second (loss
+/// half) for as long as the feedback shows neither queueing nor loss, however little is
+/// sent: with video paused on a 500 kbit/s link it climbed to 8 Mbit/s on audio alone, the
+/// allocator resumed everything, and the link's queue dropped audio with the video; and its
+/// loss half comes down from such a value by at most a fifth per 200 ms. Here heavy loss
+/// brings the estimate to what arrived at once, and after congestion (heavy loss or a
+/// delay-based decrease) it climbs past the rate the link then carried slowly (see
+/// [`RECOVERY_SHARE_PER_SECOND`]), so the allocator's next increase comes later and is
+/// smaller than the one that failed. Until a link has been congested GCC's estimate stands:
+/// with no probing packets of its own, its growth is how the allocator finds room to
+/// resume a paused video, and a camera without simulcast costs more than any bound on what
+/// audio alone has shown.
+pub struct DownlinkEstimator {
+    gcc: Gcc,
+    /// What the browser said arrived: (feedback instant, bytes).
+    acked: VecDeque<(Instant, usize)>,
+    acked_bytes: usize,
+    /// Loss over recent feedback batches.
+    loss: Option<f64>,
+    /// When the link was last congested, and the acknowledged rate then.
+    congested: Option<(Instant, f64)>,
+    /// GCC's delay-based half after the last feedback (a drop is a decrease).
+    delay_based: f64,
+    target: f64,
+}
+
+impl DownlinkEstimator {
+    pub fn new(initial: f64) -> Self {
+        DownlinkEstimator {
+            gcc: Gcc::new(initial, MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS),
+            acked: VecDeque::new(),
+            acked_bytes: 0,
+            loss: None,
+            congested: None,
+            delay_based: initial,
+            target: initial.clamp(MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS),
+        }
+    }
+
+    /// Bits per second the browser acknowledged over the last [`ACKED_WINDOW`] (`None`
+    /// until feedback spans some time).
+    fn acked_rate(&mut self, now: Instant) -> Option<f64> {
+        let cutoff = now.checked_sub(ACKED_WINDOW).unwrap_or(now);
+        while let Some(&(at, bytes)) = self.acked.front() {
+            if at >= cutoff {
+                break;
+            }
+            self.acked.pop_front();
+            self.acked_bytes -= bytes;
+        }
+        let oldest = self.acked.front()?.0;
+        // A rate from a window shorter than a few feedback intervals says little.
+        let span = now
+            .saturating_duration_since(oldest)
+            .max(Duration::from_millis(200));
+        Some(self.acked_bytes as f64 * 8.0 / span.as_secs_f64())
+    }
+}
+
+impl BandwidthEstimator for DownlinkEstimator {
+    fn on_reports(&mut self, now: Instant, reports: &[PacketReport]) {
+        if reports.is_empty() {
+            return;
+        }
+        self.gcc.on_reports(now, reports);
+        let arrived: usize = reports.iter().filter(|r| r.arrived).map(|r| r.size).sum();
+        if arrived > 0 {
+            self.acked.push_back((now, arrived));
+            self.acked_bytes += arrived;
+        }
+        let lost = reports.iter().filter(|r| !r.arrived).count();
+        let sample = lost as f64 / reports.len() as f64;
+        let loss = self.loss.map_or(sample, |l| 0.8 * l + 0.2 * sample);
+        self.loss = Some(loss);
+        let delay_based = self.gcc.delay_based_bitrate();
+        let decreased = delay_based < self.delay_based;
+        self.delay_based = delay_based;
+        let Some(acked) = self.acked_rate(now) else {
+            self.target = self.gcc.target_bitrate().min(self.target);
+            return;
+        };
+        let mut target = self.gcc.target_bitrate();
+        if loss > HEAVY_LOSS && sample > HEAVY_LOSS {
+            // What arrives is what the link carries; less, by how much was lost.
+            target = target.min(acked * (1.0 - 0.5 * loss));
+            self.congested = Some((now, acked));
+        } else if decreased {
+            self.congested = Some((now, acked));
+        } else if loss > SOME_LOSS {
+            target = target.min(self.target);
+        }
+        if let Some((at, rate)) = self.congested {
+            let since = now.saturating_duration_since(at).as_secs_f64();
+            let step = (rate * RECOVERY_SHARE_PER_SECOND).max(RECOVERY_MIN_BPS);
+            let allowed = if since == 0.0 {
+                rate
+            } else {
+                rate + RECOVERY_START_BPS + step * since
+            };
+            target = target.min(allowed);
+        }
+        self.target = target.clamp(MIN_ESTIMATE_BPS, MAX_ESTIMATE_BPS);
+    }
+
+    fn target_bitrate(&self) -> f64 {
+        self.target
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.gcc.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.gcc.poll_timeout()
+    }
+
+    fn stats(&self) -> EstimatorStats {
+        self.gcc.stats()
+    }
+}
 
 /// A connection's send-side bandwidth estimate in bits per second, written by its
 /// interceptor chain when GCC changes it and read by the SFU's allocator, with how many
@@ -141,8 +276,14 @@ struct EstimateInner {
 
 impl Default for Estimate {
     fn default() -> Self {
+        Estimate::starting_at(INITIAL_ESTIMATE_BPS)
+    }
+}
+
+impl Estimate {
+    fn starting_at(bps: f64) -> Self {
         Estimate(Arc::new(EstimateInner {
-            bps: AtomicU64::new(INITIAL_ESTIMATE_BPS as u64),
+            bps: AtomicU64::new(bps as u64),
             reported: AtomicU64::new(0),
             lost: AtomicU64::new(0),
         }))
@@ -187,7 +328,7 @@ impl Estimate {
 /// both carry per-connection state). Test clients use the same, so they negotiate what
 /// browsers negotiate with the node.
 pub fn engine_and_interceptors() -> Result<(MediaEngine, Registry), MediaError> {
-    engine_interceptors_and_estimate().map(|(e, r, _)| (e, r))
+    engine_interceptors_and_estimate(INITIAL_ESTIMATE_BPS).map(|(e, r, _)| (e, r))
 }
 
 /// As [`engine_and_interceptors`], with the handle its estimate is read from.
@@ -195,7 +336,11 @@ pub fn engine_and_interceptors() -> Result<(MediaEngine, Registry), MediaError> 
 /// No pacer: the SFU keeps what it forwards within the estimate by choosing layers (the
 /// allocator), so a pacer would only add queueing delay and a timer per packet; `rtc`'s
 /// pacer is the choice for an endpoint that encodes its own media.
-pub fn engine_interceptors_and_estimate() -> Result<(MediaEngine, Registry, Estimate), MediaError> {
+/// `initial_bps`: where the estimate starts before any feedback (normally
+/// [`INITIAL_ESTIMATE_BPS`]).
+pub fn engine_interceptors_and_estimate(
+    initial_bps: f64,
+) -> Result<(MediaEngine, Registry, Estimate), MediaError> {
     let mut engine = MediaEngine::default();
     engine.register_codec(
         RTCRtpCodecParameters {
@@ -220,7 +365,7 @@ pub fn engine_interceptors_and_estimate() -> Result<(MediaEngine, Registry, Esti
     )?;
     // Last in the chain: after the NACK responder and the report interceptors have seen
     // the feedback, hand keyframe requests to the SFU (everything else ends there).
-    let estimate = Estimate::default();
+    let estimate = Estimate::starting_at(initial_bps);
     let registry = Registry::new().with(
         Slot::from(14_000),
         KeyframeRequests {
@@ -245,25 +390,22 @@ pub fn engine_interceptors_and_estimate() -> Result<(MediaEngine, Registry, Esti
         .with(Slot::TwccSender, TwccSenderBuilder::new().build())
         .with(
             Slot::CongestionControl,
-            CongestionControlBuilder::new(Gcc::new(
-                INITIAL_ESTIMATE_BPS,
-                MIN_ESTIMATE_BPS,
-                MAX_ESTIMATE_BPS,
-            ))
-            .build(),
+            CongestionControlBuilder::new(DownlinkEstimator::new(initial_bps)).build(),
         );
     Ok((engine, registry, estimate))
 }
 
 /// A peer connection answering (publish) or offering (subscribe) with ICE-lite, the given
-/// ICE credentials (the SFU routes STUN by the username fragment) and one host candidate.
+/// ICE credentials (the SFU routes STUN by the username fragment) and one host candidate;
+/// its downlink estimate starts at `initial_bps`.
 pub fn peer_connection(
     now: Instant,
     ufrag: &str,
     pwd: &str,
     candidate: SocketAddr,
+    initial_bps: f64,
 ) -> Result<(RTCPeerConnection, Estimate), MediaError> {
-    let (engine, registry, estimate) = engine_interceptors_and_estimate()?;
+    let (engine, registry, estimate) = engine_interceptors_and_estimate(initial_bps)?;
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_owned(), pwd.to_owned())

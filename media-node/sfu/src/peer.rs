@@ -336,7 +336,13 @@ impl Sfu {
         let entropy: &mut dyn Entropy = &mut *self.entropy;
         let ufrag = entropy.token(16);
         let pwd = entropy.token(32);
-        let (pc, estimate) = media::peer_connection(now, &ufrag, &pwd, self.config.candidate)?;
+        let (pc, estimate) = media::peer_connection(
+            now,
+            &ufrag,
+            &pwd,
+            self.config.candidate,
+            self.config.initial_estimate_bps as f64,
+        )?;
         let peers = &mut self.peers;
         let id = peers.next;
         peers.next += 1;

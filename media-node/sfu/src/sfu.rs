@@ -42,6 +42,10 @@ pub struct SfuConfig {
     /// Threads that write forwarded packets into subscribers' connections; 1 writes them
     /// on the caller's thread.
     pub fanout_threads: usize,
+    /// Where a subscriber's downlink estimate starts, bits per second, before the browser's
+    /// feedback says more (`media::INITIAL_ESTIMATE_BPS`; the forwarding bench, whose links
+    /// are in memory, starts higher).
+    pub initial_estimate_bps: u64,
 }
 
 /// Secrets for ICE credentials, from the node's random source.

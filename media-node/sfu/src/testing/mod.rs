@@ -75,6 +75,8 @@ pub struct MeetingConfig {
     /// Keep every packet the clients receive (see [`Client::received`]); without, only the
     /// intact ones are counted.
     pub record: bool,
+    /// Where each subscriber's downlink estimate starts (`SfuConfig::initial_estimate_bps`).
+    pub initial_estimate_bps: u64,
 }
 
 impl Default for MeetingConfig {
@@ -87,6 +89,7 @@ impl Default for MeetingConfig {
             video_payload: 1_000,
             audio_payload: 100,
             record: true,
+            initial_estimate_bps: crate::media::INITIAL_ESTIMATE_BPS as u64,
         }
     }
 }
@@ -198,6 +201,7 @@ impl Meeting {
                 capacity: 1_000,
                 // On the caller's thread: deterministic, and the bench's CPU clock sees it.
                 fanout_threads: 1,
+                initial_estimate_bps: config.initial_estimate_bps,
             },
             Box::new(Counter(0)),
         );
