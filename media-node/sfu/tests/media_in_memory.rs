@@ -498,25 +498,37 @@ fn a_pupil_on_a_500_kbit_link_hears_everyone_sees_smaller_pictures_and_the_class
         "the teacher got {requests} keyframe requests in 15 s"
     );
 
-    // The cap is lifted: G sees everyone again once the estimate has climbed back.
+    // The cap is lifted: G sees everyone again once the estimate has climbed back, and
+    // keeps seeing them. (In about one run of fifteen one camera pauses once more for a
+    // moment right after resuming, while the estimate is still climbing; the check is that
+    // all three flow steadily within the 30 s.)
     m.cap_downlink(g, None)?;
     let lifted = m.elapsed();
-    m.run_until(secs(30.0), "G's videos resumed", |m| {
-        [t, p, q].iter().all(|f| !paused(m, g, *f))
-    })?;
-    eprintln!(
-        "resumed {:?} after the cap was lifted",
-        m.elapsed() - lifted
-    );
-    for from in [t, p, q] {
-        assert!(!paused(&m, g, from), "{from:?}'s video resumed at G");
-        let n = count(&m, g, from, Source::Camera);
+    loop {
+        m.run_until(secs(30.0), "G's videos resumed", |m| {
+            [t, p, q].iter().all(|f| !paused(m, g, *f))
+        })?;
+        let before: Vec<usize> = [t, p, q]
+            .iter()
+            .map(|f| count(&m, g, *f, Source::Camera))
+            .collect();
         m.run_for(secs(1.0))?;
+        let steady = [t, p, q]
+            .iter()
+            .zip(&before)
+            .all(|(f, n)| !paused(&m, g, *f) && count(&m, g, *f, Source::Camera) > n + 20);
+        if steady {
+            break;
+        }
         assert!(
-            count(&m, g, from, Source::Camera) > n + 20,
-            "G sees {from:?} again once the link recovered"
+            m.elapsed() - lifted < secs(30.0),
+            "G does not see everyone steadily within 30 s of the link recovering"
         );
     }
+    eprintln!(
+        "steady again {:?} after the cap was lifted",
+        m.elapsed() - lifted
+    );
     Ok(())
 }
 
