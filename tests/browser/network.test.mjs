@@ -17,6 +17,8 @@ import {
   expectVideoPlaying,
   expectAudioFlowing,
   expectMediaOnlyToPortal,
+  received,
+  sleep,
   WAIT,
 } from './harness.mjs';
 import { netnsSuite } from './netns.mjs';
@@ -230,4 +232,89 @@ suite.test(
     );
   },
   { timeout: 150_000 },
+);
+
+/** The page's inbound audio of `pid` (getStats): samples received and concealed so far. */
+function audioSamples(page, pid) {
+  return page.evaluate(async (pid) => {
+    const tile = document.querySelector(`[data-testid=tile][data-participant=${JSON.stringify(pid)}]`);
+    const track = tile?.querySelector('audio')?.srcObject?.getAudioTracks?.()[0];
+    const stats = await window.__aula?.subscribe?.getStats();
+    let out = null;
+    stats?.forEach((r) => {
+      if (r.type === 'inbound-rtp' && track && r.trackIdentifier === track.id) {
+        out = {
+          total: r.totalSamplesReceived ?? 0,
+          concealed: r.concealedSamples ?? 0,
+          silentConcealed: r.silentConcealedSamples ?? 0,
+        };
+      }
+    });
+    return out;
+  }, pid);
+}
+
+suite.test(
+  "a pupil whose downlink is capped at 500 kbit/s keeps hearing the teacher (under 5 % of the samples concealed), and the teacher and another pupil on clean links keep seeing each other",
+  async (s) => {
+    const portal = suite.portal;
+    const link = suite.net.ns('pupil');
+    await link.clear();
+    await link.shape({ down: '500kbit' });
+
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, await portal.provisionTeacher());
+    const room = await createRoom(teacher.page, 'Deutsch 7b');
+    await openMeeting(teacher, room);
+    const ben = await joinAsGuest(s, room.inviteUrl, 'Ben');
+    const greta = await joinAsGuest(s, room.inviteUrl, 'Greta', { browser: await link.browser(portal) });
+
+    await expectAudioFlowing(greta.page, teacher.pid);
+    await expectVideoPlaying(teacher.page, ben.pid);
+    await expectVideoPlaying(ben.page, teacher.pid);
+
+    // A stretch of the lesson over the capped link (a fixed window to measure over, not a
+    // bound on anything).
+    const before = await audioSamples(greta.page, teacher.pid);
+    const frames = async () => ({
+      gretaSeesTeacher: (await received(greta.page, teacher.pid)).video?.framesDecoded ?? 0,
+      teacherSeesBen: (await received(teacher.page, ben.pid)).video?.framesDecoded ?? 0,
+      benSeesTeacher: (await received(ben.page, teacher.pid)).video?.framesDecoded ?? 0,
+    });
+    const framesBefore = await frames();
+    const WINDOW = 20_000;
+    await sleep(WINDOW);
+    const after = await audioSamples(greta.page, teacher.pid);
+    const framesAfter = await frames();
+
+    const total = after.total - before.total;
+    const concealed = after.concealed - before.concealed;
+    const silent = after.silentConcealed - before.silentConcealed;
+    const fps = Object.fromEntries(
+      Object.keys(framesAfter).map((k) => [k, +((framesAfter[k] - framesBefore[k]) / (WINDOW / 1000)).toFixed(1)]),
+    );
+    const passed = await link.shaperStats();
+    console.log(
+      `bandwidth: 500 kbit/s downlink for 20 s: teacher's audio at the capped pupil ${total} samples, ` +
+        `${concealed} concealed (${((100 * concealed) / Math.max(total, 1)).toFixed(2)} %, ${silent} of them silent); ` +
+        `frames per second ${JSON.stringify(fps)}; shaper ${JSON.stringify(passed.down)}`,
+    );
+    assert.ok(total > 0, "the capped pupil receives the teacher's audio");
+    assert.ok(
+      concealed / total < 0.05,
+      `the capped pupil hears the teacher: ${concealed} of ${total} samples concealed`,
+    );
+    // The class on clean links is unaffected: their pictures keep moving.
+    await expectVideoPlaying(teacher.page, ben.pid);
+    await expectVideoPlaying(ben.page, teacher.pid);
+    await expectAudioFlowing(teacher.page, greta.pid);
+  },
+  {
+    timeout: 120_000 * SCALE,
+    // Issue 12 is not done: on a quiet machine, where the larger layers flow and the cap
+    // binds, the capped pupil had 9 % of the teacher's audio concealed (87,647 of 966,240
+    // samples; the bound is 5 %), because the subscriber's estimate runs far above the real
+    // link. It runs with AULA_IMPAIRED_TESTS=1 (tests/browser/run.sh) until it holds.
+    skip: process.env.AULA_IMPAIRED_TESTS === '1' ? false : 'issue 12: the 5 % bound is not met yet (AULA_IMPAIRED_TESTS=1 runs it)',
+  },
 );

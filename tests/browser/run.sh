@@ -39,6 +39,8 @@ status=0
 # faults.test.mjs (issue 17's node-failure bounds: kill -9 5 s, SIGSTOP 8 s, drain 2 s, AWS
 # pause) does not meet its bounds reliably yet: it runs only with AULA_FAULT_TESTS=1 until it
 # does. On a loaded machine the new join grant alone (portal and moto) took 0.5-4.4 s.
+# Likewise network.test.mjs's 500 kbit/s case (issue 12's 5 % concealment bound) runs only
+# with AULA_IMPAIRED_TESTS=1; it is reported as skipped otherwise.
 files=()
 for f in tests/browser/*.test.mjs; do
   [[ $f == tests/browser/faults.test.mjs && ${AULA_FAULT_TESTS:-0} != 1 ]] && continue

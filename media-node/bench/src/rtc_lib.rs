@@ -4,7 +4,7 @@
 
 use crate::harness::{Library, Media, Outgoing, Peer};
 use anyhow::{Context, Result, anyhow, bail};
-use aula_sfu::media::{OPUS_PT, VP8_PT, peer_connection, track};
+use aula_sfu::media::{INITIAL_ESTIMATE_BPS, OPUS_PT, VP8_PT, peer_connection, track};
 use aula_sfu::testing::{Endpoint, SFU_ADDR, client_pc};
 use bytes::BytesMut;
 use rtc::peer_connection::RTCPeerConnection;
@@ -121,11 +121,12 @@ impl Library for RtcLib {
             kind,
             ssrc,
         ))?;
-        let mut s = peer_connection(
+        let (mut s, _) = peer_connection(
             now,
             "pubufragpubufrag",
             "pubpwd-pubpwd-pubpwd-pubpwd-pub",
             SFU_ADDR,
+            INITIAL_ESTIMATE_BPS,
         )?;
         negotiate(now, &mut c, &mut s).context("negotiating the publish connection")?;
         Ok((
@@ -146,7 +147,7 @@ impl Library for RtcLib {
         // Unique ICE credentials per connection, as the node's entropy makes them.
         let ufrag = format!("sub{index:013}");
         let pwd = format!("subpwd{index:026}");
-        let mut s = peer_connection(now, &ufrag, &pwd, SFU_ADDR)?;
+        let (mut s, _) = peer_connection(now, &ufrag, &pwd, SFU_ADDR, INITIAL_ESTIMATE_BPS)?;
         let sender = s.add_track(track(
             "publisher".into(),
             "publisher-camera".into(),
@@ -231,6 +232,9 @@ impl Peer for RtcPeer {
         p.header.payload_type = pt;
         p.header.extension = false;
         p.header.extensions.clear();
+        // Without this, the publisher leg's padding stays and the marshalled header is
+        // invalid: `rtc` sends nothing (since the TWCC sender adds an extension again).
+        p.header.extensions_padding = 0;
         self.write(now, p)
     }
 

@@ -161,6 +161,7 @@ impl MediaNode {
                 candidate,
                 last_n: config.last_n,
                 fanout_threads: config.fanout_threads,
+                initial_estimate_bps: aula_sfu::media::INITIAL_ESTIMATE_BPS as u64,
                 capacity: config.capacity,
             },
             Box::new(RandomEntropy),

@@ -2,11 +2,13 @@
 //! should get it (what each gets is the forwarder's decision), the batch written into the
 //! subscribers' connections on several cores, and keyframe requests back to publishers.
 
+use crate::allocator::{ALLOCATION_INTERVAL, Grant, Want};
 use crate::forwarder::{self, KeyframeNeed, Published, Rewrite};
 use crate::peer::{self, Peer, Write, Written};
-use crate::protocol::Source;
+use crate::protocol::{ServerMessage, Source};
 use crate::rewrite::vp8_is_keyframe;
 use crate::sfu::{ConnId, PeerId, Sfu};
+use aula_domain::Participant;
 use rayon::prelude::*;
 use rtc::rtp_transceiver::RTCRtpReceiverId;
 use std::collections::HashMap;
@@ -30,6 +32,16 @@ pub(crate) enum Ask {
     /// Still waiting for the keyframe asked for before: every [`KEYFRAME_REASK_INTERVAL`].
     Again,
 }
+/// A subscriber that asks for keyframes of one video this often (within
+/// [`ASKING_WINDOW`]) loses them on its own link: it gets a lower layer for
+/// [`LOWERED_FOR`], and only its first request per window reaches the publisher, whose
+/// keyframes every other subscriber would pay for.
+const ASKS_BEFORE_LOWERING: u32 = 3;
+const ASKING_WINDOW: Duration = Duration::from_secs(2);
+const LOWERED_FOR: Duration = Duration::from_secs(10);
+/// The most layers a source has that forwarding tells apart (browsers send up to three).
+const MAX_LAYERS: usize = 4;
+
 /// A packet fanned out to at least this many subscribers' connections is encrypted on all
 /// cores; below it, waking other threads costs more than it saves.
 const PARALLEL_FANOUT: usize = 4;
@@ -94,7 +106,9 @@ impl Sfu {
             return;
         };
         let ssrc = packet.header.ssrc;
-        let Some(incoming) = m.saw(ssrc, now) else {
+        let size = packet.payload.len() + RTP_HEADER_BYTES;
+        let media = !packet.payload.is_empty();
+        let Some(incoming) = m.saw(ssrc, now, size, media) else {
             return;
         };
         let (source, audio_level_id) = (incoming.source, incoming.audio_level_id);
@@ -131,25 +145,27 @@ impl Sfu {
         }
         let sharpest = room.speakers.active() == Some(publisher) || source == Source::Screen;
         let layers = if audio { &[][..] } else { m.layers(source) };
-        let published = Published {
+        // The layout's layer, and what to forward for each index a subscriber's downlink may
+        // cap it at: computed once per packet, not per subscriber.
+        let desired = forwarder::desired_layer(layers.len(), sharpest, room.members.len());
+        let mut wanted_at = [ssrc; MAX_LAYERS];
+        for (i, w) in wanted_at.iter_mut().enumerate().take(layers.len()) {
+            *w = forwarder::wanted_layer_at(layers, ssrc, i, |l| m.flowing(l, now));
+        }
+        let mut published = Published {
             ssrc,
             seq: packet.header.sequence_number,
             timestamp: packet.header.timestamp,
             audio,
             keyframe: audio || vp8_is_keyframe(&packet.payload),
-            wanted_layer: forwarder::wanted_layer(
-                layers,
-                ssrc,
-                sharpest,
-                room.members.len(),
-                |l| m.flowing(l, now),
-            ),
+            wanted_layer: ssrc,
             level,
         };
         // The publisher's extension ids mean nothing to a subscriber: dropped once here, not
         // per copy; the level goes back in under each subscriber's own id.
         packet.header.extension = false;
         packet.header.extensions.clear();
+        packet.header.extensions_padding = 0;
         let mut keyframe_need: Option<KeyframeNeed> = None;
         let key = (publisher, source);
         for &conn in &room.members {
@@ -171,6 +187,22 @@ impl Sfu {
             let Some(out) = s.outgoing.get_mut(&key) else {
                 continue;
             };
+            let index = match out.grant {
+                Grant::Paused => {
+                    out.forwarder.pause();
+                    continue;
+                }
+                Grant::Unlimited => desired,
+                Grant::Layer(i) => i.min(desired),
+            };
+            let index = match out.lowered {
+                Some((until, at_most)) if now < until => index.min(at_most),
+                _ => index,
+            };
+            out.layer_index = index;
+            if !audio {
+                published.wanted_layer = wanted_at[index.min(MAX_LAYERS - 1)];
+            }
             let before = out.forwarder.current_layer();
             let decision = out.forwarder.packet(&published);
             if !audio && tracing::enabled!(tracing::Level::DEBUG) {
@@ -215,7 +247,6 @@ impl Sfu {
         let Some(m) = self.members.get(&conn) else {
             return;
         };
-        let room = m.room;
         let mut wanted = Vec::new();
         for ssrc in peer::keyframe_requests(packets) {
             if let Some(key) = m.out_by_ssrc.get(&ssrc) {
@@ -223,9 +254,43 @@ impl Sfu {
             }
         }
         for (participant, source) in wanted {
-            if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                self.request_keyframe(now, p, source, Ask::Once);
+            self.subscriber_asks(now, conn, participant, source);
+        }
+    }
+
+    /// A subscriber asks for a keyframe of a video (RTCP PLI/FIR or the signalling message):
+    /// passed on to the publisher, unless the subscriber keeps asking. Then its own link
+    /// loses the pictures, and it gets a lower layer rather than more keyframes.
+    pub(crate) fn subscriber_asks(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        participant: Participant,
+        source: Source,
+    ) {
+        let Some(m) = self.members.get_mut(&conn) else {
+            return;
+        };
+        let room = m.room;
+        let Some(out) = m.outgoing.get_mut(&(participant, source)) else {
+            return;
+        };
+        let fresh = out
+            .asked
+            .0
+            .is_none_or(|t| now.saturating_duration_since(t) >= ASKING_WINDOW);
+        if fresh {
+            out.asked = (Some(now), 1);
+        } else {
+            out.asked.1 += 1;
+            if out.asked.1 == ASKS_BEFORE_LOWERING {
+                let below = out.layer_index.saturating_sub(1);
+                out.lowered = Some((now + LOWERED_FOR, below));
             }
+            return;
+        }
+        if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
+            self.request_keyframe(now, p, source, Ask::Once);
         }
     }
 
@@ -267,6 +332,110 @@ impl Sfu {
         };
         self.stats.keyframe_requests += p.request_keyframes(now, &targets);
         self.flush(peer);
+    }
+}
+
+/// An RTP header without extensions or CSRCs: what a forwarded packet adds to its payload.
+const RTP_HEADER_BYTES: usize = 12;
+
+impl Sfu {
+    /// Every [`ALLOCATION_INTERVAL`]: the streams' rates measured, then each subscriber's
+    /// downlink estimate allocated (see `allocator.rs`); a video that is paused or resumed
+    /// is announced to the subscriber.
+    pub(crate) fn allocate_bandwidth(&mut self, now: Instant) {
+        let elapsed = self
+            .last_allocation
+            .map_or(ALLOCATION_INTERVAL, |t| now.saturating_duration_since(t));
+        self.last_allocation = Some(now);
+        for m in self.members.values_mut() {
+            m.measure(elapsed);
+        }
+        let last_n = self.config.last_n;
+        let conns: Vec<ConnId> = self.members.keys().copied().collect();
+        for conn in conns {
+            let Some(s) = self.members.get(&conn) else {
+                continue;
+            };
+            let Some(feedback) = s.subscription.peer().and_then(|p| self.peers.estimate(p)) else {
+                continue;
+            };
+            let estimate = feedback.bps;
+            let Some(room) = self.rooms.get(&s.room).filter(|_| s.in_meeting) else {
+                continue;
+            };
+            let active = room.speakers.active();
+            let order: Vec<Participant> = room.speakers.last_n(last_n).collect();
+            let mut audio = 0;
+            let mut wants = Vec::new();
+            for &(participant, source) in s.outgoing.keys() {
+                let Some(publisher) = self
+                    .by_participant
+                    .get(&(s.room, participant))
+                    .and_then(|c| self.members.get(c))
+                else {
+                    continue;
+                };
+                if source.is_audio() {
+                    if !publisher.muted {
+                        audio += publisher.rate(source);
+                    }
+                    continue;
+                }
+                if !forwarder::forwarded(source, order.contains(&participant)) {
+                    continue;
+                }
+                let layers = publisher.layers(source).len();
+                let speaking = active == Some(participant);
+                let rank = match (source, speaking) {
+                    (Source::Screen, _) => 0,
+                    (_, true) => 1,
+                    _ => 2 + order.iter().position(|p| *p == participant).unwrap_or(0),
+                };
+                let sharpest = speaking || source == Source::Screen;
+                wants.push(Want {
+                    key: (participant, source),
+                    rank,
+                    desired: forwarder::desired_layer(layers, sharpest, room.members.len()),
+                    rates: publisher.layer_rates(source, now),
+                });
+            }
+            let Some(s) = self.members.get_mut(&conn) else {
+                continue;
+            };
+            let changed = s.allocator.allocate(now, estimate, audio, &wants);
+            tracing::debug!(
+                conn,
+                participant = %s.participant,
+                estimate,
+                reported = feedback.reported,
+                lost = feedback.lost,
+                audio,
+                wants = ?wants.iter().map(|w| (w.key.0.to_string(), w.rank, w.desired, w.rates.clone())).collect::<Vec<_>>(),
+                grants = ?wants.iter().map(|w| s.allocator.grant(&w.key)).collect::<Vec<_>>(),
+                "allocated"
+            );
+            let mut announce = Vec::new();
+            for (key, grant) in changed {
+                let Some(out) = s.outgoing.get_mut(&key) else {
+                    continue;
+                };
+                let was_paused = out.grant == Grant::Paused;
+                out.grant = grant;
+                if was_paused != (grant == Grant::Paused) {
+                    announce.push((key, grant == Grant::Paused));
+                }
+            }
+            for ((participant, source), paused) in announce {
+                self.signal(
+                    conn,
+                    ServerMessage::VideoPaused {
+                        participant,
+                        source,
+                        paused,
+                    },
+                );
+            }
+        }
     }
 }
 

@@ -91,6 +91,12 @@ impl Forwarder {
         self.splicer.current()
     }
 
+    /// Nothing of the source for now (its video is paused); what comes after starts with a
+    /// keyframe.
+    pub(crate) fn pause(&mut self) {
+        self.splicer.pause();
+    }
+
     /// A packet for a subscriber whose connection is up.
     pub(crate) fn packet(&mut self, p: &Published) -> Decision {
         let Binding::Bound {
@@ -143,6 +149,7 @@ pub(crate) fn forwarded(source: Source, in_last_n: bool) -> bool {
 /// tile what fits the room's size — among the layers that flow: browsers stop sending their
 /// larger layers when CPU or uplink runs short, and a subscriber kept on such a layer sees
 /// a frozen picture. Then the largest smaller layer that flows, else the smallest larger one.
+#[cfg(test)]
 pub(crate) fn wanted_layer(
     layers: &[u32],
     arrived_on: u32,
@@ -150,14 +157,32 @@ pub(crate) fn wanted_layer(
     room_size: usize,
     flowing: impl Fn(u32) -> bool,
 ) -> u32 {
+    let desired = desired_layer(layers.len(), sharpest, room_size);
+    wanted_layer_at(layers, arrived_on, desired, flowing)
+}
+
+/// The index of the layer the layout wants of a source with `layers` layers.
+pub(crate) fn desired_layer(layers: usize, sharpest: bool, room_size: usize) -> usize {
+    if sharpest {
+        layers.saturating_sub(1)
+    } else {
+        grid_layer(layers, room_size)
+    }
+}
+
+/// The incoming layer to forward when layer `desired` (an index; at most it, if the
+/// subscriber's downlink allows no more) is wanted: it if it flows, else the largest smaller
+/// one that flows, else the smallest larger one.
+pub(crate) fn wanted_layer_at(
+    layers: &[u32],
+    arrived_on: u32,
+    desired: usize,
+    flowing: impl Fn(u32) -> bool,
+) -> u32 {
     if layers.len() <= 1 {
         return arrived_on;
     }
-    let desired = if sharpest {
-        layers.len() - 1
-    } else {
-        grid_layer(layers.len(), room_size)
-    };
+    let desired = desired.min(layers.len() - 1);
     layers[..=desired]
         .iter()
         .rev()

@@ -2,6 +2,7 @@
 //! UDP datagrams and timeouts, each with an explicit `now`, and sends what it outputs.
 //! Tests drive it the same way, without sockets or a wall clock.
 
+mod allocator;
 mod fanout;
 mod forwarder;
 pub mod media;

@@ -4,6 +4,7 @@
 //! "offer again" can only be noted while one is out. Every SDP step goes through the
 //! [`Peer`](crate::peer::Peer) methods, the only callers of `rtc`.
 
+use crate::allocator::{Allocator, Grant};
 use crate::forwarder::{Forwarder, rid_rank};
 use crate::protocol::{
     Connection, ErrorCode, ForwardedTrack, PeerInfo, PublishedTrack, ServerMessage, Source,
@@ -51,6 +52,10 @@ pub(crate) struct Incoming {
     pub(crate) audio_level_id: Option<u8>,
     /// When a packet of it last arrived: a layer is chosen only while it flows.
     last_seen: Option<Instant>,
+    /// Bytes arrived since the last [`Member::measure`], and the rate measured then (bits
+    /// per second, smoothed): what the layer costs a subscriber's downlink.
+    bytes: u64,
+    pub(crate) rate: u64,
 }
 
 /// One of the others' sources, forwarded to this participant.
@@ -58,6 +63,28 @@ pub(crate) struct Incoming {
 pub(crate) struct Outgoing {
     pub(crate) sender: RTCRtpSenderId,
     pub(crate) forwarder: Forwarder,
+    /// What the subscriber's downlink carries of it (the allocator's grant; video only).
+    pub(crate) grant: Grant,
+    /// Keyframe requests the subscriber sent for it: when the current count began, how many.
+    pub(crate) asked: (Option<Instant>, u32),
+    /// Until then the subscriber gets at most a layer below what it got when it kept asking
+    /// for keyframes (its own link loses them); the layer's index.
+    pub(crate) lowered: Option<(Instant, usize)>,
+    /// The index of the layer last wanted for it (0 the smallest).
+    pub(crate) layer_index: usize,
+}
+
+impl Outgoing {
+    pub(crate) fn new(sender: RTCRtpSenderId, ssrc: u32) -> Self {
+        Outgoing {
+            sender,
+            forwarder: Forwarder::new(ssrc),
+            grant: Grant::Unlimited,
+            asked: (None, 0),
+            lowered: None,
+            layer_index: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -82,6 +109,8 @@ pub(crate) struct Member {
     pub(crate) last_keyframe_request: HashMap<Source, Instant>,
     pub(crate) outgoing: HashMap<(Participant, Source), Outgoing>,
     pub(crate) out_by_ssrc: HashMap<u32, (Participant, Source)>,
+    /// The subscriber's bandwidth allocation.
+    pub(crate) allocator: Allocator<(Participant, Source)>,
 }
 
 impl Member {
@@ -111,6 +140,7 @@ impl Member {
             last_keyframe_request: HashMap::new(),
             outgoing: HashMap::new(),
             out_by_ssrc: HashMap::new(),
+            allocator: Allocator::default(),
         }
     }
 
@@ -133,11 +163,62 @@ impl Member {
         self.published.values().copied().collect()
     }
 
-    /// A packet of `ssrc` arrived: the stream flows. Returns the stream.
-    pub(crate) fn saw(&mut self, ssrc: u32, now: Instant) -> Option<&Incoming> {
+    /// A packet of `ssrc` arrived, `bytes` long with `media` in it: the stream flows.
+    /// Returns the stream.
+    ///
+    /// A packet without media (RTP padding: Chrome probes its uplink with padding on the
+    /// highest simulcast stream when RTX is not negotiated) neither makes a layer flow nor
+    /// counts towards its cost: a layer of padding alone shows no picture, and measured at a
+    /// few kbit/s it looked cheaper than the smallest layer.
+    pub(crate) fn saw(
+        &mut self,
+        ssrc: u32,
+        now: Instant,
+        bytes: usize,
+        media: bool,
+    ) -> Option<&Incoming> {
         let i = self.incoming.get_mut(&ssrc)?;
-        i.last_seen = Some(now);
+        if media {
+            i.last_seen = Some(now);
+            i.bytes += bytes as u64;
+        }
         Some(i)
+    }
+
+    /// Updates every stream's rate from the bytes that arrived over `elapsed`.
+    pub(crate) fn measure(&mut self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        for i in self.incoming.values_mut() {
+            let now = (i.bytes as f64 * 8.0 / secs) as u64;
+            // Half the last window, half before: a keyframe neither doubles nor is lost.
+            i.rate = if i.rate == 0 { now } else { (i.rate + now) / 2 };
+            i.bytes = 0;
+        }
+    }
+
+    /// What each layer of a source costs now (bits per second), smallest first; `None`
+    /// for a layer that does not flow.
+    pub(crate) fn layer_rates(&self, source: Source, now: Instant) -> Vec<Option<u64>> {
+        self.layers(source)
+            .iter()
+            .map(|l| {
+                self.flowing(*l, now)
+                    .then(|| self.incoming.get(l).map(|i| i.rate.max(1)))
+                    .flatten()
+            })
+            .collect()
+    }
+
+    /// What the source's streams cost now together (audio: its one stream).
+    pub(crate) fn rate(&self, source: Source) -> u64 {
+        self.incoming
+            .values()
+            .filter(|i| i.source == source)
+            .map(|i| i.rate)
+            .sum()
     }
 
     /// Whether a packet of `ssrc` arrived within [`LAYER_IDLE`] of `now`.
@@ -178,6 +259,8 @@ impl Member {
                 receiver,
                 audio_level_id,
                 last_seen: None,
+                bytes: 0,
+                rate: 0,
             },
         );
         self.sort_layers();
@@ -362,13 +445,7 @@ impl Sfu {
             let track_id = format!("{stream}-{}", source_name(source));
             let sender = p.add_track(stream_id, track_id, source_name(source), source, ssrc)?;
             m.out_by_ssrc.insert(ssrc, key);
-            m.outgoing.insert(
-                key,
-                Outgoing {
-                    sender,
-                    forwarder: Forwarder::new(ssrc),
-                },
-            );
+            m.outgoing.insert(key, Outgoing::new(sender, ssrc));
         }
         let sdp = p.offer(now)?;
         let mut tracks: Vec<ForwardedTrack> = m

@@ -38,6 +38,8 @@ pub(crate) struct Peer {
     ufrag: String,
     addrs: Vec<SocketAddr>,
     deadline: Option<Instant>,
+    /// The downlink estimate of this connection (a subscriber's: what the node may send).
+    pub(crate) estimate: media::Estimate,
     /// DTLS is up: media written before this would be dropped (a lost first keyframe
     /// leaves the subscriber's decoder waiting).
     pub(crate) connected: bool,
@@ -256,6 +258,14 @@ impl Peers {
         self.map.get_mut(&id).map(|p| &mut **p)
     }
 
+    /// A connected connection's downlink estimate and what its feedback said so far.
+    pub(crate) fn estimate(&self, id: PeerId) -> Option<media::Feedback> {
+        self.map
+            .get(&id)
+            .filter(|p| p.connected)
+            .map(|p| p.estimate.feedback())
+    }
+
     pub(crate) fn connected(&self, id: PeerId) -> bool {
         self.map.get(&id).is_some_and(|p| p.connected)
     }
@@ -326,7 +336,13 @@ impl Sfu {
         let entropy: &mut dyn Entropy = &mut *self.entropy;
         let ufrag = entropy.token(16);
         let pwd = entropy.token(32);
-        let pc = media::peer_connection(now, &ufrag, &pwd, self.config.candidate)?;
+        let (pc, estimate) = media::peer_connection(
+            now,
+            &ufrag,
+            &pwd,
+            self.config.candidate,
+            self.config.initial_estimate_bps as f64,
+        )?;
         let peers = &mut self.peers;
         let id = peers.next;
         peers.next += 1;
@@ -339,6 +355,7 @@ impl Sfu {
                 ufrag,
                 addrs: Vec::new(),
                 deadline: None,
+                estimate,
                 connected: false,
             }),
         );

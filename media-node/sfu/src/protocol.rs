@@ -197,6 +197,13 @@ pub enum ServerMessage {
     Chat {
         message: aula_domain::RelayedMessage,
     },
+    /// A video you get is paused (`paused: true`) because your connection does not carry
+    /// even its smallest layer next to the audio and the videos before it, or resumed.
+    VideoPaused {
+        participant: Participant,
+        source: Source,
+        paused: bool,
+    },
     /// The node is shutting down: get a new grant and join again (you will be placed on
     /// another node).
     Move,

@@ -115,6 +115,13 @@ impl Splicer {
         self.current
     }
 
+    /// Stops forwarding; a later [`select`](Self::select) starts again at a keyframe, the
+    /// numbering continuing from the last packet forwarded.
+    pub fn pause(&mut self) {
+        self.current = None;
+        self.target = None;
+    }
+
     pub fn target(&self) -> Option<u32> {
         self.target.or(self.current)
     }

@@ -344,10 +344,8 @@ impl Sfu {
                 Ok(())
             }
             ClientMessage::RequestKeyframe { participant } => {
-                if let Some(p) = self.by_participant.get(&(room, participant)).copied() {
-                    self.request_keyframe(now, p, Source::Camera, crate::fanout::Ask::Once);
-                    self.request_keyframe(now, p, Source::Screen, crate::fanout::Ask::Once);
-                }
+                self.subscriber_asks(now, conn, participant, Source::Camera);
+                self.subscriber_asks(now, conn, participant, Source::Screen);
                 Ok(())
             }
             _ if !moderator => Err(SfuError::Refused(
@@ -522,6 +520,7 @@ impl Sfu {
         for (room, active, video) in changed {
             self.broadcast(room, None, &ServerMessage::Speakers { active, video });
         }
+        self.allocate_bandwidth(now);
         self.next_speaker_tick = if self.rooms.values().any(|r| r.meeting) {
             Some(now + speakers::DECISION_INTERVAL)
         } else {

@@ -42,6 +42,10 @@ pub struct SfuConfig {
     /// Threads that write forwarded packets into subscribers' connections; 1 writes them
     /// on the caller's thread.
     pub fanout_threads: usize,
+    /// Where a subscriber's downlink estimate starts, bits per second, before the browser's
+    /// feedback says more (`media::INITIAL_ESTIMATE_BPS`; the forwarding bench, whose links
+    /// are in memory, starts higher).
+    pub initial_estimate_bps: u64,
 }
 
 /// Secrets for ICE credentials, from the node's random source.
@@ -161,6 +165,8 @@ pub struct Sfu {
     /// When the earliest empty room is due to be forgotten.
     pub(crate) next_forget: Option<Instant>,
     pub(crate) next_speaker_tick: Option<Instant>,
+    /// When bandwidth was last allocated (with the speaker decision).
+    pub(crate) last_allocation: Option<Instant>,
     /// The peer connections (peer.rs): a field of its own, so forwarding reads a room and
     /// changes members while it queues packets for the connections.
     pub(crate) peers: Peers,
@@ -180,6 +186,7 @@ impl Sfu {
             rooms: HashMap::new(),
             next_forget: None,
             next_speaker_tick: None,
+            last_allocation: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
             draining: false,

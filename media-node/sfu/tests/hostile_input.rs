@@ -383,6 +383,7 @@ impl World {
                     candidate: SFU.parse().expect("address"),
                     last_n: 20,
                     fanout_threads: 1,
+                    initial_estimate_bps: aula_sfu::media::INITIAL_ESTIMATE_BPS as u64,
                     capacity: 100,
                 },
                 Box::new(Counter(0)),

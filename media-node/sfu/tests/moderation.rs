@@ -27,6 +27,7 @@ fn sfu(capacity: u32) -> Sfu {
             candidate: "127.0.0.1:7882".parse().expect("address"),
             last_n: 20,
             fanout_threads: 1,
+            initial_estimate_bps: aula_sfu::media::INITIAL_ESTIMATE_BPS as u64,
             capacity,
         },
         Box::new(Counter(0)),

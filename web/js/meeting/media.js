@@ -94,7 +94,8 @@ export class Media {
     // Simulcast: the node forwards the small layer to the grid and the large one for the
     // active speaker, so a class of 30 does not download 20 full-size cameras each.
     if (this.local.video) {
-      this.sources.set(pc.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: CAMERA_LAYERS }), 'camera');
+      const layers = cameraLayers(this.local.video.getSettings?.().height ?? 360);
+      this.sources.set(pc.addTransceiver(this.local.video, { direction: 'sendonly', sendEncodings: layers }), 'camera');
     }
     if (this.local.screen) this.sources.set(pc.addTransceiver(this.local.screen, { direction: 'sendonly' }), 'screen');
     if (this.local.audio && !this.micOn) this.send({ type: 'set_muted', muted: true });
@@ -272,15 +273,28 @@ export class Media {
 }
 
 /**
- * The camera's simulcast layers (640×360 captured): a thumbnail for the grid, a middle one,
- * and the full picture for the active speaker. The browser drops layers its bandwidth
- * estimate cannot carry, smallest last.
+ * The camera's simulcast layers for the height it really captures, as Chrome will produce
+ * them: it sends three layers from 960×540 up and two from 480×270 up (libwebrtc's simulcast
+ * table), and asking a 640×360 camera for three left the top one, the active speaker's,
+ * never sent (everyone saw 320×180). A thumbnail for the grid, a middle layer, and the full
+ * picture; the browser drops layers its bandwidth estimate cannot carry, largest first.
  */
-const CAMERA_LAYERS = [
-  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 400_000 },
-  { rid: 'f', maxBitrate: 1_200_000 },
-];
+export function cameraLayers(height) {
+  if (height >= 540) {
+    return [
+      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { rid: 'f', maxBitrate: 1_500_000 },
+    ];
+  }
+  if (height >= 270) {
+    return [
+      { rid: 'q', scaleResolutionDownBy: 2, maxBitrate: 200_000 },
+      { rid: 'f', maxBitrate: 700_000 },
+    ];
+  }
+  return undefined;
+}
 
 /**
  * Asks our Opus encoder for discontinuous transmission: a silent or switched-off microphone

@@ -155,6 +155,15 @@ export class People {
     );
   }
 
+  /** The node paused (or resumed) a video because this connection does not carry it. */
+  videoPaused({ participant, paused }) {
+    const tile = this.peerTile(participant);
+    tile.paused ??= h('span', { class: 'paused-note', role: 'status' }, t('video_paused'));
+    if (!tile.paused.isConnected) tile.el.append(tile.paused);
+    tile.paused.hidden = !paused;
+    tile.el.classList.toggle('paused', paused);
+  }
+
   renderLobby() {
     this.lobbyPanel.hidden = this.role !== 'moderator';
     this.renderModeration();

@@ -25,8 +25,9 @@ export function takeHandOff() {
   return c;
 }
 
-/** The camera asked for everywhere (the simulcast layers are chosen for 640×360). */
-export const CAMERA = { width: 640, height: 360 };
+/** The camera asked for everywhere: 720p where the camera has it, so the active speaker's
+ * picture is the full layer (the simulcast layers follow the height really captured). */
+export const CAMERA = { width: { ideal: 1280 }, height: { ideal: 720 } };
 
 export class Prejoin {
   /** `who`: the name shown (a teacher's), or null when a field for it comes with the form. */

@@ -506,6 +506,9 @@ export class Signalling {
       case 'chat':
         this.addMessage(f.message, true);
         break;
+      case 'video_paused':
+        this.videoPaused(f);
+        break;
       case 'move':
         // The node shuts down: a new grant places the room on another node, right away.
         this.dropConnection({ moving: true });

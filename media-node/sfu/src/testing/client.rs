@@ -370,7 +370,11 @@ impl Publisher {
         let frame = self.frames;
         self.frames += 1;
         let per_frame = config.packets_per_frame.max(1);
-        for layer in 0..self.camera.len() {
+        let layers = self.camera.len();
+        for layer in 0..layers {
+            // As a browser's layers: each a quarter of the pixels, and about a quarter of the
+            // bitrate, of the one above it (the full layer gets `video_payload`).
+            let size = config.video_payload >> (2 * (layers - 1 - layer));
             if self.stopped_layers.contains(&self.camera[layer].layer) {
                 continue;
             }
@@ -402,7 +406,7 @@ impl Publisher {
                 s.sent += 1;
                 let packet = rtc::rtp::Packet {
                     header,
-                    payload: payload(c, config.video_payload).into(),
+                    payload: payload(c, size).into(),
                 };
                 let sender = s.sender;
                 write(&mut self.ep, sender, now, packet)?;

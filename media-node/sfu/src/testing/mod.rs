@@ -68,11 +68,15 @@ pub struct MeetingConfig {
     pub signalling_delay: Duration,
     /// Video packets per frame and layer.
     pub packets_per_frame: usize,
+    /// Bytes of a video packet's payload on the only or full layer; simulcast's smaller
+    /// layers get a quarter of the one above (as a browser's bitrates go).
     pub video_payload: usize,
     pub audio_payload: usize,
     /// Keep every packet the clients receive (see [`Client::received`]); without, only the
     /// intact ones are counted.
     pub record: bool,
+    /// Where each subscriber's downlink estimate starts (`SfuConfig::initial_estimate_bps`).
+    pub initial_estimate_bps: u64,
 }
 
 impl Default for MeetingConfig {
@@ -85,6 +89,7 @@ impl Default for MeetingConfig {
             video_payload: 1_000,
             audio_payload: 100,
             record: true,
+            initial_estimate_bps: crate::media::INITIAL_ESTIMATE_BPS as u64,
         }
     }
 }
@@ -156,6 +161,34 @@ pub struct Meeting {
     frames_to_clients: VecDeque<(Instant, ConnId, ServerMessage)>,
     meter: Option<Meter>,
     wire: Wire,
+    /// Downlinks with a bandwidth cap, by the client connection's address.
+    links: HashMap<SocketAddr, Link>,
+}
+
+/// A capped link towards a client, as `tc tbf` makes one: datagrams leave one after another
+/// at the rate, and one that would wait longer than the queue allows is dropped.
+struct Link {
+    bits_per_second: u64,
+    queue: Duration,
+    busy_until: Instant,
+    /// In flight, each with its arrival time (in order: the link sends one at a time).
+    in_flight: VecDeque<(Instant, SocketAddr, BytesMut)>,
+    dropped: u64,
+}
+
+impl Link {
+    fn send(&mut self, now: Instant, delay: Duration, to: SocketAddr, data: BytesMut) {
+        let start = self.busy_until.max(now);
+        if start - now > self.queue {
+            self.dropped += 1;
+            return;
+        }
+        let bits = data.len() as u64 * 8;
+        self.busy_until =
+            start + Duration::from_micros(bits * 1_000_000 / self.bits_per_second.max(1));
+        self.in_flight
+            .push_back((self.busy_until + delay, to, data));
+    }
 }
 
 impl Meeting {
@@ -168,6 +201,7 @@ impl Meeting {
                 capacity: 1_000,
                 // On the caller's thread: deterministic, and the bench's CPU clock sees it.
                 fanout_threads: 1,
+                initial_estimate_bps: config.initial_estimate_bps,
             },
             Box::new(Counter(0)),
         );
@@ -187,7 +221,52 @@ impl Meeting {
             frames_to_clients: VecDeque::new(),
             meter: None,
             wire: Wire::default(),
+            links: HashMap::new(),
         }
+    }
+
+    /// Caps the client's downlink (what its subscribe connection receives) at this rate with
+    /// a queue of `queue`, as `tc tbf` does; `None` lifts the cap. The client must have its
+    /// subscribe connection.
+    pub fn cap_downlink(
+        &mut self,
+        who: Who,
+        cap: Option<(u64, Duration)>,
+    ) -> Result<(), HarnessError> {
+        let Some(addr) = self.clients[who.0].subscribe.as_ref().map(|e| e.local) else {
+            return fail(format!("{who:?} has no subscribe connection to cap"));
+        };
+        match cap {
+            Some((bits_per_second, queue)) => {
+                let now = self.now;
+                let link = self.links.entry(addr).or_insert(Link {
+                    bits_per_second,
+                    queue,
+                    busy_until: now,
+                    in_flight: VecDeque::new(),
+                    dropped: 0,
+                });
+                link.bits_per_second = bits_per_second;
+                link.queue = queue;
+            }
+            None => {
+                // What is in flight still arrives.
+                if let Some(link) = self.links.remove(&addr) {
+                    self.to_clients.extend(link.in_flight);
+                    self.to_clients.make_contiguous().sort_by_key(|x| x.0);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Datagrams the client's capped downlink dropped.
+    pub fn downlink_dropped(&self, who: Who) -> u64 {
+        self.clients[who.0]
+            .subscribe
+            .as_ref()
+            .and_then(|e| self.links.get(&e.local))
+            .map_or(0, |l| l.dropped)
     }
 
     /// Times the SFU's calls from now on (replacing an earlier meter).
@@ -373,6 +452,10 @@ impl Meeting {
             self.to_clients.front().map(|x| x.0),
             self.frames_to_sfu.front().map(|x| x.0),
             self.frames_to_clients.front().map(|x| x.0),
+            self.links
+                .values()
+                .filter_map(|l| l.in_flight.front().map(|x| x.0))
+                .min(),
         ];
         let clients = self.clients.iter().flat_map(|c| {
             let p = c.publish.as_ref();
@@ -420,6 +503,16 @@ impl Meeting {
                 busy = true;
                 self.client_datagram(to, &data)?;
             }
+            let mut due = Vec::new();
+            for link in self.links.values_mut() {
+                while let Some((_, to, data)) = pop_due(&mut link.in_flight, self.now) {
+                    due.push((to, data));
+                }
+            }
+            for (to, data) in due {
+                busy = true;
+                self.client_datagram(to, &data)?;
+            }
             if !busy {
                 return Ok(());
             }
@@ -454,8 +547,11 @@ impl Meeting {
             match out {
                 Output::Transmit { to, data } => {
                     self.wire.sfu_out += 1;
-                    self.to_clients
-                        .push_back((self.now + self.config.network_delay, to, data));
+                    let delay = self.config.network_delay;
+                    match self.links.get_mut(&to) {
+                        Some(link) => link.send(self.now, delay, to, data),
+                        None => self.to_clients.push_back((self.now + delay, to, data)),
+                    }
                 }
                 Output::Signal { conn, message } => self.frames_to_clients.push_back((
                     self.now + self.config.signalling_delay,
