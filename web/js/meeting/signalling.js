@@ -128,6 +128,10 @@ export class Signalling {
       return this.reconnectLater();
     }
     this.ws = ws;
+    // A new connection gets a queue of its own: a handler of the old one that never settles
+    // (seen once in CI after a UDP cut: the page then never read a welcome again and rejoined
+    // every 12 s) must not hold up this connection's frames. The old one's frames are ignored.
+    this.queue = Promise.resolve();
     this.nodeUrl = grant.node_url;
     this.welcomed = false;
     this.mediaEverUp = false;
