@@ -149,13 +149,18 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if let Some(secs) = self.retry_after_secs
-            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+        if let Some(secs) = self.retry_after_secs {
+            retry_after(&mut response, secs);
         }
         response
     }
+}
+
+/// Tells the client when to ask again (a refusal for lack of capacity, or a queue place).
+pub fn retry_after(response: &mut Response, secs: u64) {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

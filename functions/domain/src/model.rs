@@ -584,6 +584,20 @@ pub struct RoomTicket {
     pub expires_at: Expiry,
 }
 
+impl RoomTicket {
+    /// The place numbered `number`, taken now while places up to `admitted_through` were
+    /// already let in.
+    pub fn taken(room_id: RoomId, number: u64, admitted_through: u64, now: Timestamp) -> Self {
+        RoomTicket {
+            room_id,
+            number,
+            first_ahead: number.saturating_sub(admitted_through.saturating_add(1)),
+            issued_at: now,
+            expires_at: crate::retention::room_ticket_expiry(now),
+        }
+    }
+}
+
 /// Which bucket an object belongs to; each class has its own retention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -308,10 +308,7 @@ async fn join_grant(
                         }),
                     )
                         .into_response();
-                    response.headers_mut().insert(
-                        axum::http::header::RETRY_AFTER,
-                        axum::http::HeaderValue::from(q.retry_after_secs),
-                    );
+                    crate::error::retry_after(&mut response, q.retry_after_secs);
                     return Ok(response);
                 }
             }

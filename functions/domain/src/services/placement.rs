@@ -19,7 +19,7 @@
 use super::{Aula, ServiceError, ServiceResult};
 use crate::ports::Reserved;
 use crate::retention;
-use crate::{MediaNode, Placement, RoomId};
+use crate::{MediaNode, Placement, RoomId, Timestamp};
 
 /// How placement sizes reservations and refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,12 +62,76 @@ pub(super) fn free_seats(nodes: &[MediaNode]) -> u64 {
         .sum()
 }
 
+/// What one admission has read from the store about a room's seating. The queue and
+/// placement both need the live nodes, the room's placement and its expected size; a join
+/// grant reads each once (the grant is on the path a class waits on at 8:00).
+pub(super) struct Seating {
+    room: RoomId,
+    now: Timestamp,
+    nodes: Option<Vec<MediaNode>>,
+    placement: Option<Option<Placement>>,
+    expected: Option<u32>,
+}
+
+impl Seating {
+    pub(super) fn new(room: RoomId, now: Timestamp) -> Self {
+        Seating {
+            room,
+            now,
+            nodes: None,
+            placement: None,
+            expected: None,
+        }
+    }
+
+    pub(super) async fn nodes(&mut self, aula: &Aula) -> ServiceResult<&[MediaNode]> {
+        if self.nodes.is_none() {
+            self.nodes = Some(aula.store.live_nodes(self.now).await?);
+        }
+        Ok(self.nodes.as_deref().unwrap_or_default())
+    }
+
+    /// The room's placement as first read (a concurrent change is found by the write's
+    /// condition, after which [`Seating::forget_placement`] makes the next call read again).
+    pub(super) async fn placement(&mut self, aula: &Aula) -> ServiceResult<Option<&Placement>> {
+        if self.placement.is_none() {
+            self.placement = Some(aula.store.placement(self.room, self.now).await?);
+        }
+        Ok(self.placement.as_ref().and_then(Option::as_ref))
+    }
+
+    fn forget_placement(&mut self) {
+        self.placement = None;
+    }
+
+    /// The seats to reserve for the room: the highest peak of its last meetings, or the
+    /// policy's default when it has none.
+    pub(super) async fn expected(
+        &mut self,
+        aula: &Aula,
+        policy: PlacementPolicy,
+    ) -> ServiceResult<u32> {
+        if let Some(e) = self.expected {
+            return Ok(e);
+        }
+        let meetings = aula.store.meetings_of(self.room, self.now).await?;
+        let peak = meetings
+            .iter()
+            .filter(|m| m.ended_at.is_some())
+            .take(PEAKS_CONSIDERED)
+            .map(|m| m.peak_participants)
+            .max();
+        let e = peak.unwrap_or(policy.default_seats).max(1);
+        self.expected = Some(e);
+        Ok(e)
+    }
+}
+
 impl Aula {
     /// The node the room's meetings run on, with a seat there for `holder` (the grant's
     /// participant), placing the room if it has no live node. `unreachable`: the address
     /// of a node the caller could not reach (or that stopped answering); it is passed over
     /// when its heartbeat is quiet too. `NoCapacity` when no seat can be had.
-    #[tracing::instrument(skip_all, fields(room = %room))]
     pub async fn place(
         &self,
         room: RoomId,
@@ -75,8 +139,22 @@ impl Aula {
         policy: PlacementPolicy,
         unreachable: Option<&str>,
     ) -> ServiceResult<MediaNode> {
-        let now = self.now();
-        let mut nodes = self.store.live_nodes(now).await?;
+        let mut seating = Seating::new(room, self.now());
+        self.place_seated(&mut seating, holder, policy, unreachable)
+            .await
+    }
+
+    /// [`Aula::place`] with what the caller has already read.
+    #[tracing::instrument(skip_all, fields(room = %seating.room))]
+    pub(super) async fn place_seated(
+        &self,
+        seating: &mut Seating,
+        holder: &str,
+        policy: PlacementPolicy,
+        unreachable: Option<&str>,
+    ) -> ServiceResult<MediaNode> {
+        let (room, now) = (seating.room, seating.now);
+        let mut nodes = seating.nodes(self).await?.to_vec();
         if let Some(address) = unreachable
             && let Some(reported) = nodes.iter().find(|n| n.address == address)
         {
@@ -101,18 +179,17 @@ impl Aula {
                 retry_after_secs: policy.retry_after_secs,
             }
         };
-        let expected = self.expected_seats(room, policy).await?;
         // A concurrent request may place the room between our read and our write: then its
         // placement is the one to take a seat in, read again.
         for _ in 0..2 {
-            let current = self.store.placement(room, now).await?;
+            let current = seating.placement(self).await?.cloned();
             if let Some(p) = &current
                 && let Some(node) = nodes.iter().find(|n| n.id == p.node_id)
             {
                 // A released reservation (the last meeting ended) is made again at the
                 // room's size; a held one grows by a few seats.
                 let grow = if p.seats == 0 {
-                    expected.min(node.capacity)
+                    seating.expected(self, policy).await?.min(node.capacity)
                 } else {
                     policy.grow_seats
                 };
@@ -127,14 +204,15 @@ impl Aula {
                 };
             }
             let replacing = current.map(|p| p.node_id);
+            let expected = seating.expected(self, policy).await?;
+            seating.forget_placement();
             match self
                 .reserve_somewhere(room, holder, expected, &nodes, replacing)
                 .await?
             {
                 Some(node) => return Ok(node),
-                None if self
-                    .store
-                    .placement(room, now)
+                None if seating
+                    .placement(self)
                     .await?
                     .is_some_and(|p| Some(p.node_id) != replacing) =>
                 {
@@ -144,23 +222,6 @@ impl Aula {
             }
         }
         Err(ServiceError::Internal("a concurrent placement vanished"))
-    }
-
-    /// The seats to reserve for the room: the highest peak of its last meetings, or the
-    /// policy's default when it has none.
-    pub(super) async fn expected_seats(
-        &self,
-        room: RoomId,
-        policy: PlacementPolicy,
-    ) -> ServiceResult<u32> {
-        let meetings = self.store.meetings_of(room, self.now()).await?;
-        let peak = meetings
-            .iter()
-            .filter(|m| m.ended_at.is_some())
-            .take(PEAKS_CONSIDERED)
-            .map(|m| m.peak_participants)
-            .max();
-        Ok(peak.unwrap_or(policy.default_seats).max(1))
     }
 
     /// Reserves the room's seats on the less loaded of two random nodes with room for them,

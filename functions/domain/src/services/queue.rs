@@ -17,7 +17,7 @@
 //! already holds a seat for them or has one free: neither takes a seat another room waits for.
 
 use super::{Aula, PlacementPolicy, ServiceError, ServiceResult};
-use crate::services::placement::free_seats;
+use crate::services::placement::{Seating, free_seats};
 use crate::{MediaNode, RoomId, RoomTicket, Span, Timestamp};
 
 /// A free seat the front does not take for this long means rooms at the front were
@@ -64,8 +64,20 @@ impl Aula {
         unreachable: Option<&str>,
     ) -> ServiceResult<Entry> {
         let now = self.now();
-        if moderator || self.holds_reserved_seat(room, holder, now).await? {
-            match self.place(room, holder, policy, unreachable).await {
+        let mut seating = Seating::new(room, now);
+        let holds_seat = !moderator
+            && seating.placement(self).await?.is_some_and(|p| {
+                // The room's reservation counts a seat for the holder, or has one free:
+                // taking it uses no seat another room waits for.
+                p.seats > 0
+                    && (p.holders.iter().any(|h| h == holder)
+                        || (p.holders.len() as u64) < u64::from(p.seats))
+            });
+        if moderator || holds_seat {
+            match self
+                .place_seated(&mut seating, holder, policy, unreachable)
+                .await
+            {
                 Ok(node) => return Ok(Entry::Placed(node)),
                 Err(ServiceError::NoCapacity { .. }) if moderator => {
                     return Ok(Entry::Queued(Queued {
@@ -85,7 +97,10 @@ impl Aula {
             None => {
                 // Nobody waiting: try at once, and queue only if refused.
                 if queue.issued <= queue.admitted_through {
-                    match self.place(room, holder, policy, unreachable).await {
+                    match self
+                        .place_seated(&mut seating, holder, policy, unreachable)
+                        .await
+                    {
                         Ok(node) => return Ok(Entry::Placed(node)),
                         Err(ServiceError::NoCapacity { .. }) => {}
                         Err(e) => return Err(e),
@@ -102,11 +117,11 @@ impl Aula {
         let ahead = ticket
             .number
             .saturating_sub(queue.admitted_through.saturating_add(1));
-        let nodes = self.store.live_nodes(now).await?;
-        let free = free_seats(&nodes);
+        let nodes = seating.nodes(self).await?;
+        let free = free_seats(nodes);
         // A room bigger than a node gets a whole node (placement never splits it).
         let largest = nodes.iter().map(|n| n.capacity).max().unwrap_or(0);
-        let size = u64::from(self.expected_seats(room, policy).await?.min(largest)).max(1);
+        let size = u64::from(seating.expected(self, policy).await?.min(largest)).max(1);
         if free >= size {
             let seen = queue.capacity_seen_at.filter(|at| *at >= queue.moved_at);
             if seen.is_none() {
@@ -117,7 +132,10 @@ impl Aula {
             });
             let window = (free / size).saturating_mul(1 + stalls);
             if ahead < window {
-                match self.place(room, holder, policy, unreachable).await {
+                match self
+                    .place_seated(&mut seating, holder, policy, unreachable)
+                    .await
+                {
                     Ok(node) => {
                         self.store.room_admitted(&ticket, now).await?;
                         tracing::info!(room = %room, place = ticket.number, "room admitted from the queue");
@@ -133,21 +151,6 @@ impl Aula {
             position: ahead + 1,
             estimate_secs: estimate(&ticket, ahead, now),
             retry_after_secs: retry_after(ahead),
-        }))
-    }
-
-    /// Whether the room's reservation on a node already counts a seat for `holder`, or has
-    /// one free: taking it uses no seat another room waits for.
-    async fn holds_reserved_seat(
-        &self,
-        room: RoomId,
-        holder: &str,
-        now: Timestamp,
-    ) -> ServiceResult<bool> {
-        Ok(self.store.placement(room, now).await?.is_some_and(|p| {
-            p.seats > 0
-                && (p.holders.iter().any(|h| h == holder)
-                    || (p.holders.len() as u64) < u64::from(p.seats))
         }))
     }
 }

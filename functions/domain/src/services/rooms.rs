@@ -68,6 +68,9 @@ pub(crate) struct Participation {
     pub room: Room,
     pub me: Participant,
     pub owner: bool,
+    /// The guest's record when the caller is one (read to check their admission), so a
+    /// caller needing their nickname does not read it again.
+    pub guest: Option<Guest>,
 }
 
 impl Aula {
@@ -88,6 +91,7 @@ impl Aula {
                     room: r,
                     me: Participant::Moderator(*id),
                     owner: true,
+                    guest: None,
                 })
             }
             Caller::Guest {
@@ -116,6 +120,7 @@ impl Aula {
                     room: r,
                     me: Participant::Guest(*id),
                     owner: false,
+                    guest: Some(g),
                 })
             }
         }
@@ -300,12 +305,8 @@ impl Aula {
                     format!("{} {}", m.first_name, m.last_name),
                 )
             }
-            Participant::Guest(id) => {
-                let g = self
-                    .store
-                    .guest(room, id, self.now())
-                    .await?
-                    .ok_or(ServiceError::Unauthenticated)?;
+            Participant::Guest(_) => {
+                let g = p.guest.as_ref().ok_or(ServiceError::Unauthenticated)?;
                 (GrantRole::Guest, g.nickname.to_string())
             }
         };

@@ -110,13 +110,7 @@ impl AdmissionQueueStore for AwsStore {
                 return Ok(t);
             }
             let number = self.next_number(now).await?;
-            let t = RoomTicket {
-                room_id: room,
-                number,
-                first_ahead: number.saturating_sub(admitted_through.saturating_add(1)),
-                issued_at: now,
-                expires_at: retention::room_ticket_expiry(now),
-            };
+            let t = RoomTicket::taken(room, number, admitted_through, now);
             let put = self
                 .ddb
                 .put_item()

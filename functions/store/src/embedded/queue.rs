@@ -134,13 +134,7 @@ impl AdmissionQueueStore for SqliteStore {
                 )
                 .map_err(db("queueing a room"))?;
             let number = to_u64(n);
-            let ticket = RoomTicket {
-                room_id: room,
-                number,
-                first_ahead: number.saturating_sub(admitted_through.saturating_add(1)),
-                issued_at: now,
-                expires_at: retention::room_ticket_expiry(now),
-            };
+            let ticket = RoomTicket::taken(room, number, admitted_through, now);
             tx.execute(
                 "INSERT OR REPLACE INTO room_ticket (room_id, number, first_ahead, issued_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
