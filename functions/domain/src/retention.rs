@@ -7,6 +7,10 @@ use crate::{Expiry, Span, Timestamp};
 /// History data (chats, meetings, rooms and guests unused): 6 months, counted as 183 days
 /// so the figure is the same in every month and for every store.
 pub const HISTORY: Span = Span::days(183);
+
+/// A room in use is touched (its six-month expiry pushed on) at most this often, so chatting
+/// and guests joining do not write the room every time; the expiry is then at most a day early.
+pub const TOUCH_EVERY: Span = Span::days(1);
 /// Access-log entries and their archive: 30 days.
 pub const ACCESS_LOG: Span = Span::days(30);
 /// A data export waiting for download.

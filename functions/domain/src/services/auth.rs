@@ -493,10 +493,12 @@ impl Aula {
             expires_at: retention::history_expiry(now),
         };
         self.store.put_guest(&guest).await?;
-        room.touch(now);
-        match self.store.update_room(&room, now).await {
-            Ok(()) | Err(StoreError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if now.minus(retention::TOUCH_EVERY) > room.last_used_at {
+            room.touch(now);
+            match self.store.update_room(&room, now).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         tracing::info!(room = %room.id, guest = %guest.id, admission = guest.admission.as_str(), "guest joined");
         Ok(guest)

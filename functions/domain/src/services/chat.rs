@@ -7,7 +7,6 @@ use crate::ports::{ChatPage, Posted};
 use crate::retention;
 use crate::{
     Admission, ChatBody, ChatMessage, Conversation, IdempotencyKey, MessageId, Participant, RoomId,
-    Span,
 };
 
 /// A message as a participant sends it.
@@ -24,10 +23,6 @@ pub const MAX_PAGE: usize = 100;
 
 /// A page of history with who asked, for rendering "mine" and "theirs".
 pub type ChatView = ChatPage;
-
-/// A room that is in use is touched at most this often, so chatting does not write the
-/// room on every message.
-const TOUCH_EVERY: Span = Span::days(1);
 
 impl Aula {
     /// The conversation the caller means: the room chat, or their private conversation with
@@ -74,7 +69,7 @@ impl Aula {
             expires_at: retention::history_expiry(now),
         };
         let posted = self.store.post_message(&message).await?;
-        if now.minus(TOUCH_EVERY) > p.room.last_used_at {
+        if now.minus(retention::TOUCH_EVERY) > p.room.last_used_at {
             let mut r = p.room;
             r.touch(now);
             self.store.update_room(&r, now).await?;

@@ -109,7 +109,7 @@ impl ModeratorStore for SqliteStore {
     }
 
     async fn moderator(&self, id: ModeratorId) -> StoreResult<Option<Moderator>> {
-        self.run("reading a moderator", move |c| {
+        self.read("reading a moderator", move |c| {
             c.query_row(
                 "SELECT * FROM moderator WHERE id = ?1",
                 params![id.to_string()],
@@ -123,7 +123,7 @@ impl ModeratorStore for SqliteStore {
 
     async fn moderator_by_email(&self, email: &Email) -> StoreResult<Option<Moderator>> {
         let email = email.clone();
-        self.run("reading a moderator", move |c| {
+        self.read("reading a moderator", move |c| {
             c.query_row(
                 "SELECT * FROM moderator WHERE email = ?1",
                 params![email.as_str()],
@@ -187,7 +187,7 @@ impl ModeratorStore for SqliteStore {
     }
 
     async fn list_moderators(&self) -> StoreResult<Vec<Moderator>> {
-        self.run("listing moderators", |c| {
+        self.read("listing moderators", |c| {
             let mut st = c
                 .prepare("SELECT * FROM moderator ORDER BY email")
                 .map_err(db("listing moderators"))?;
@@ -222,7 +222,7 @@ impl SessionStore for SqliteStore {
         id: SessionId,
         now: Timestamp,
     ) -> StoreResult<Option<Session>> {
-        self.run("reading a session", move |c| {
+        self.read("reading a session", move |c| {
             c.query_row(
                 "SELECT * FROM session WHERE id = ?1 AND moderator_id = ?2 AND expires_at * 1000 > ?3",
                 params![id.to_string(), moderator.to_string(), now.millis()],

@@ -92,7 +92,7 @@ impl ChatStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<ChatMessage>> {
         let conversation = conversation.to_string();
-        self.run("reading a message", move |c| {
+        self.read("reading a message", move |c| {
             c.query_row(
                 "SELECT * FROM chat_message WHERE room_id = ?1 AND conversation = ?2 AND id = ?3
                  AND expires_at * 1000 > ?4",
@@ -115,7 +115,7 @@ impl ChatStore for SqliteStore {
     ) -> StoreResult<ChatPage> {
         let conversation = conversation.to_string();
         let limit = limit.clamp(1, 1000);
-        self.run("reading chat history", move |c| {
+        self.read("reading chat history", move |c| {
             // Ids sort in posting order; "~" sorts after every id, so no cursor means "newest".
             let before = before.map_or_else(|| "~".to_owned(), |b| b.to_string());
             let mut st = c
@@ -171,7 +171,7 @@ impl ChatStore for SqliteStore {
         room: RoomId,
         now: Timestamp,
     ) -> StoreResult<Vec<ChatMessage>> {
-        self.run("reading a room's messages", move |c| {
+        self.read("reading a room's messages", move |c| {
             let mut st = c
                 .prepare(
                     "SELECT * FROM chat_message WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY id, conversation",

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use aula_domain::ports::*;
 use aula_domain::*;
 use rusqlite::{Row, params};
+use std::sync::Arc;
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS access_log (
@@ -73,31 +74,50 @@ fn audit_from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 
 #[async_trait]
 impl AccessLogStore for SqliteStore {
+    /// Entries wait in a list; whoever gets the writer first writes every waiting entry in
+    /// one transaction (group commit), so a burst of requests costs a few transactions, not
+    /// one each, and the others find their entry written and return.
     async fn append_access_log(&self, e: &AccessLogEntry) -> StoreResult<()> {
-        let e = e.clone();
-        let cookies =
-            serde_json::to_string(&e.cookies).map_err(backend("writing the access log"))?;
+        self.pending_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(e.clone());
+        let pending = Arc::clone(&self.pending_log);
         self.run("writing the access log", move |c| {
-            c.execute(
-                "INSERT INTO access_log (id, time, method, url, status, bytes_sent, referrer, user_agent, host_id, forwarded_for, cookies, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    e.id.to_string(),
-                    e.time.millis(),
-                    e.method,
-                    e.url,
-                    e.status,
-                    i64::try_from(e.bytes_sent).unwrap_or(i64::MAX),
-                    e.referrer,
-                    e.user_agent,
-                    e.host_id,
-                    e.forwarded_for,
-                    cookies,
-                    e.expires_at.epoch_secs(),
-                ],
-            )
-            .map(|_| ())
-            .map_err(db("writing the access log"))
+            let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let tx = c.transaction().map_err(db("writing the access log"))?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO access_log (id, time, method, url, status, bytes_sent, referrer, user_agent, host_id, forwarded_for, cookies, expires_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    )
+                    .map_err(db("writing the access log"))?;
+                for e in &batch {
+                    let cookies = serde_json::to_string(&e.cookies)
+                        .map_err(backend("writing the access log"))?;
+                    insert
+                        .execute(params![
+                            e.id.to_string(),
+                            e.time.millis(),
+                            e.method,
+                            e.url,
+                            e.status,
+                            i64::try_from(e.bytes_sent).unwrap_or(i64::MAX),
+                            e.referrer,
+                            e.user_agent,
+                            e.host_id,
+                            e.forwarded_for,
+                            cookies,
+                            e.expires_at.epoch_secs(),
+                        ])
+                        .map_err(db("writing the access log"))?;
+                }
+            }
+            tx.commit().map_err(db("writing the access log"))
         })
         .await
     }
@@ -109,7 +129,7 @@ impl AccessLogStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<AccessLogEntry>> {
         let until = until.min(from.plus(MAX_ACCESS_LOG_SPAN));
-        self.run("reading the access log", move |c| {
+        self.read("reading the access log", move |c| {
             let mut st = c
                 .prepare(
                     "SELECT * FROM access_log WHERE time >= ?1 AND time < ?2 AND expires_at * 1000 > ?3
@@ -153,7 +173,7 @@ impl AuditStore for SqliteStore {
         until: Timestamp,
         now: Timestamp,
     ) -> StoreResult<Vec<AuditEntry>> {
-        self.run("reading the audit log", move |c| {
+        self.read("reading the audit log", move |c| {
             let mut st = c
                 .prepare(
                     "SELECT * FROM audit WHERE time >= ?1 AND time < ?2 AND expires_at * 1000 > ?3 ORDER BY time, id",

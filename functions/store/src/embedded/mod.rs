@@ -32,7 +32,7 @@ use aula_domain::ports::*;
 use aula_domain::*;
 use rusqlite::{Connection, params};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Every table, created if missing when the store opens.
 const SCHEMA: [&str; 8] = [
@@ -63,10 +63,85 @@ const EXPIRING_TABLES: [RecordKind; 13] = [
     RecordKind::Object,
 ];
 
-/// SQLite behind a mutex; each call runs on Tokio's blocking pool.
+/// SQLite with one writer and a few read-only connections (WAL lets readers run beside
+/// the writer, each on the last committed state); each call runs on Tokio's blocking pool.
+/// At 8:00 most calls are reads (a pupil's grant reads four records and writes one), and
+/// one connection behind a mutex made every one of them wait for the others.
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<Readers>,
+    /// Access-log entries not yet written (see `append_access_log`).
+    pending_log: Arc<Mutex<Vec<AccessLogEntry>>>,
+}
+
+/// Read-only connections, handed out one per call.
+struct Readers {
+    count: usize,
+    idle: Mutex<Vec<Connection>>,
+    returned: Condvar,
+}
+
+impl Readers {
+    fn new(connections: Vec<Connection>) -> Readers {
+        Readers {
+            count: connections.len(),
+            idle: Mutex::new(connections),
+            returned: Condvar::new(),
+        }
+    }
+
+    /// An idle connection, waiting for one to come back if all are in use.
+    fn take(&self) -> Reader<'_> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = idle.pop() {
+                return Reader {
+                    from: self,
+                    conn: Some(c),
+                };
+            }
+            idle = self.returned.wait(idle).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// A connection taken from [`Readers`]; it goes back when dropped (also if the call panics).
+struct Reader<'a> {
+    from: &'a Readers,
+    conn: Option<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.from
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(c);
+            self.from.returned.notify_one();
+        }
+    }
+}
+
+/// How many read-only connections the store opens: reads are short, and the blocking pool
+/// runs them beside the writer; more than the cores would only wait for a core.
+fn reader_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
 }
 
 /// What one sweep deleted, per record kind.
@@ -85,10 +160,27 @@ impl SqliteStore {
     /// Opens (and creates or migrates) the database file.
     pub fn open(path: &Path) -> StoreResult<Self> {
         let conn = Connection::open(path).map_err(backend("opening the embedded database"))?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        let mut readers = Vec::new();
+        for _ in 0..reader_count() {
+            let r = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .and_then(|r| {
+                r.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(r)
+            })
+            .map_err(backend("opening the embedded database for reading"))?;
+            readers.push(r);
+        }
+        store.readers = Arc::new(Readers::new(readers));
+        Ok(store)
     }
 
-    /// A private in-memory database (tests).
+    /// A private in-memory database (tests). It has no read-only connections (another
+    /// connection would open another database): reads use the writer.
     pub fn open_in_memory() -> StoreResult<Self> {
         let conn =
             Connection::open_in_memory().map_err(backend("opening the embedded database"))?;
@@ -114,7 +206,28 @@ impl SqliteStore {
             .map_err(backend("creating the embedded schema"))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Readers::new(Vec::new())),
+            pending_log: Arc::default(),
         })
+    }
+
+    /// Like `run`, for a call that only reads: on a read-only connection when the store has
+    /// them, so reads neither wait for the writer nor for each other.
+    async fn read<T, F>(&self, doing: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        if self.readers.count == 0 {
+            return self.run(doing, f).await;
+        }
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = readers.take();
+            f(&mut conn)
+        })
+        .await
+        .map_err(backend(doing))?
     }
 
     async fn run<T, F>(&self, doing: &'static str, f: F) -> StoreResult<T>
@@ -182,7 +295,7 @@ impl SqliteStore {
 /// Copies every page of the write-ahead log into the database file and truncates the log.
 /// One connection behind a mutex means no reader holds an old snapshot, so the checkpoint
 /// completes; if it ever reports busy, the next erasure or sweep truncates the log.
-fn forget_old_page_versions(c: &Connection) -> StoreResult<()> {
+pub(super) fn forget_old_page_versions(c: &Connection) -> StoreResult<()> {
     let busy: i64 = c
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
         .map_err(backend("truncating the write-ahead log"))?;

@@ -117,7 +117,7 @@ impl NodeRegistryStore for SqliteStore {
     }
 
     async fn live_nodes(&self, now: Timestamp) -> StoreResult<Vec<MediaNode>> {
-        self.run("listing media nodes", move |c| {
+        self.read("listing media nodes", move |c| {
             let mut st = c
                 .prepare("SELECT * FROM media_node WHERE expires_at * 1000 > ?1 ORDER BY id")
                 .map_err(db("listing media nodes"))?;
@@ -197,7 +197,7 @@ fn read_placement(tx: &Transaction<'_>, room: RoomId) -> rusqlite::Result<Option
 #[async_trait]
 impl PlacementStore for SqliteStore {
     async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>> {
-        self.run("reading a placement", move |c| {
+        self.read("reading a placement", move |c| {
             c.query_row(
                 "SELECT * FROM placement WHERE room_id = ?1 AND expires_at * 1000 > ?2",
                 params![room.to_string(), now.millis()],
@@ -305,7 +305,7 @@ impl PlacementStore for SqliteStore {
     }
 
     async fn reservations_on(&self, node: NodeId, now: Timestamp) -> StoreResult<Vec<Placement>> {
-        self.run("listing reservations", move |c| {
+        self.read("listing reservations", move |c| {
             let mut st = c
                 .prepare(
                     "SELECT * FROM placement WHERE node_id = ?1 AND seats > 0 AND expires_at * 1000 > ?2",

@@ -62,7 +62,7 @@ impl ObjectStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<StoredObject>> {
         let key = key.clone();
-        self.run("reading an object", move |c| {
+        self.read("reading an object", move |c| {
             c.query_row(
                 "SELECT * FROM object WHERE class = ?1 AND key = ?2 AND expires_at * 1000 > ?3",
                 params![class.as_str(), key.as_str(), now.millis()],
@@ -81,7 +81,7 @@ impl ObjectStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Vec<ObjectKey>> {
         let prefix = prefix.to_owned();
-        self.run("listing objects", move |c| {
+        self.read("listing objects", move |c| {
             let mut st = c
                 .prepare(
                     "SELECT key FROM object WHERE class = ?1 AND substr(key, 1, length(?2)) = ?2

@@ -78,7 +78,7 @@ fn to_u64(v: i64) -> u64 {
 #[async_trait]
 impl AdmissionQueueStore for SqliteStore {
     async fn admission_queue(&self, now: Timestamp) -> StoreResult<AdmissionQueue> {
-        self.run("reading the admission queue", move |c| {
+        self.read("reading the admission queue", move |c| {
             let row = c
                 .query_row(
                     "SELECT issued, admitted_through, moved_at, capacity_seen_at, expires_at

@@ -46,7 +46,7 @@ impl RateLimitStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<u32> {
         let key = key.clone();
-        self.run("reading attempts", move |c| {
+        self.read("reading attempts", move |c| {
             c.query_row(
                 "SELECT count FROM rate_counter WHERE key = ?1 AND window_start = ?2 AND expires_at * 1000 > ?3",
                 params![key.as_str(), window_start.millis(), now.millis()],

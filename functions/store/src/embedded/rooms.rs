@@ -1,7 +1,7 @@
 //! Rooms, their guests and their meetings. Deleting a room deletes everything of it.
 
-use super::SqliteStore;
 use super::codec::{col, db, expiry, is_unique_violation, read_err, ts};
+use super::{SqliteStore, forget_old_page_versions};
 use crate::backend;
 use async_trait::async_trait;
 use aula_domain::ports::*;
@@ -122,7 +122,7 @@ impl RoomStore for SqliteStore {
     }
 
     async fn room(&self, id: RoomId, now: Timestamp) -> StoreResult<Option<Room>> {
-        self.run("reading a room", move |c| {
+        self.read("reading a room", move |c| {
             c.query_row(
                 "SELECT * FROM room WHERE id = ?1 AND expires_at * 1000 > ?2",
                 params![id.to_string(), now.millis()],
@@ -140,7 +140,7 @@ impl RoomStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<Room>> {
         let token = token.clone();
-        self.run("reading a room", move |c| {
+        self.read("reading a room", move |c| {
             c.query_row(
                 "SELECT * FROM room WHERE invite_token = ?1 AND expires_at * 1000 > ?2",
                 params![token.as_str(), now.millis()],
@@ -153,7 +153,7 @@ impl RoomStore for SqliteStore {
     }
 
     async fn rooms_of(&self, owner: ModeratorId, now: Timestamp) -> StoreResult<Vec<Room>> {
-        self.run("listing rooms", move |c| {
+        self.read("listing rooms", move |c| {
             let mut st = c
                 .prepare("SELECT * FROM room WHERE owner = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
                 .map_err(db("listing rooms"))?;
@@ -166,7 +166,18 @@ impl RoomStore for SqliteStore {
 
     async fn update_room(&self, r: &Room, now: Timestamp) -> StoreResult<()> {
         let r = r.clone();
-        self.run_forgetting("updating a room", move |c| {
+        self.run("updating a room", move |c| {
+            // A new name or invite link overwrites what the old one was: the log's copy of
+            // the old page goes too. A touch (last use) replaces nothing anyone said, and
+            // truncating the log on every guest's join would serialise the morning rush.
+            let before: Option<(String, String)> = c
+                .query_row(
+                    "SELECT name, invite_token FROM room WHERE id = ?1",
+                    params![r.id.to_string()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(db("updating a room"))?;
             let n = c
                 .execute(
                     "UPDATE room SET name = ?2, lobby = ?3, guests_may_share_screen = ?4, guests_may_send_video = ?5,
@@ -188,6 +199,12 @@ impl RoomStore for SqliteStore {
                 .map_err(db("updating a room"))?;
             if n == 0 {
                 return Err(StoreError::NotFound { what: "the room" });
+            }
+            let replaced = before.is_some_and(|(name, invite)| {
+                name != r.name.as_str() || invite != r.invite_token.as_str()
+            });
+            if replaced {
+                forget_old_page_versions(c)?;
             }
             Ok(())
         })
@@ -241,7 +258,7 @@ impl GuestStore for SqliteStore {
     }
 
     async fn guest(&self, room: RoomId, id: GuestId, now: Timestamp) -> StoreResult<Option<Guest>> {
-        self.run("reading a guest", move |c| {
+        self.read("reading a guest", move |c| {
             c.query_row(
                 "SELECT * FROM guest WHERE id = ?1 AND room_id = ?2 AND expires_at * 1000 > ?3",
                 params![id.to_string(), room.to_string(), now.millis()],
@@ -254,7 +271,7 @@ impl GuestStore for SqliteStore {
     }
 
     async fn guests_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Guest>> {
-        self.run("listing guests", move |c| {
+        self.read("listing guests", move |c| {
             let mut st = c
                 .prepare("SELECT * FROM guest WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
                 .map_err(db("listing guests"))?;
@@ -304,7 +321,7 @@ impl MeetingStore for SqliteStore {
     }
 
     async fn meetings_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Meeting>> {
-        self.run("listing meetings", move |c| {
+        self.read("listing meetings", move |c| {
             let mut st = c
                 .prepare(
                     "SELECT * FROM meeting WHERE room_id = ?1 AND expires_at * 1000 > ?2

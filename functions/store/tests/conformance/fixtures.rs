@@ -1,8 +1,12 @@
 use aula_store::{AwsStore, SqliteStore};
 
-/// A private in-memory SQLite store.
-pub fn embedded() -> SqliteStore {
-    SqliteStore::open_in_memory().expect("an in-memory SQLite store opens")
+/// A SQLite store in a file of its own, opened as the portal opens it (one writer and the
+/// read-only connections beside it); the file goes with the returned directory.
+pub fn embedded() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store =
+        SqliteStore::open(&dir.path().join("aula.sqlite3")).expect("the SQLite store opens");
+    (dir, store)
 }
 
 /// The AWS adapter at the local endpoint. Tests share its table and buckets; every case

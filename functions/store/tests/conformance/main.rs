@@ -17,7 +17,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    let store = crate::fixtures::embedded();
+                    let (_dir, store) = crate::fixtures::embedded();
                     crate::$case(&store).await;
                 }
             )*
