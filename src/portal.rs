@@ -205,6 +205,8 @@ fn parts(
             // in-process one.
             media_node_url: config.media_node_url.clone(),
             turn: config.turn.clone(),
+            // The portal runs for good: the log is written beside the response.
+            log_after_response: true,
             public_url: public_url.to_owned(),
             host_id: config.host_id.clone(),
             contacts: config.contacts.clone(),

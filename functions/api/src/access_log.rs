@@ -86,6 +86,7 @@ pub async fn record(State(st): State<ApiState>, req: Request, next: Next) -> Res
     let user_agent = header_value(headers, header::USER_AGENT);
     let forwarded_for = header_value(headers, "x-forwarded-for");
     let cookies = cookies(&st, headers);
+    let log_after_response = st.config.log_after_response;
 
     let response = next.run(req).await;
 
@@ -110,9 +111,15 @@ pub async fn record(State(st): State<ApiState>, req: Request, next: Next) -> Res
         cookies,
         expires_at: retention::access_log_expiry(time),
     };
-    // Written before the response leaves: a Lambda may be frozen right after it.
-    if let Err(e) = st.aula.store.append_access_log(&entry).await {
-        tracing::error!(error = %aula_domain::ErrorChain(&e), "writing the access log failed");
+    let write = async move {
+        if let Err(e) = st.aula.store.append_access_log(&entry).await {
+            tracing::error!(error = %aula_domain::ErrorChain(&e), "writing the access log failed");
+        }
+    };
+    if log_after_response {
+        tokio::spawn(write);
+    } else {
+        write.await;
     }
     response
 }

@@ -56,6 +56,10 @@ pub struct ApiConfig {
     /// TURN servers for browsers that cannot reach a node over UDP; `None`: join answers
     /// carry no ICE servers.
     pub turn: Option<turn::TurnConfig>,
+    /// The access-log entry may be written after the response has left (a long-running
+    /// portal: the request does not wait for the log). A Lambda writes it before answering,
+    /// since it may be frozen right after.
+    pub log_after_response: bool,
 }
 
 /// What the privacy page says about where data is processed and how deletion reaches backups.

@@ -358,6 +358,7 @@ async fn state() -> Result<ApiState> {
             .ok()
             .filter(|v| !v.trim().is_empty()),
         turn,
+        log_after_response: false,
     };
     ApiState::new(
         Arc::new(AwsStore::new(&sdk, AwsConfig::from_env())),
