@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// Open connections at most, WebSockets included; more wait until one closes.
     #[arg(long, env = "AULA_HTTP_MAX_CONNECTIONS", default_value_t = HttpLimits::DEFAULT_MAX_CONNECTIONS)]
     http_max_connections: usize,
+    /// Seconds a request's body may take to arrive after its headers; a slower one is
+    /// refused and its connection closed.
+    #[arg(long, env = "AULA_HTTP_BODY_SECONDS", default_value_t = HttpLimits::DEFAULT_BODY_SECONDS)]
+    http_body_seconds: u64,
     /// Where the in-process media node's Prometheus metrics are served (`/metrics`), apart
     /// from the portal's port; `off` serves none.
     #[arg(long, env = "AULA_METRICS_LISTEN", default_value = "off")]
@@ -197,6 +201,7 @@ impl ServeArgs {
             http: HttpLimits {
                 header_timeout: std::time::Duration::from_secs(self.http_header_seconds),
                 max_connections: self.http_max_connections,
+                body_timeout: std::time::Duration::from_secs(self.http_body_seconds),
             },
             metrics_listen,
         })

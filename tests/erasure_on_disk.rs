@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::serve::{session_cookie, start};
+use common::serve::{admin_session, session_cookie, set_own_password, start};
 use std::path::Path;
 
 /// Every marker that occurs anywhere in the store's files (database, WAL, shared memory).
@@ -35,16 +35,7 @@ async fn an_erased_teacher_leaves_nothing_readable_in_the_embedded_store_files()
     let http = reqwest::Client::new();
     let base = portal.base.clone();
 
-    let admin = http
-        .post(format!("{base}/api/auth/login"))
-        .json(
-            &serde_json::json!({ "email": "admin@aula.local", "password": portal.initial_password() }),
-        )
-        .send()
-        .await
-        .expect("admin login");
-    assert_eq!(admin.status(), 200);
-    let admin_cookie = session_cookie(&admin);
+    let admin_cookie = admin_session(&portal, &http).await;
 
     // Markers no other record could contain by chance.
     let markers = [
@@ -82,6 +73,7 @@ async fn an_erased_teacher_leaves_nothing_readable_in_the_embedded_store_files()
         .expect("teacher login");
     assert_eq!(teacher.status(), 200);
     let cookie = session_cookie(&teacher);
+    let password = set_own_password(&http, &base, &cookie, &password).await;
     let room: serde_json::Value = http
         .post(format!("{base}/api/rooms"))
         .header("cookie", &cookie)

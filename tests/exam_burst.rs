@@ -47,6 +47,7 @@ async fn start_node(store: Arc<SqliteStore>, verifier: JoinVerifier) -> MediaNod
     let limits = HttpLimits {
         header_timeout: Duration::from_secs(5),
         max_connections: 256,
+        ..HttpLimits::default()
     };
     tokio::spawn(http::serve(
         listener,

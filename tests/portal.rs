@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::serve::{Portal, session_cookie, start};
+use common::serve::{Portal, admin_session, start};
 use std::process::Command;
 use std::time::Duration;
 
@@ -122,13 +122,7 @@ async fn join_answer(turn: &[&str]) -> serde_json::Value {
     let portal = start(&args);
     let http = reqwest::Client::new();
     let base = &portal.base;
-    let login = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&serde_json::json!({ "email": "admin@aula.local", "password": portal.initial_password() }))
-        .send()
-        .await
-        .expect("login");
-    let cookie = session_cookie(&login);
+    let cookie = admin_session(&portal, &http).await;
     let room: serde_json::Value = http
         .post(format!("{base}/api/rooms"))
         .header("cookie", &cookie)
@@ -199,17 +193,9 @@ async fn a_teacher_and_a_guest_hold_a_meeting_on_the_one_machine_portal() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let portal = start(&["--data-dir", data.to_str().expect("utf-8 path")]);
-    let password = portal.initial_password();
     let http = reqwest::Client::new();
     let base = &portal.base;
-    let login = http
-        .post(format!("{base}/api/auth/login"))
-        .json(&serde_json::json!({ "email": "admin@aula.local", "password": password }))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(login.status(), 200);
-    let cookie = session_cookie(&login);
+    let cookie = admin_session(&portal, &http).await;
     let room: serde_json::Value = http
         .post(format!("{base}/api/rooms"))
         .header("cookie", &cookie)
@@ -461,6 +447,58 @@ async fn a_connection_that_never_finishes_its_headers_and_an_idle_one_are_closed
         "an idle keep-alive connection is closed"
     );
     // And the portal still serves.
+    assert_eq!(health(&portal).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_client_trickling_a_request_body_is_cut_off_while_the_health_check_keeps_answering() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let portal = start(&[
+        "--data-dir",
+        data.to_str().expect("utf-8 path"),
+        "--http-body-seconds",
+        "1",
+        "--http-header-seconds",
+        "60",
+    ]);
+    let slow = tokio::net::TcpStream::connect(address(&portal))
+        .await
+        .expect("connect");
+    let (mut read, mut write) = slow.into_split();
+    // A login whose 600-byte body comes one byte every 100 ms: a minute, if let.
+    write
+        .write_all(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: aula\r\nContent-Type: application/json\r\n\
+              Content-Length: 600\r\n\r\n{",
+        )
+        .await
+        .expect("write");
+    let trickle = tokio::spawn(async move {
+        for _ in 0..599 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(health(&portal).await.0, 200, "others are served meanwhile");
+    // Generous: the body's deadline is one second, the trickle would take a minute.
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(20), read.read_to_end(&mut answer)).await;
+    trickle.abort();
+    assert!(
+        closed.is_ok(),
+        "the connection is closed long before the body is complete"
+    );
+    if !answer.is_empty() {
+        assert!(
+            answer.starts_with(b"HTTP/1.1 4"),
+            "refused: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
     assert_eq!(health(&portal).await.0, 200);
 }
 

@@ -8,6 +8,7 @@ use aula_api::{ApiConfig, ApiState};
 use aula_domain::ids::IdGenerator;
 use aula_domain::inventory::RecordKind;
 use aula_domain::ports::{Store, StoreError};
+use aula_domain::services::throttle::ThrottlePolicy;
 use aula_domain::services::{LoginPolicy, Password, PasswordHasher};
 use aula_domain::{
     AccountStatus, Clock, Email, FederalState, Moderator, Organisation, PersonName, Role, Span,
@@ -121,15 +122,38 @@ pub struct GuestHandle {
 }
 
 pub async fn spawn(backend: Backend) -> TestApp {
-    spawn_with(backend, Some("ws://127.0.0.1:1/media".into())).await
+    spawn_with(
+        backend,
+        Some("ws://127.0.0.1:1/media".into()),
+        ThrottlePolicy::default(),
+    )
+    .await
+}
+
+/// A portal whose addresses may fail `max_failures_per_address` times per window (so that
+/// a flood past the limit stays small enough for the local DynamoDB emulator).
+pub async fn spawn_with_address_limit(backend: Backend, max_failures_per_address: u32) -> TestApp {
+    spawn_with(
+        backend,
+        Some("ws://127.0.0.1:1/media".into()),
+        ThrottlePolicy {
+            max_failures_per_address,
+            ..ThrottlePolicy::default()
+        },
+    )
+    .await
 }
 
 /// A portal whose join grants go through placement over registered media nodes.
 pub async fn spawn_placing(backend: Backend) -> TestApp {
-    spawn_with(backend, None).await
+    spawn_with(backend, None, ThrottlePolicy::default()).await
 }
 
-async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp {
+async fn spawn_with(
+    backend: Backend,
+    media_node_url: Option<String>,
+    throttle: ThrottlePolicy,
+) -> TestApp {
     let (store, kind): (Arc<dyn ScannableStore>, &'static str) = match backend {
         Backend::Embedded => (
             Arc::new(SqliteStore::open_in_memory().expect("store")),
@@ -167,7 +191,7 @@ async fn spawn_with(backend: Backend, media_node_url: Option<String>) -> TestApp
         },
         policy: LoginPolicy {
             self_registration: true,
-            ..LoginPolicy::default()
+            throttle,
         },
         ..defaults
     };
@@ -293,7 +317,27 @@ impl TestApp {
         }
     }
 
-    /// An admin provisions a teacher, who logs in with the initial password.
+    /// Logs in with a handed-over password and sets an own one, as the portal requires
+    /// before anything else; returns the session and the own password.
+    pub async fn login_setting_password(&self, email: &str, handed_over: &str) -> (Auth, String) {
+        let auth = self
+            .login(email, handed_over)
+            .await
+            .expect("the handed-over password works");
+        let own = format!("eigenes-passwort-{}", unique());
+        let r = self
+            .post(
+                "/api/me/password",
+                json!({ "current": handed_over, "new": own }),
+                &auth,
+            )
+            .await;
+        assert_eq!(r.status, 204, "setting an own password: {:?}", r.body);
+        (auth, own)
+    }
+
+    /// An admin provisions a teacher, who logs in with the initial password and sets an
+    /// own one.
     pub async fn teacher(&self) -> Teacher {
         let email = format!("lehrkraft-{}@schule.example.de", unique());
         let r = self
@@ -307,15 +351,9 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, 201, "provisioning: {:?}", r.body);
-        let password = r.body["initial_password"]
-            .as_str()
-            .expect("password")
-            .to_owned();
+        let initial = r.body["initial_password"].as_str().expect("password");
         let id = r.body["account"]["id"].as_str().expect("id").to_owned();
-        let auth = self
-            .login(&email, &password)
-            .await
-            .expect("the teacher logs in");
+        let (auth, password) = self.login_setting_password(&email, initial).await;
         Teacher {
             id,
             email,

@@ -51,6 +51,7 @@ on_both_stores!(
     throttle::a_credential_stuffing_flood_from_one_address_is_stopped,
     admins::an_admin_cannot_restrict_or_erase_their_own_account_through_the_admin_endpoints,
     admins::an_admins_list_of_teachers_is_checked_line_by_line_and_only_good_lines_become_accounts,
+    admins::a_handed_over_password_opens_nothing_but_the_password_change,
     security::tampered_expired_wrong_audience_and_unsigned_tokens_are_refused,
     security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
     security::every_request_is_access_logged_without_cookie_values,
@@ -74,6 +75,12 @@ mod last_admin {
         )
         .await;
     }
+
+    #[tokio::test]
+    async fn two_admins_removing_each_other_at_once_always_leave_one_active() {
+        let app = crate::harness::spawn(crate::harness::Backend::Embedded).await;
+        crate::admins::two_admins_removing_each_other_at_once_always_leave_one_active(&app).await;
+    }
 }
 
 /// Placement over the HTTP API on the embedded store only: on the shared DynamoDB table the
@@ -91,6 +98,36 @@ mod placing {
         let app = crate::harness::spawn_placing(crate::harness::Backend::Embedded).await;
         crate::placement::a_client_that_lost_its_node_gets_another_once_that_node_has_gone_quiet(
             &app,
+        )
+        .await;
+    }
+}
+
+/// A flood past a low per-address limit, on both stores (the default limit of 300 would
+/// send more requests at once than the local DynamoDB emulator answers in time).
+mod flood {
+    const LIMIT: u32 = 25;
+
+    #[tokio::test]
+    async fn embedded_a_parallel_flood_from_one_address_stops_exactly_at_the_limit() {
+        let app =
+            crate::harness::spawn_with_address_limit(crate::harness::Backend::Embedded, LIMIT)
+                .await;
+        crate::throttle::a_parallel_flood_from_one_address_stops_exactly_at_the_limit(
+            &app,
+            LIMIT as usize,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn dynamodb_a_parallel_flood_from_one_address_stops_exactly_at_the_limit() {
+        let app =
+            crate::harness::spawn_with_address_limit(crate::harness::Backend::Dynamodb, LIMIT)
+                .await;
+        crate::throttle::a_parallel_flood_from_one_address_stops_exactly_at_the_limit(
+            &app,
+            LIMIT as usize,
         )
         .await;
     }

@@ -306,3 +306,39 @@ pub async fn a_credential_stuffing_flood_from_one_address_is_stopped(app: &TestA
         .advance(Span::seconds(i64::try_from(secs).expect("small")));
     assert_eq!(bot.login(app, &t.email, &t.password).await.status, 200);
 }
+
+/// Wrong logins from one address sent at once, each to another email, twice as many as the
+/// address may fail (`limit`, set low for this portal): exactly `limit` are checked and
+/// refused as wrong, the rest wait for the window's end. Before the count and the check were
+/// one conditional write, all of them passed a check that read 0.
+pub async fn a_parallel_flood_from_one_address_stops_exactly_at_the_limit(
+    app: &TestApp,
+    limit: usize,
+) {
+    let bot = Browser::at(89);
+    let mut flood = tokio::task::JoinSet::new();
+    for i in 0..2 * limit {
+        let client = bot.client.clone();
+        let url = format!("{}/api/auth/login", app.base);
+        let email = format!("flut{i}-{}@example.org", unique());
+        flood.spawn(async move {
+            client
+                .post(url)
+                .json(&json!({ "email": email, "password": "passwort123" }))
+                .send()
+                .await
+                .expect("answered")
+                .status()
+                .as_u16()
+        });
+    }
+    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+    while let Some(status) = flood.join_next().await {
+        *answers.entry(status.expect("ran")).or_default() += 1;
+    }
+    assert_eq!(
+        answers,
+        [(401, limit), (429, limit)].into_iter().collect(),
+        "checked up to the limit, not one more"
+    );
+}

@@ -24,6 +24,13 @@ async function firstLogin(page, email, handedOver, own) {
   // Going elsewhere first does not get around it.
   await page.goto('/rooms');
   await page.waitForURL((u) => u.pathname === '/password', { timeout: WAIT });
+  // Nor does calling the API: the server refuses all but the change (and the own data).
+  for (const path of ['/api/rooms', '/api/admin/moderators']) {
+    const refused = await page.request.get(path);
+    assert.equal(refused.status(), 403, `${path} before the password is changed`);
+    assert.equal((await refused.json()).error.code, 'password_change_required');
+  }
+  assert.equal((await page.request.get('/api/me')).status(), 200, 'the own account stays readable');
   await page.locator('#password-current').fill(handedOver);
   await page.locator('#password-new').fill(own);
   await page.locator('#password-repeat').fill(`${own}x`);

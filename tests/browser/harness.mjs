@@ -301,11 +301,29 @@ export class Portal {
     return res.cookie;
   }
 
+  /** The admin's session cookie for API calls. The portal allows a handed-over password
+   *  nothing but its change, so the first use sets the admin's own password (as a newcomer
+   *  does first) and `adminOwnPassword` says which. */
   async adminCookie() {
-    this.#admin ??= this.login(ADMIN_EMAIL, this.password);
+    this.#admin ??= this.#adminSession();
     return this.#admin;
   }
   #admin;
+
+  async #adminSession() {
+    const cookie = await this.login(ADMIN_EMAIL, this.password);
+    const me = await this.api('GET', '/api/me', { cookie });
+    if (me.body?.must_change_password) {
+      const own = `${this.password}-Verwaltung`;
+      const res = await this.api('POST', '/api/me/password', { body: { current: this.password, new: own }, cookie });
+      if (res.status !== 204) {
+        throw new Error(`setting the admin's own password failed: ${res.status} ${JSON.stringify(res.body)}`);
+      }
+      this.password = own;
+      this.adminOwnPassword = own;
+    }
+    return cookie;
+  }
 
   /** The admin's password changed (a test set an own one, or the operator reset it): the
    *  API calls log in with the new one. */

@@ -86,3 +86,39 @@ pub fn session_cookie(r: &reqwest::Response) -> String {
         .expect("a session cookie")
         .to_owned()
 }
+
+/// Sets an own password for a session whose password was handed over (an initial one, or
+/// one an admin or the operator set): the portal allows nothing else before. Returns it.
+pub async fn set_own_password(
+    http: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    handed_over: &str,
+) -> String {
+    let own = "ein-eigenes-Passwort-1".to_owned();
+    let r = http
+        .post(format!("{base}/api/me/password"))
+        .header("cookie", cookie)
+        .json(&serde_json::json!({ "current": handed_over, "new": own }))
+        .send()
+        .await
+        .expect("the password change answers");
+    assert_eq!(r.status(), 204, "setting an own password");
+    own
+}
+
+/// Logs in as the first admin with the printed initial password and sets an own one, as a
+/// newcomer does first; returns the session cookie (`name=value`).
+pub async fn admin_session(portal: &Portal, http: &reqwest::Client) -> String {
+    let initial = portal.initial_password();
+    let login = http
+        .post(format!("{}/api/auth/login", portal.base))
+        .json(&serde_json::json!({ "email": "admin@aula.local", "password": initial }))
+        .send()
+        .await
+        .expect("admin login");
+    assert_eq!(login.status(), 200);
+    let cookie = session_cookie(&login);
+    set_own_password(http, &portal.base, &cookie, &initial).await;
+    cookie
+}

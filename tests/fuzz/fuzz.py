@@ -85,10 +85,18 @@ def call(base, method, path, body=None, cookie=None):
 
 
 def login(base, email, password):
+    """Logs in with a handed-over password and sets an own one (the portal allows such a
+    session nothing else); returns the session cookie."""
     _, headers, _ = call(base, "POST", "/api/auth/login", {"email": email, "password": password})
     for value in headers.get_all("Set-Cookie") or []:
         if value.startswith("aula_session="):
-            return value.split(";", 1)[0]
+            cookie = value.split(";", 1)[0]
+            status, _, body = call(
+                base, "POST", "/api/me/password",
+                {"current": password, "new": password + "-eigenes"}, cookie,
+            )
+            assert status == 204, (status, body)
+            return cookie
     sys.exit(f"fuzz: logging in as {email} set no session cookie")
 
 

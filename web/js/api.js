@@ -1,6 +1,8 @@
 // The portal's HTTP API. Same origin only; the session (or guest) cookie is set by the
 // server and never touched here.
 
+import { navigate } from './nav.js';
+
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter) {
     super(message || code);
@@ -26,6 +28,9 @@ export async function api(method, path, body) {
   const data = text ? safeJson(text) : null;
   if (!res.ok) {
     const err = data && data.error ? data.error : {};
+    // The server refuses everything but the password change while the password is one
+    // somebody handed over: the page goes there.
+    if (err.code === 'password_change_required' && location.pathname !== '/password') navigate('/password', true);
     throw new ApiError(res.status, err.code || 'http_' + res.status, err.message, res.headers.get('retry-after'));
   }
   return data;

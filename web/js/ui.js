@@ -63,6 +63,7 @@ export function errorText(e) {
   if (e && e.code === 'network') return t('error_network');
   // The store did not answer in time (an outage): nothing is wrong with what was sent.
   if (e && e.code === 'unavailable') return t('error_unavailable');
+  if (e && e.code === 'password_change_required') return t('password_required');
   return t('error_generic', (e && e.message) || String(e));
 }
 

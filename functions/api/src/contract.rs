@@ -274,7 +274,7 @@ const REFUSALS: [(u16, &str); 10] = [
     ),
     (
         403,
-        "`forbidden`, `account_restricted`, `registration_closed`, `in_lobby` or `denied`",
+        "`forbidden`, `account_restricted`, `password_change_required` (the session's password was handed over: only `POST /api/me/password`, `GET /api/me`, `GET /api/me/export`, `DELETE /api/me` and logging out are allowed until it is changed), `registration_closed`, `in_lobby` or `denied`",
     ),
     (
         404,

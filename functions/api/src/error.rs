@@ -28,7 +28,8 @@ pub struct ErrorBody {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable and machine-readable: `invalid_input`, `unauthenticated`, `bad_credentials`,
-    /// `account_restricted`, `forbidden`, `not_found`, `conflict`, `rate_limited`,
+    /// `account_restricted`, `password_change_required`, `forbidden`, `not_found`,
+    /// `conflict`, `rate_limited`,
     /// `registration_closed`, `in_lobby`, `denied`, `no_capacity`, `unavailable`, `internal`.
     pub code: String,
     /// For people.

@@ -50,6 +50,35 @@ pub fn set_cookie(response: &mut Response, c: &Cookie<'static>) {
     }
 }
 
+/// What a session with a handed-over password may do before the password is changed: change
+/// it, read the account and what is stored about it (and the privacy page), erase it, log
+/// out or log in anew. Everything else is refused with `password_change_required`.
+const BEFORE_PASSWORD_CHANGE: [(&str, &str); 8] = [
+    ("POST", "/api/me/password"),
+    ("GET", "/api/me"),
+    ("GET", "/api/me/export"),
+    ("DELETE", "/api/me"),
+    ("GET", "/api/privacy"),
+    ("POST", "/api/auth/logout"),
+    ("POST", "/api/auth/login"),
+    ("GET", "/api/openapi.json"),
+];
+
+fn allowed_before_password_change(req: &Request) -> bool {
+    let (method, path) = (req.method().as_str(), req.uri().path());
+    BEFORE_PASSWORD_CHANGE
+        .iter()
+        .any(|(m, p)| *m == method && *p == path)
+}
+
+pub fn password_change_required() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::FORBIDDEN,
+        "password_change_required",
+        "this password was handed over: set your own first (POST /api/me/password)",
+    )
+}
+
 fn bearer(req: &Request) -> Option<&str> {
     req.headers()
         .get(header::AUTHORIZATION)?
@@ -69,6 +98,11 @@ pub async fn identify(State(st): State<ApiState>, mut req: Request, next: Next) 
         .and_then(|c| st.tokens.verify_session(c.value(), now).ok())
     {
         match st.aula.authenticate(claims.sub, claims.sid).await {
+            Ok((_, session))
+                if session.must_change_password && !allowed_before_password_change(&req) =>
+            {
+                return password_change_required().into_response();
+            }
             Ok((c, session)) => {
                 if now.epoch_secs() - claims.iat
                     >= st.tokens.lifetimes.session_rotate_after.whole_seconds()

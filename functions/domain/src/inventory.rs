@@ -373,6 +373,10 @@ pub const INVENTORY: &[RecordSpec] = &[
             f("id", "random session id"),
             f("moderator_id", "the account"),
             f("role", "the account's role"),
+            f(
+                "must_change_password",
+                "whether the password was handed over and must be changed before anything else",
+            ),
             f("created_at", "when the login happened"),
             EXPIRES_AT,
         ],

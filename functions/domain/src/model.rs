@@ -390,6 +390,12 @@ pub struct Session {
     pub moderator_id: ModeratorId,
     /// The account's role when the session began, so a session check needs only this record.
     pub role: Role,
+    /// The account's password was handed over (initial, set by an admin, reset by the
+    /// operator) when the session began: until it is changed, the session may only change
+    /// it, read the account and its data, and log out. Carried here so that the check
+    /// needs no read of the account.
+    #[serde(default)]
+    pub must_change_password: bool,
     pub created_at: Timestamp,
     pub expires_at: Expiry,
 }

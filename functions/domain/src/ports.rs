@@ -47,6 +47,16 @@ pub trait ModeratorStore: Send + Sync {
     async fn delete_moderator(&self, id: ModeratorId) -> StoreResult<()>;
     /// All accounts, ordered by email (for admins).
     async fn list_moderators(&self) -> StoreResult<Vec<Moderator>>;
+    /// Restricts the account `id` only while `keeper`, another account, is an active admin:
+    /// the check and the write are one atomic step, so of two admins restricting each other
+    /// at the same instant (each naming the other as keeper) at most one succeeds, and an
+    /// active admin always remains. `false`: `keeper` is not an active admin (or is `id`
+    /// itself), and nothing was written; `NotFound` when `id` does not exist.
+    async fn restrict_keeping_admin(
+        &self,
+        id: ModeratorId,
+        keeper: ModeratorId,
+    ) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -223,6 +233,19 @@ pub trait RateLimitStore: Send + Sync {
     ) -> StoreResult<u32>;
     /// Forgets the window's attempts (after a successful login).
     async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()>;
+    /// Counts one attempt only while fewer than `limit` are counted in the window, in one
+    /// atomic conditional write, so parallel callers never take the count past `limit`.
+    /// `None` (nothing counted) at the limit, otherwise the count including this one.
+    async fn hit_below(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        limit: u32,
+        expires_at: crate::Expiry,
+    ) -> StoreResult<Option<u32>>;
+    /// Takes back one attempt counted in the window (it turned out not to count, e.g. the
+    /// password was right). Never goes below zero; a missing counter stays missing.
+    async fn unhit(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()>;
 }
 
 /// The audit log can be appended to and read; there is deliberately no way to delete from

@@ -1,6 +1,6 @@
 //! The HTTP server of the node and of the portal: hyper's HTTP/1 connection builder with a
-//! header-read timeout, behind an accept loop bounded by a semaphore, and the security
-//! headers every response carries.
+//! header-read timeout, a deadline for each request's body, behind an accept loop bounded by
+//! a semaphore, and the security headers every response carries.
 //!
 //! `axum::serve` sets no timer, so hyper's header-read timeout never runs and a client can
 //! hold a connection for ever without sending a request (500 such connections were all kept
@@ -9,11 +9,18 @@
 //! same limit closes a connection that never finishes its headers and one that sits idle.
 //! An upgraded connection (the signalling WebSocket) leaves hyper and its timers behind and
 //! lives as long as the meeting; it keeps its place in the connection limit until it closes.
+//!
+//! hyper has no timer for a request's body: a client that sends its headers and then trickles
+//! the body a byte at a time held its connection (and a handler) for as long as it liked.
+//! Each body must therefore be complete within `body_timeout` of its headers; past that the
+//! handler's read fails, the request is refused and hyper closes the connection, since the
+//! rest of the body was never read. The size limit stays the extractors' (axum's 2 MB).
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::{self, Next};
+use hyper::body::{Body, Bytes, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -37,6 +44,8 @@ pub struct HttpLimits {
     /// Open connections, WebSockets included; the next waits in the kernel's backlog
     /// until one closes.
     pub max_connections: usize,
+    /// A request's body must be complete this long after its headers.
+    pub body_timeout: Duration,
 }
 
 /// The most a request's line and headers may take. Browsers send a few KiB (a full cookie
@@ -51,6 +60,9 @@ impl HttpLimits {
     /// A full node (500 participants, one WebSocket each) and their portal requests, well
     /// under the file-descriptor limit the fleet's unit sets.
     pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+    /// The largest body the API takes (2 MB, a list of teachers) arrives in 16 s at 1 Mbit/s,
+    /// a congested school uplink; everything else is a few KiB.
+    pub const DEFAULT_BODY_SECONDS: u64 = 30;
 }
 
 impl Default for HttpLimits {
@@ -58,6 +70,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_timeout: Duration::from_secs(Self::DEFAULT_HEADER_SECONDS),
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            body_timeout: Duration::from_secs(Self::DEFAULT_BODY_SECONDS),
         }
     }
 }
@@ -103,12 +116,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = router
-            .clone()
-            .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            });
+        let body_timeout = limits.body_timeout;
+        let service = router.clone().map_request(move |req: Request<Incoming>| {
+            let (mut parts, body) = req.into_parts();
+            parts.extensions.insert(ConnectInfo(peer));
+            Request::from_parts(parts, TimedBody::within(body, body_timeout))
+        });
         let io = TokioIo::new(Counted {
             stream,
             _permit: permit,
@@ -137,6 +150,59 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     drop(open_tx);
     let _ = open_rx.recv().await;
+}
+
+/// A request body that fails once its deadline passes before its end has arrived.
+struct TimedBody {
+    inner: Incoming,
+    /// `None` for a body that is complete already (most requests have none).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl TimedBody {
+    fn within(inner: Incoming, limit: Duration) -> axum::body::Body {
+        let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(limit)));
+        axum::body::Body::new(TimedBody { inner, deadline })
+    }
+}
+
+/// The body did not arrive within its deadline.
+#[derive(Debug)]
+struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        match this.deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+            _ => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A TCP stream that holds its place in the connection limit until it is dropped, also

@@ -36,6 +36,10 @@ struct Args {
     /// Open connections at most, WebSockets included; more wait until one closes.
     #[arg(long, env = "AULA_HTTP_MAX_CONNECTIONS", default_value_t = HttpLimits::DEFAULT_MAX_CONNECTIONS)]
     http_max_connections: usize,
+    /// Seconds a request's body may take to arrive after its headers; a slower one is
+    /// refused and its connection closed.
+    #[arg(long, env = "AULA_HTTP_BODY_SECONDS", default_value_t = HttpLimits::DEFAULT_BODY_SECONDS)]
+    http_body_seconds: u64,
     /// The media port.
     #[arg(long, env = "AULA_NODE_UDP", default_value = "0.0.0.0:7882")]
     udp: SocketAddr,
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let limits = HttpLimits {
         header_timeout: Duration::from_secs(args.http_header_seconds),
         max_connections: args.http_max_connections,
+        body_timeout: Duration::from_secs(args.http_body_seconds),
     };
     let metrics_listen = http::parse_listen(&args.metrics_listen)
         .context("--metrics-listen: an address such as 127.0.0.1:9464, or off")?;

@@ -341,14 +341,16 @@ impl Aula {
             tracing::info!(known_device = keys.known_device, "login failed");
             return Err(ServiceError::BadCredentials);
         };
+        // The password was right, also for a blocked account: not a failure to count.
+        throttle.succeeded(&keys, now).await?;
         if m.status == AccountStatus::Restricted {
             return Err(ServiceError::AccountRestricted);
         }
-        throttle.succeeded(&keys, now).await?;
         let session = Session {
             id: self.ids.session_id(),
             moderator_id: m.id,
             role: m.role,
+            must_change_password: m.must_change_password,
             created_at: now,
             expires_at: retention::session_expiry(now),
         };
@@ -432,8 +434,19 @@ impl Aula {
             ));
         }
         m.password_hash = self.passwords.hash(new)?;
+        let was_handed_over = m.must_change_password;
         m.must_change_password = false;
         self.store.update_moderator(&m).await?;
+        if let Caller::Moderator { session, .. } = caller
+            && let Some(mut s) = self.store.session(m.id, *session, self.now()).await?
+        {
+            // Whoever else knew the old password is logged out; this session goes on, now
+            // free of the handed-over password's limits.
+            self.store.delete_sessions_of(m.id).await?;
+            s.must_change_password = false;
+            self.store.put_session(&s).await?;
+        }
+        tracing::info!(moderator = %m.id, was_handed_over, "password changed");
         Ok(())
     }
 

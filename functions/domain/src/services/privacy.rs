@@ -97,6 +97,9 @@ pub struct ProfileChanges {
     pub organisation: Option<Organisation>,
 }
 
+/// How often restricting an admin looks for another active admin to keep.
+const KEEPER_ATTEMPTS: usize = 5;
+
 impl Aula {
     pub(crate) async fn audit(
         &self,
@@ -175,26 +178,38 @@ impl Aula {
         Ok(())
     }
 
-    /// Refuses to take away the last active admin: nobody could then restrict, erase,
-    /// export or provision accounts, and a restart does not make a new one.
-    async fn keep_an_admin(&self, target: &Moderator) -> ServiceResult<()> {
-        if target.role != Role::Admin || target.status != AccountStatus::Active {
+    /// Restricts the account. An admin is restricted only while another admin stays
+    /// active: nobody could otherwise restrict, erase, export or provision accounts, and a
+    /// restart does not make a new one. The store checks the other admin and writes in one
+    /// atomic step, so two admins removing each other at the same instant cannot both
+    /// succeed; when the admin it named is gone meanwhile, it looks again.
+    async fn restrict_account(&self, target: &Moderator) -> ServiceResult<()> {
+        if target.role != Role::Admin {
+            let mut m = target.clone();
+            m.status = AccountStatus::Restricted;
+            self.store.update_moderator(&m).await?;
             return Ok(());
         }
-        let others = self
-            .store
-            .list_moderators()
-            .await?
-            .into_iter()
-            .filter(|m| m.id != target.id)
-            .any(|m| m.role == Role::Admin && m.status == AccountStatus::Active);
-        if others {
-            Ok(())
-        } else {
-            Err(ServiceError::Refused(
-                "this is the last active admin: make another admin first",
-            ))
+        const LAST_ADMIN: ServiceError =
+            ServiceError::Refused("this is the last active admin: make another admin first");
+        // Each miss means the named admin left (or a concurrent change got in the way):
+        // bounded, so a storm of changes ends in a refusal rather than a loop.
+        for _ in 0..KEEPER_ATTEMPTS {
+            let keeper = self.store.list_moderators().await?.into_iter().find(|m| {
+                m.id != target.id && m.role == Role::Admin && m.status == AccountStatus::Active
+            });
+            let Some(keeper) = keeper else {
+                return Err(LAST_ADMIN);
+            };
+            if self
+                .store
+                .restrict_keeping_admin(target.id, keeper.id)
+                .await?
+            {
+                return Ok(());
+            }
         }
+        Err(LAST_ADMIN)
     }
 
     // ---- self-service ---------------------------------------------------------------
@@ -233,10 +248,8 @@ impl Aula {
 
     /// Art. 18: blocks the caller's own account (data kept, no login; an admin lifts it).
     pub async fn restrict_me(&self, caller: &Caller) -> ServiceResult<()> {
-        let mut m = self.me(caller).await?;
-        self.keep_an_admin(&m).await?;
-        m.status = AccountStatus::Restricted;
-        self.store.update_moderator(&m).await?;
+        let m = self.me(caller).await?;
+        self.restrict_account(&m).await?;
         self.store.delete_sessions_of(m.id).await?;
         Ok(())
     }
@@ -247,7 +260,10 @@ impl Aula {
         if !self.passwords.verify(password, &m.password_hash) {
             return Err(ServiceError::BadCredentials);
         }
-        self.keep_an_admin(&m).await?;
+        if m.role == Role::Admin {
+            // Blocked first, under the last-admin rule, then erased.
+            self.restrict_account(&m).await?;
+        }
         self.erase_moderator_data(m.id).await
     }
 
@@ -301,16 +317,12 @@ impl Aula {
                     "admins cannot restrict their own account here; another admin can",
                 ));
             }
-            self.keep_an_admin(&m).await?;
-        }
-        m.status = if restricted {
-            AccountStatus::Restricted
-        } else {
-            AccountStatus::Active
-        };
-        self.store.update_moderator(&m).await?;
-        if restricted {
+            self.restrict_account(&m).await?;
+            m.status = AccountStatus::Restricted;
             self.store.delete_sessions_of(id).await?;
+        } else {
+            m.status = AccountStatus::Active;
+            self.store.update_moderator(&m).await?;
         }
         let action = if restricted {
             AuditAction::RestrictModerator
@@ -337,7 +349,10 @@ impl Aula {
                 "admins cannot erase their own account here; another admin can",
             ));
         }
-        self.keep_an_admin(&m).await?;
+        if m.role == Role::Admin {
+            // Blocked first, under the last-admin rule, then erased.
+            self.restrict_account(&m).await?;
+        }
         // Audit first: if erasure fails half-way, the attempt is still on record.
         self.audit(
             admin,

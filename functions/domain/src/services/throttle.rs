@@ -155,19 +155,40 @@ impl Throttle<'_> {
             .map(|_| ())
     }
 
-    /// Asked before the password is checked.
+    /// Asked before the password is checked. An unknown device's attempt is counted
+    /// against its address here, before the check, in one conditional write: parallel
+    /// attempts cannot all pass a count that none of them has raised yet, so a flood stops
+    /// at the limit. A right password gives the count back (`succeeded`).
     pub async fn check(&self, keys: &AttemptKeys, now: Timestamp) -> StoreResult<Verdict> {
         let p = self.policy;
-        let day = throttle_window(now);
         if !keys.known_device {
             let window = address_window(now);
-            let address = self.store.attempts(&keys.address, window, now).await?;
-            if address >= p.max_failures_per_address {
+            let counted = self
+                .store
+                .hit_below(
+                    &keys.address,
+                    window,
+                    p.max_failures_per_address,
+                    Expiry::at(window.plus(RATE_WINDOW)),
+                )
+                .await?;
+            if counted.is_none() {
                 return Ok(Verdict::Wait {
                     retry_after_secs: secs_until(now, window.plus(RATE_WINDOW)),
                 });
             }
         }
+        let verdict = self.check_account(keys, now).await?;
+        if verdict != Verdict::Proceed && !keys.known_device {
+            // Not tried after all: the address's count goes back.
+            self.store.unhit(&keys.address, address_window(now)).await?;
+        }
+        Ok(verdict)
+    }
+
+    async fn check_account(&self, keys: &AttemptKeys, now: Timestamp) -> StoreResult<Verdict> {
+        let p = self.policy;
+        let day = throttle_window(now);
         let pair = self.store.attempts(&keys.pair, day, now).await?;
         if let Some(d) = backoff(pair, p.free_failures_per_source, p.max_source_wait)
             && let Some(retry_after_secs) = self.claim(&keys.pair, d, now).await?
@@ -200,16 +221,23 @@ impl Throttle<'_> {
         {
             self.mark(&keys.account, d, now).await?;
         }
-        let window = address_window(now);
-        self.store
-            .hit(&keys.address, window, Expiry::at(window.plus(RATE_WINDOW)))
-            .await?;
+        if keys.known_device {
+            // An unknown device's failure was counted by `check` already.
+            let window = address_window(now);
+            self.store
+                .hit(&keys.address, window, Expiry::at(window.plus(RATE_WINDOW)))
+                .await?;
+        }
         Ok(())
     }
 
-    /// After a successful login this source starts afresh on this account. The account's
-    /// and the address's counts stay: they measure attacks, not this user.
+    /// After a right password this source starts afresh on this account, and the attempt
+    /// `check` counted against the address is taken back (a school's teachers logging in
+    /// never fill it). The account's count stays: it measures attacks, not this user.
     pub async fn succeeded(&self, keys: &AttemptKeys, now: Timestamp) -> StoreResult<()> {
+        if !keys.known_device {
+            self.store.unhit(&keys.address, address_window(now)).await?;
+        }
         self.store.clear(&keys.pair, throttle_window(now)).await
     }
 }
@@ -248,6 +276,34 @@ mod tests {
                 .lock()
                 .expect("lock")
                 .remove(&(key.as_str().to_owned(), ws.millis()));
+            Ok(())
+        }
+        async fn hit_below(
+            &self,
+            key: &RateKey,
+            ws: Timestamp,
+            limit: u32,
+            exp: Expiry,
+        ) -> StoreResult<Option<u32>> {
+            let mut m = self.0.lock().expect("lock");
+            let e = m
+                .entry((key.as_str().to_owned(), ws.millis()))
+                .or_insert((0, exp));
+            if e.0 >= limit {
+                return Ok(None);
+            }
+            e.0 += 1;
+            Ok(Some(e.0))
+        }
+        async fn unhit(&self, key: &RateKey, ws: Timestamp) -> StoreResult<()> {
+            if let Some(e) = self
+                .0
+                .lock()
+                .expect("lock")
+                .get_mut(&(key.as_str().to_owned(), ws.millis()))
+            {
+                e.0 = e.0.saturating_sub(1);
+            }
             Ok(())
         }
     }
@@ -432,6 +488,47 @@ mod tests {
         // The address's own known devices still get in.
         let device = keys("teacher", "device-9", "bot", true);
         assert_eq!(w.may_try(&device), Verdict::Proceed);
+    }
+
+    #[test]
+    fn parallel_attempts_from_one_address_stop_at_its_limit_and_right_passwords_do_not_count() {
+        let w = World::new();
+        let limit = w.policy.max_failures_per_address;
+        for i in 0..limit - 5 {
+            w.fail(&keys(&format!("victim{i}"), "addr-bot", "bot", false))
+                .expect("below the limit");
+        }
+        // A flood: 50 attempts checked before any of them is answered.
+        let flood: Vec<_> = (0..50)
+            .map(|i| keys(&format!("flood{i}"), "addr-bot", "bot", false))
+            .collect();
+        let admitted: Vec<_> = flood
+            .iter()
+            .filter(|k| w.may_try(k) == Verdict::Proceed)
+            .collect();
+        assert_eq!(admitted.len(), 5, "only up to the limit");
+        for k in &admitted {
+            ready(w.throttle().failed(k, w.now)).expect("count");
+        }
+        let counted = ready(
+            w.store
+                .attempts(&flood[0].address, address_window(w.now), w.now),
+        )
+        .expect("read");
+        assert_eq!(counted, limit);
+
+        // Behind another address, right passwords leave the count where it was.
+        let school = keys("teacher", "addr-school", "school", false);
+        for _ in 0..3 {
+            assert_eq!(w.may_try(&school), Verdict::Proceed);
+            ready(w.throttle().succeeded(&school, w.now)).expect("succeeded");
+        }
+        let counted = ready(
+            w.store
+                .attempts(&school.address, address_window(w.now), w.now),
+        )
+        .expect("read");
+        assert_eq!(counted, 0);
     }
 
     #[test]

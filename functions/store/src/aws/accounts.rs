@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use aula_domain::inventory::RecordKind;
 use aula_domain::ports::*;
 use aula_domain::*;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, TransactWriteItem, Update};
 
 fn moderator_pk(id: ModeratorId) -> String {
     format!("MOD#{id}")
@@ -85,6 +85,7 @@ fn session_item(x: &Session) -> Item {
             ("id", s(x.id.to_string())),
             ("moderator_id", s(x.moderator_id.to_string())),
             ("role", s(x.role.as_str())),
+            ("must_change_password", b(x.must_change_password)),
             ("created_at", n(x.created_at.millis())),
             ("expires_at", n(x.expires_at.epoch_secs())),
         ],
@@ -97,6 +98,9 @@ fn session_from(i: &Item) -> StoreResult<Session> {
         id: f.parse("id", SessionId::parse)?,
         moderator_id: f.parse("moderator_id", ModeratorId::parse)?,
         role: f.parse("role", Role::parse)?,
+        // Sessions written before the flag existed have none: nothing to change.
+        must_change_password: i.contains_key("must_change_password")
+            && f.bool("must_change_password")?,
         created_at: f.ts("created_at")?,
         expires_at: f.expiry()?,
     })
@@ -203,6 +207,64 @@ impl ModeratorStore for AwsStore {
             .query_index("gsi1", "MODERATORS".into(), "listing moderators")
             .await?;
         items.iter().map(moderator_from).collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(moderator = %id, keeper = %keeper))]
+    async fn restrict_keeping_admin(
+        &self,
+        id: ModeratorId,
+        keeper: ModeratorId,
+    ) -> StoreResult<bool> {
+        if id == keeper {
+            return Ok(false);
+        }
+        const DOING: &str = "restricting an admin";
+        let restrict = Update::builder()
+            .table_name(&self.cfg.table)
+            .key("pk", s(moderator_pk(id)))
+            .key("sk", s("PROFILE"))
+            .update_expression("SET #status = :restricted")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":restricted", s(AccountStatus::Restricted.as_str()))
+            .build()
+            .map_err(crate::backend(DOING))?;
+        let keeper_active = ConditionCheck::builder()
+            .table_name(&self.cfg.table)
+            .key("pk", s(moderator_pk(keeper)))
+            .key("sk", s("PROFILE"))
+            .condition_expression("#role = :admin AND #status = :active")
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":admin", s(Role::Admin.as_str()))
+            .expression_attribute_values(":active", s(AccountStatus::Active.as_str()))
+            .build()
+            .map_err(crate::backend(DOING))?;
+        // DynamoDB runs a transaction serializably: of two crossing restrictions, the one
+        // that comes second sees the first one's write in its check (or both are cancelled
+        // as conflicting, and nothing is written).
+        let written = self
+            .transact(
+                vec![
+                    TransactWriteItem::builder().update(restrict).build(),
+                    TransactWriteItem::builder()
+                        .condition_check(keeper_active)
+                        .build(),
+                ],
+                DOING,
+            )
+            .await?;
+        if written {
+            Ok(true)
+        } else if self.moderator(id).await?.is_none() {
+            Err(StoreError::NotFound {
+                what: "the account",
+            })
+        } else {
+            // The keeper is no longer an active admin, or the transaction met a concurrent
+            // one (DynamoDB cancels both sides of a conflict): the caller looks again.
+            Ok(false)
+        }
     }
 }
 

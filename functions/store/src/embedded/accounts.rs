@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS session (
     id TEXT PRIMARY KEY,
     moderator_id TEXT NOT NULL,
     role TEXT NOT NULL,
+    must_change_password INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL
 );
@@ -35,15 +36,17 @@ CREATE INDEX IF NOT EXISTS session_by_moderator ON session (moderator_id);
 /// Databases created before a column existed get it added (SQLite's `CREATE TABLE IF NOT
 /// EXISTS` leaves an old table as it was).
 pub(super) fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let has: bool = c.query_row(
-        "SELECT COUNT(*) > 0 FROM pragma_table_info('moderator') WHERE name = 'must_change_password'",
-        [],
-        |row| row.get(0),
-    )?;
-    if !has {
-        c.execute_batch(
-            "ALTER TABLE moderator ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",
+    for table in ["moderator", "session"] {
+        let has: bool = c.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info(?1) WHERE name = 'must_change_password'",
+            [table],
+            |row| row.get(0),
         )?;
+        if !has {
+            c.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
     }
     Ok(())
 }
@@ -69,6 +72,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         id: col(row, "id", |s: String| SessionId::parse(&s))?,
         moderator_id: col(row, "moderator_id", |s: String| ModeratorId::parse(&s))?,
         role: col(row, "role", |s: String| Role::parse(&s))?,
+        must_change_password: row.get("must_change_password")?,
         created_at: ts(row, "created_at")?,
         expires_at: expiry(row)?,
     })
@@ -197,6 +201,50 @@ impl ModeratorStore for SqliteStore {
         })
         .await
     }
+
+    async fn restrict_keeping_admin(
+        &self,
+        id: ModeratorId,
+        keeper: ModeratorId,
+    ) -> StoreResult<bool> {
+        if id == keeper {
+            return Ok(false);
+        }
+        self.run("restricting an admin", move |c| {
+            // One statement: the keeper's check and the write cannot be split by another call.
+            let n = c
+                .execute(
+                    "UPDATE moderator SET status = ?3 WHERE id = ?1 AND EXISTS
+                     (SELECT 1 FROM moderator WHERE id = ?2 AND role = ?4 AND status = ?5)",
+                    params![
+                        id.to_string(),
+                        keeper.to_string(),
+                        AccountStatus::Restricted.as_str(),
+                        Role::Admin.as_str(),
+                        AccountStatus::Active.as_str(),
+                    ],
+                )
+                .map_err(db("restricting an admin"))?;
+            if n == 1 {
+                return Ok(true);
+            }
+            let exists: bool = c
+                .query_row(
+                    "SELECT COUNT(*) > 0 FROM moderator WHERE id = ?1",
+                    params![id.to_string()],
+                    |r| r.get(0),
+                )
+                .map_err(db("restricting an admin"))?;
+            if exists {
+                Ok(false)
+            } else {
+                Err(StoreError::NotFound {
+                    what: "the account",
+                })
+            }
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -205,10 +253,12 @@ impl SessionStore for SqliteStore {
         let s = s.clone();
         self.run("saving a session", move |c| {
             c.execute(
-                "INSERT INTO session (id, moderator_id, role, created_at, expires_at) VALUES (?1, ?2, ?5, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
+                "INSERT INTO session (id, moderator_id, role, created_at, expires_at, must_change_password)
+                 VALUES (?1, ?2, ?5, ?3, ?4, ?6)
+                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at,
+                 must_change_password = excluded.must_change_password",
                 params![s.id.to_string(), s.moderator_id.to_string(), s.created_at.millis(), s.expires_at.epoch_secs(),
-                    s.role.as_str()],
+                    s.role.as_str(), s.must_change_password],
             )
             .map(|_| ())
             .map_err(db("saving a session"))

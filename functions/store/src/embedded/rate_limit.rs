@@ -71,4 +71,43 @@ impl RateLimitStore for SqliteStore {
         })
         .await
     }
+
+    async fn hit_below(
+        &self,
+        key: &RateKey,
+        window_start: Timestamp,
+        limit: u32,
+        expires_at: Expiry,
+    ) -> StoreResult<Option<u32>> {
+        if limit == 0 {
+            return Ok(None);
+        }
+        let key = key.clone();
+        self.run("counting an attempt", move |c| {
+            // At the limit the update's WHERE fails and nothing is returned (or written).
+            c.query_row(
+                "INSERT INTO rate_counter (key, window_start, count, expires_at) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 WHERE count < ?4
+                 RETURNING count",
+                params![key.as_str(), window_start.millis(), expires_at.epoch_secs(), limit],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("counting an attempt"))
+        })
+        .await
+    }
+
+    async fn unhit(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
+        let key = key.clone();
+        self.run("taking back an attempt", move |c| {
+            c.execute(
+                "UPDATE rate_counter SET count = count - 1 WHERE key = ?1 AND window_start = ?2 AND count > 0",
+                params![key.as_str(), window_start.millis()],
+            )
+            .map(|_| ())
+            .map_err(db("taking back an attempt"))
+        })
+        .await
+    }
 }

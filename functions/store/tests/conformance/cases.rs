@@ -148,6 +148,8 @@ fn session_of(moderator: ModeratorId, at: Timestamp) -> Session {
         id: IDS.session_id(),
         moderator_id: moderator,
         role: Role::Moderator,
+        // true, so that a store dropping the flag fails the round trip.
+        must_change_password: true,
         created_at: at,
         expires_at: retention::session_expiry(at),
     }
@@ -666,6 +668,87 @@ pub async fn the_store_holds_no_field_the_inventory_does_not_declare<S: TestStor
 
 // ---- sessions, rate limits, audit ---------------------------------------------
 
+pub async fn admins_restricting_each_other_at_the_same_instant_always_leave_one_active<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    // Each round: three admins, and every one restricts every other at once, naming itself
+    // as the admin who stays (what the portal does when an admin restricts or erases
+    // another). However the writes interleave, at least one admin stays active, and an
+    // account is restricted exactly when its restriction reported success.
+    for round in 0..12 {
+        let admins: Vec<Moderator> = (0..3)
+            .map(|_| Moderator {
+                role: Role::Admin,
+                status: AccountStatus::Active,
+                ..moderator_with(unique_email())
+            })
+            .collect();
+        for a in &admins {
+            s.create_moderator(a).await.expect("admin");
+        }
+        let mut tries = tokio::task::JoinSet::new();
+        for target in &admins {
+            for keeper in admins.iter().filter(|k| k.id != target.id) {
+                let (s, target, keeper) = (s.clone(), target.id, keeper.id);
+                tries.spawn(async move {
+                    let done = s.restrict_keeping_admin(target, keeper).await;
+                    (target, done.expect("the store answers"))
+                });
+            }
+        }
+        let mut restricted = BTreeSet::new();
+        while let Some(done) = tries.join_next().await {
+            let (target, ok) = done.expect("ran");
+            if ok {
+                restricted.insert(target.to_string());
+            }
+        }
+        let mut active = 0;
+        for a in &admins {
+            let now = s.moderator(a.id).await.expect("read").expect("still there");
+            assert_eq!(
+                now.status == AccountStatus::Restricted,
+                restricted.contains(&a.id.to_string()),
+                "round {round}: a restriction reported as done is the one stored"
+            );
+            if now.status == AccountStatus::Active {
+                active += 1;
+            }
+        }
+        assert!(active >= 1, "round {round}: no active admin left");
+    }
+
+    // The admin to keep must be another active admin.
+    let a = Moderator {
+        role: Role::Admin,
+        ..moderator_with(unique_email())
+    };
+    let teacher = moderator_with(unique_email());
+    s.create_moderator(&a).await.expect("admin");
+    s.create_moderator(&teacher).await.expect("teacher");
+    assert!(!s.restrict_keeping_admin(a.id, a.id).await.expect("answer"));
+    assert!(
+        !s.restrict_keeping_admin(a.id, teacher.id)
+            .await
+            .expect("answer"),
+        "a teacher does not keep the portal administered"
+    );
+    assert_eq!(
+        s.moderator(a.id)
+            .await
+            .expect("read")
+            .expect("there")
+            .status,
+        AccountStatus::Active
+    );
+    assert!(matches!(
+        s.restrict_keeping_admin(IDS.moderator_id(), a.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
 pub async fn a_session_lives_until_it_expires_or_is_deleted<S: TestStore>(s: &S) {
     let m = moderator_with(unique_email());
     s.create_moderator(&m).await.expect("moderator");
@@ -695,6 +778,13 @@ pub async fn a_session_lives_until_it_expires_or_is_deleted<S: TestStore>(s: &S)
     // Renewing moves the expiry.
     a.expires_at = retention::session_expiry(end.minus(SECOND));
     s.put_session(&a).await.expect("renewed");
+    assert_eq!(
+        s.session(m.id, a.id, end.plus(SECOND)).await.expect("read"),
+        Some(a.clone())
+    );
+    // Writing it again also clears the handed-over password's flag (the password changed).
+    a.must_change_password = false;
+    s.put_session(&a).await.expect("password changed");
     assert_eq!(
         s.session(m.id, a.id, end.plus(SECOND)).await.expect("read"),
         Some(a.clone())
@@ -759,6 +849,62 @@ pub async fn concurrent_attempts_are_all_counted_and_the_count_ends_with_its_win
     );
     s.clear(&key, T0).await.expect("cleared");
     assert_eq!(s.attempts(&key, T0, T0).await.expect("read"), 0);
+}
+
+pub async fn parallel_attempts_counted_up_to_a_limit_stop_exactly_there_and_can_be_taken_back<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let key = rate_key();
+    let expiry = retention::rate_expiry(T0);
+    s.hit(&key, T0, expiry).await.expect("counted");
+    let mut hits = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        let key = key.clone();
+        hits.spawn(async move { s.hit_below(&key, T0, 8, expiry).await });
+    }
+    let mut counts = BTreeSet::new();
+    let mut refused = 0;
+    while let Some(done) = hits.join_next().await {
+        match done.expect("ran").expect("answered") {
+            Some(n) => {
+                counts.insert(n);
+            }
+            None => refused += 1,
+        }
+    }
+    assert_eq!(
+        counts,
+        (2..=8).collect(),
+        "each admitted attempt its own count"
+    );
+    assert_eq!(refused, 13, "the rest are refused at the limit");
+    assert_eq!(s.attempts(&key, T0, T0).await.expect("read"), 8);
+
+    s.unhit(&key, T0).await.expect("taken back");
+    assert_eq!(s.attempts(&key, T0, T0).await.expect("read"), 7);
+    assert_eq!(
+        s.hit_below(&key, T0, 8, expiry).await.expect("counted"),
+        Some(8)
+    );
+
+    // Taking back never goes below zero, nor makes a counter where there was none.
+    let other = rate_key();
+    s.unhit(&other, T0).await.expect("nothing to take back");
+    assert_eq!(s.attempts(&other, T0, T0).await.expect("read"), 0);
+    assert_eq!(
+        s.hit_below(&other, T0, 1, expiry).await.expect("counted"),
+        Some(1)
+    );
+    s.unhit(&other, T0).await.expect("taken back");
+    s.unhit(&other, T0).await.expect("still zero");
+    assert_eq!(s.attempts(&other, T0, T0).await.expect("read"), 0);
+    assert_eq!(
+        s.hit_below(&other, T0, 0, expiry).await.expect("answered"),
+        None
+    );
 }
 
 pub async fn the_audit_log_lists_by_time_and_expires_after_a_year<S: TestStore>(s: &S) {

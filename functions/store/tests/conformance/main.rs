@@ -60,6 +60,8 @@ conformance!(
     a_session_lives_until_it_expires_or_is_deleted,
     erasing_a_moderator_ends_their_sessions,
     concurrent_attempts_are_all_counted_and_the_count_ends_with_its_window,
+    parallel_attempts_counted_up_to_a_limit_stop_exactly_there_and_can_be_taken_back,
+    admins_restricting_each_other_at_the_same_instant_always_leave_one_active,
     the_audit_log_lists_by_time_and_expires_after_a_year,
     a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins,
     concurrent_reservations_never_take_a_node_over_its_capacity,

@@ -67,6 +67,7 @@ async fn node_with(configure: impl FnOnce(&mut NodeConfig)) -> TestNode {
     let limits = HttpLimits {
         header_timeout: HEADER_TIMEOUT,
         max_connections: 64,
+        ..HttpLimits::default()
     };
     let app = http::security_headers(node.router(), http::API_CONTENT_SECURITY_POLICY.into());
     tokio::spawn(http::serve(listener, app, limits, std::future::pending()));
