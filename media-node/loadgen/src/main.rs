@@ -195,7 +195,8 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// The sum of a Prometheus counter over its labels.
 async fn metric(url: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(url).await?.text().await?;
+    // A page that is not the metrics (an error status) must not read as zeros.
+    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -215,11 +216,14 @@ async fn main() -> anyhow::Result<()> {
     let tokens = Tokens::from_pkcs8(&generate_ed25519_pkcs8()?, TokenLifetimes::default())?;
     let http_port = free_port()?;
     let url = format!("ws://127.0.0.1:{http_port}/media");
-    let metrics = format!("http://127.0.0.1:{http_port}/metrics");
+    // The node serves metrics on a listener of their own.
+    let metrics_port = free_port()?;
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     // Aula's node is started here (and stopped when `node` drops); Janus runs already.
     let (node, pid) = match args.sfu {
         Sfu::Aula => {
-            let node = start_node(&args, &tokens, http_port, &url, &metrics).await?;
+            let node =
+                start_node(&args, &tokens, (http_port, metrics_port), &url, &metrics).await?;
             let pid = node.0.id();
             (Some(node), pid)
         }
@@ -581,7 +585,7 @@ async fn main() -> anyhow::Result<()> {
 async fn start_node(
     args: &Args,
     tokens: &Tokens,
-    http_port: u16,
+    (http_port, metrics_port): (u16, u16),
     url: &str,
     metrics: &str,
 ) -> anyhow::Result<NodeProcess> {
@@ -592,6 +596,7 @@ async fn start_node(
     let child = Command::new(&node_bin)
         .args(["--store", "memory", "--udp", "127.0.0.1:0"])
         .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
         .args(["--url", url])
         .args(["--capacity", "10000", "--last-n", &args.last_n.to_string()])
         .args(
