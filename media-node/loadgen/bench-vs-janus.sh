@@ -149,7 +149,7 @@ for i in $(seq "$runs"); do
 			us="$(run "$spec" "$sfu" "$i")"
 			figures["${spec%%|*} $sfu"]+="$us "
 			printf '  run %d  %-16s %-14s %8s us  (%s)\n' "$i" "${spec%%|*}" "$sfu" "$us" \
-				"$(grep -E '^loss \(end to end\)' "$work/${spec%%|*}-$sfu-$i.txt" | sed -E 's/ +/ /g; s/ \(.*//')"
+				"$(sed -nE 's/^loss \(end to end\): +([0-9.]+) %.*/end-to-end loss \1 %/p' "$work/${spec%%|*}-$sfu-$i.txt")"
 		done
 	done
 done
