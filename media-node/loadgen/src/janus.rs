@@ -58,7 +58,9 @@ pub enum Reply {
         transaction: Option<String>,
         reason: String,
     },
-    /// Anything else (`webrtcup`, `media`, `slowlink`, `hangup`, `timeout`, …).
+    /// Janus's side of a handle's connection is up (ICE and DTLS done).
+    WebrtcUp { sender: u64 },
+    /// Anything else (`media`, `slowlink`, `hangup`, `timeout`, …).
     Other(String),
 }
 
@@ -120,6 +122,12 @@ pub fn parse_reply(text: &str) -> anyhow::Result<Reply> {
                 .and_then(Value::as_str)
                 .unwrap_or("no reason")
                 .to_owned(),
+        },
+        "webrtcup" => Reply::WebrtcUp {
+            sender: v
+                .get("sender")
+                .and_then(Value::as_u64)
+                .context("`webrtcup` without a sender")?,
         },
         other => Reply::Other(other.to_owned()),
     })
@@ -340,6 +348,8 @@ impl JanusClient {
             ws,
             commands: commands_rx,
             publisher: None,
+            publish_reply: None,
+            publisher_up: false,
             subscriber: None,
             subscribing: None,
             feeds: HashMap::new(),
@@ -422,6 +432,11 @@ struct Driver {
     ws: Ws,
     commands: mpsc::UnboundedReceiver<Command>,
     publisher: Option<Publisher>,
+    /// Told once both ends of the publish connection are up: Janus refuses subscriptions
+    /// to a feed before its own side is (`No such feed`).
+    publish_reply: Option<oneshot::Sender<anyhow::Result<()>>>,
+    /// Janus said `webrtcup` for the publisher handle.
+    publisher_up: bool,
     subscriber: Option<Conn>,
     subscribing: Option<Subscribing>,
     /// Feed id → participant, of the subscription.
@@ -520,6 +535,12 @@ impl Driver {
         let sending = self.sending.load(Ordering::Relaxed);
         if let Some(p) = &mut self.publisher {
             p.step(now, self.index, sending, &self.stats)?;
+            if p.connected
+                && self.publisher_up
+                && let Some(reply) = self.publish_reply.take()
+            {
+                let _ = reply.send(Ok(()));
+            }
         }
         if let Some(c) = &mut self.subscriber {
             c.poll(now)?;
@@ -577,9 +598,13 @@ impl Driver {
             let _ = reply.send(Err(e));
             return;
         }
+        // The publisher's own reply (on str0m's side being up) goes nowhere: ours waits for
+        // Janus's side too.
+        let (connected, _) = oneshot::channel();
         self.publisher = Some(Publisher::new(
-            now, conn, what, audio, video, pending, reply,
+            now, conn, what, audio, video, pending, connected,
         ));
+        self.publish_reply = Some(reply);
     }
 
     async fn subscribe(
@@ -632,6 +657,9 @@ impl Driver {
                 });
                 self.message(handle, body, None).await?;
             }
+            Reply::WebrtcUp { sender } if sender == self.publisher_handle => {
+                self.publisher_up = true;
+            }
             Reply::Event {
                 sender,
                 plugin,
@@ -674,9 +702,7 @@ impl Driver {
     /// An error event of `handle`: the request under way on it failed.
     fn fail(&mut self, handle: u64, e: anyhow::Error) {
         if handle == self.publisher_handle {
-            if let Some(p) = &mut self.publisher
-                && let Some(reply) = p.reply.take()
-            {
+            if let Some(reply) = self.publish_reply.take() {
                 let _ = reply.send(Err(e));
                 self.publisher = None;
             }
@@ -702,7 +728,7 @@ impl Driver {
                     .context("applying Janus's publish answer")
             });
         if let Err(e) = applied {
-            if let Some(reply) = p.reply.take() {
+            if let Some(reply) = self.publish_reply.take() {
                 let _ = reply.send(Err(e));
             }
             self.publisher = None;
@@ -805,6 +831,12 @@ mod tests {
         assert_eq!(streams.len(), 2);
         assert_eq!(streams["0"], (2, Source::Microphone));
         assert_eq!(streams["1"], (2, Source::Camera));
+    }
+
+    #[test]
+    fn janus_webrtcup_names_the_handle_whose_connection_is_up() {
+        let r = parse_reply(r#"{"janus":"webrtcup","session_id":1,"sender":77}"#).unwrap();
+        assert_eq!(r, Reply::WebrtcUp { sender: 77 });
     }
 
     #[test]
