@@ -21,10 +21,12 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+pub mod janus;
 pub mod light;
 mod payload;
 mod synthetic;
 
+pub use janus::JanusClient;
 pub use light::LightClient;
 pub use payload::percentile;
 pub(crate) use payload::{HEADER_LEN, MTU_PAYLOAD, frame_packets, payload_vec, record_received};

@@ -16,7 +16,7 @@ use aula_domain::{Participant, RoomId};
 use aula_sfu::protocol::{ClientMessage, ForwardedTrack, PublishedTrack, ServerMessage, Source};
 use futures_util::{SinkExt as _, StreamExt as _};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -36,6 +36,7 @@ type Ws =
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const FPS: u32 = 30;
 const VIDEO_EVERY: Duration = Duration::from_nanos(1_000_000_000 / FPS as u64);
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Video payload per packet, as the webrtc client.
 use crate::MTU_PAYLOAD;
 
@@ -192,20 +193,20 @@ fn client_rtc(now: Instant, local: SocketAddr) -> anyhow::Result<Rtc> {
 }
 
 /// One peer connection: its `Rtc` and its socket.
-struct Conn {
-    rtc: Rtc,
-    socket: UdpSocket,
+pub(crate) struct Conn {
+    pub(crate) rtc: Rtc,
+    pub(crate) socket: UdpSocket,
     local: SocketAddr,
     /// When the `Rtc` wants a timeout next.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Events taken from the `Rtc`, not yet handled.
-    events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
 }
 
 impl Conn {
-    fn new(now: Instant) -> anyhow::Result<Conn> {
-        let std_socket =
-            std::net::UdpSocket::bind("127.0.0.1:0").context("binding a UDP socket")?;
+    /// A connection on a fresh UDP socket of `ip` (Aula's node: 127.0.0.1).
+    pub(crate) fn new(now: Instant, ip: IpAddr) -> anyhow::Result<Conn> {
+        let std_socket = std::net::UdpSocket::bind((ip, 0)).context("binding a UDP socket")?;
         std_socket.set_nonblocking(true)?;
         let local = std_socket.local_addr()?;
         let socket = UdpSocket::from_std(std_socket).context("registering a UDP socket")?;
@@ -219,7 +220,7 @@ impl Conn {
     }
 
     /// Hands every waiting datagram to the `Rtc`.
-    fn receive(&mut self, now: Instant, buf: &mut [u8]) -> anyhow::Result<()> {
+    pub(crate) fn receive(&mut self, now: Instant, buf: &mut [u8]) -> anyhow::Result<()> {
         loop {
             match self.socket.try_recv_from(buf) {
                 Ok((n, from)) => {
@@ -244,7 +245,7 @@ impl Conn {
 
     /// Drains the `Rtc` to its next timeout (str0m's contract after every input): sends
     /// its datagrams, collects its events.
-    fn poll(&mut self, now: Instant) -> anyhow::Result<()> {
+    pub(crate) fn poll(&mut self, now: Instant) -> anyhow::Result<()> {
         if self.deadline <= now {
             self.rtc.handle_input(Input::Timeout(now))?;
         }
@@ -279,15 +280,15 @@ impl Conn {
 }
 
 /// The publish connection and the media it writes.
-struct Publisher {
-    conn: Conn,
+pub(crate) struct Publisher {
+    pub(crate) conn: Conn,
     what: Publish,
     audio: Option<Mid>,
     video: Option<Mid>,
-    pending: Option<SdpPendingOffer>,
+    pub(crate) pending: Option<SdpPendingOffer>,
     /// Told once the connection is up (or publishing failed).
-    reply: Option<oneshot::Sender<anyhow::Result<()>>>,
-    connected: bool,
+    pub(crate) reply: Option<oneshot::Sender<anyhow::Result<()>>>,
+    pub(crate) connected: bool,
     /// Audio sequence numbers count packets sent (a pause is not loss); the tick drives
     /// timestamps and keeps running.
     audio_seq: u32,
@@ -322,7 +323,7 @@ enum Wake {
 }
 
 /// Resolves when `socket` has something to read; never without a socket.
-async fn readable(socket: Option<&UdpSocket>) {
+pub(crate) async fn readable(socket: Option<&UdpSocket>) {
     match socket {
         Some(s) => {
             let _ = s.readable().await;
@@ -385,10 +386,7 @@ impl Driver {
     fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = now + Duration::from_secs(1);
         if let Some(p) = &self.publisher {
-            wake = wake.min(p.conn.deadline);
-            if p.connected {
-                wake = wake.min(p.next_audio).min(p.next_video);
-            }
+            wake = wake.min(p.next_wake());
         }
         if let Some(c) = &self.subscriber {
             wake = wake.min(c.deadline);
@@ -400,49 +398,11 @@ impl Driver {
     fn step(&mut self, now: Instant) -> anyhow::Result<()> {
         let sending = self.sending.load(Ordering::Relaxed);
         if let Some(p) = &mut self.publisher {
-            if p.connected {
-                p.media(now, self.index, sending, &self.stats);
-            }
-            p.conn.poll(now)?;
-            for e in p.conn.events.drain(..) {
-                match e {
-                    Event::Connected => {
-                        p.connected = true;
-                        if let Some(reply) = p.reply.take() {
-                            let _ = reply.send(Ok(()));
-                        }
-                    }
-                    Event::KeyframeRequest(_) => {
-                        self.stats.keyframe_requests.fetch_add(1, Ordering::SeqCst);
-                        p.keyframe = true;
-                    }
-                    _ => {}
-                }
-            }
+            p.step(now, self.index, sending, &self.stats)?;
         }
         if let Some(c) = &mut self.subscriber {
             c.poll(now)?;
-            for e in c.events.drain(..) {
-                let Event::RtpPacket(packet) = e else {
-                    continue;
-                };
-                let ssrc = packet.header.ssrc;
-                if !self.by_ssrc.contains_key(&ssrc) {
-                    let mid = c.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-                    let t = mid.and_then(|m| self.tracks.get(&m.to_string()).cloned());
-                    self.by_ssrc.insert(ssrc, t);
-                }
-                let track = self.by_ssrc.get(&ssrc).and_then(|t| t.as_ref());
-                // Packets of no listed track are counted under "unknown" (not dropped
-                // silently: they would show as missing in the report).
-                let (who, source) = match track {
-                    Some((who, source)) => (who.as_str(), *source),
-                    None => ("unknown", source_of(*packet.header.payload_type)),
-                };
-                if !record_received(&self.stats, who, source, &packet.payload) {
-                    bail!("the stats lock is poisoned");
-                }
-            }
+            record_packets(c, &self.tracks, &mut self.by_ssrc, &self.stats)?;
         }
         Ok(())
     }
@@ -504,7 +464,7 @@ impl Driver {
     ) -> anyhow::Result<()> {
         let conn = match &mut self.subscriber {
             Some(c) => c,
-            None => self.subscriber.insert(Conn::new(now)?),
+            None => self.subscriber.insert(Conn::new(now, LOOPBACK)?),
         };
         let offer = SdpOffer::from_sdp_string(sdp).context("parsing the subscribe offer")?;
         let answer = conn
@@ -538,27 +498,20 @@ impl Driver {
             let _ = reply.send(Err(anyhow!("already publishing")));
             return;
         }
-        let mut conn = match Conn::new(now) {
+        let mut conn = match Conn::new(now, LOOPBACK) {
             Ok(c) => c,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        let mut change = conn.rtc.sdp_api();
-        let stream = format!("stream-{}", self.index);
-        let mut add = |kind, name: &str| {
-            change.add_media(
-                kind,
-                Direction::SendOnly,
-                Some(stream.clone()),
-                Some(format!("{}-{name}", self.index)),
-                None,
-            )
-        };
-        let audio = what.audio.then(|| add(MediaKind::Audio, "audio"));
-        let video = what.video.then(|| add(MediaKind::Video, "video"));
-        let Some((offer, pending)) = change.apply() else {
+        let Some(PublishOffer {
+            offer,
+            pending,
+            audio,
+            video,
+        }) = publish_offer(&mut conn, self.index, what)
+        else {
             let _ = reply.send(Err(anyhow!("nothing to publish")));
             return;
         };
@@ -588,7 +541,99 @@ impl Driver {
             let _ = reply.send(Err(e));
             return;
         }
-        self.publisher = Some(Publisher {
+        self.publisher = Some(Publisher::new(
+            now, conn, what, audio, video, pending, reply,
+        ));
+    }
+}
+
+/// A publish connection's offer: send-only audio and video as `what` asks.
+pub(crate) struct PublishOffer {
+    pub(crate) offer: SdpOffer,
+    pub(crate) pending: SdpPendingOffer,
+    pub(crate) audio: Option<Mid>,
+    pub(crate) video: Option<Mid>,
+}
+
+/// Adds our tracks to `conn` and makes its offer (`None`: nothing to publish).
+pub(crate) fn publish_offer(conn: &mut Conn, index: u32, what: Publish) -> Option<PublishOffer> {
+    let mut change = conn.rtc.sdp_api();
+    let stream = format!("stream-{index}");
+    let mut add = |kind, name: &str| {
+        change.add_media(
+            kind,
+            Direction::SendOnly,
+            Some(stream.clone()),
+            Some(format!("{index}-{name}")),
+            None,
+        )
+    };
+    let audio = what.audio.then(|| add(MediaKind::Audio, "audio"));
+    let video = what.video.then(|| add(MediaKind::Video, "video"));
+    let (offer, pending) = change.apply()?;
+    Some(PublishOffer {
+        offer,
+        pending,
+        audio,
+        video,
+    })
+}
+
+/// Counts the RTP packets among the subscribe connection's events, attributed by `tracks`
+/// (mid → participant and source; `by_ssrc` caches the lookup).
+pub(crate) fn record_packets(
+    c: &mut Conn,
+    tracks: &HashMap<String, (String, Source)>,
+    by_ssrc: &mut HashMap<Ssrc, Option<(String, Source)>>,
+    stats: &ClientStats,
+) -> anyhow::Result<()> {
+    for e in c.events.drain(..) {
+        let Event::RtpPacket(packet) = e else {
+            continue;
+        };
+        let ssrc = packet.header.ssrc;
+        let track = by_ssrc
+            .entry(ssrc)
+            .or_insert_with(|| {
+                let mid = c.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+                mid.and_then(|m| tracks.get(&m.to_string()).cloned())
+            })
+            .as_ref();
+        // Packets of no listed track are counted under "unknown" (not dropped
+        // silently: they would show as missing in the report).
+        let (who, source) = match track {
+            Some((who, source)) => (who.as_str(), *source),
+            None => ("unknown", source_of(*packet.header.payload_type)),
+        };
+        if !record_received(stats, who, source, &packet.payload) {
+            bail!("the stats lock is poisoned");
+        }
+    }
+    Ok(())
+}
+
+/// The source a payload type stands for when the node's track list does not say.
+pub(crate) fn source_of(pt: u8) -> Source {
+    if pt == aula_sfu::media::OPUS_PT {
+        Source::Microphone
+    } else {
+        Source::Camera
+    }
+}
+
+impl Publisher {
+    /// The publish connection once its offer (`pending`) is sent; `reply` hears when it
+    /// connects.
+    pub(crate) fn new(
+        now: Instant,
+        conn: Conn,
+        what: Publish,
+        audio: Option<Mid>,
+        video: Option<Mid>,
+        pending: SdpPendingOffer,
+        reply: oneshot::Sender<anyhow::Result<()>>,
+    ) -> Publisher {
+        Publisher {
             conn,
             what,
             audio,
@@ -603,20 +648,49 @@ impl Driver {
             video_frame: 0,
             next_video: now,
             keyframe: true,
-        });
+        }
     }
-}
 
-/// The source a payload type stands for when the node's track list does not say.
-fn source_of(pt: u8) -> Source {
-    if pt == aula_sfu::media::OPUS_PT {
-        Source::Microphone
-    } else {
-        Source::Camera
+    /// When the connection's timeout or the next media packet is due.
+    pub(crate) fn next_wake(&self) -> Instant {
+        let wake = self.conn.deadline;
+        if self.connected {
+            wake.min(self.next_audio).min(self.next_video)
+        } else {
+            wake
+        }
     }
-}
 
-impl Publisher {
+    /// Writes the media that is due, drains the connection and handles its events.
+    pub(crate) fn step(
+        &mut self,
+        now: Instant,
+        sender: u32,
+        sending: bool,
+        stats: &ClientStats,
+    ) -> anyhow::Result<()> {
+        if self.connected {
+            self.media(now, sender, sending, stats);
+        }
+        self.conn.poll(now)?;
+        for e in self.conn.events.drain(..) {
+            match e {
+                Event::Connected => {
+                    self.connected = true;
+                    if let Some(reply) = self.reply.take() {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+                Event::KeyframeRequest(_) => {
+                    stats.keyframe_requests.fetch_add(1, Ordering::SeqCst);
+                    self.keyframe = true;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the audio packet and video frame that are due. Ticks run while media is on
     /// hold (timestamps keep time); behind by more than a tick, the missed ones are
     /// skipped, as a real encoder would.

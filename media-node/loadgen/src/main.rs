@@ -6,11 +6,14 @@
 //!     cargo build --release -p aula-media-node -p aula-loadgen
 //!     target/release/aula-loadgen --rooms 1 --participants 30
 //!     target/release/aula-loadgen --rooms 10 --participants 10
+//!
+//! With `--sfu janus` the same str0m clients and media drive a running Janus VideoRoom
+//! instead (the reference; `bench-vs-janus.sh` starts Janus and compares).
 
 use anyhow::{Context as _, bail};
 use aula_domain::services::{GrantRole, JoinGrant};
 use aula_domain::{Clock, GuestId, ModeratorId, Participant, RoomId, RoomSettings};
-use aula_loadgen::{Client, ClientStats, Joined, LightClient, Publish, percentile};
+use aula_loadgen::{Client, ClientStats, JanusClient, Joined, LightClient, Publish, percentile};
 use aula_sfu::protocol::Source;
 use aula_store::SystemClock;
 use aula_tokens::{TokenLifetimes, Tokens, generate_ed25519_pkcs8};
@@ -55,6 +58,26 @@ struct Args {
     /// `str0m` (a sans-IO `Rtc` per connection, one task per participant: much cheaper).
     #[arg(long, value_enum, default_value_t = ClientKind::Webrtc)]
     client: ClientKind,
+    /// The SFU under load: `aula` (a node this process starts) or `janus` (a running Janus
+    /// VideoRoom at --janus-url, str0m clients only; its CPU is read from --janus-pid).
+    #[arg(long, value_enum, default_value_t = Sfu::Aula)]
+    sfu: Sfu,
+    /// Janus's WebSocket API.
+    #[arg(long, default_value = "ws://10.77.0.1:8188")]
+    janus_url: String,
+    /// The Janus process, for its CPU time.
+    #[arg(long)]
+    janus_pid: Option<u32>,
+    /// The address the clients bind to with `--sfu janus` (Janus gathers no loopback
+    /// candidates).
+    #[arg(long, default_value = "10.77.0.2")]
+    local_ip: std::net::IpAddr,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Sfu {
+    Aula,
+    Janus,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +90,7 @@ enum ClientKind {
 enum AnyClient {
     Webrtc(Client),
     Str0m(LightClient),
+    Janus(JanusClient),
 }
 
 impl AnyClient {
@@ -94,6 +118,7 @@ impl AnyClient {
         match self {
             AnyClient::Webrtc(c) => &c.me,
             AnyClient::Str0m(c) => &c.me,
+            AnyClient::Janus(c) => &c.me,
         }
     }
 
@@ -101,6 +126,7 @@ impl AnyClient {
         match self {
             AnyClient::Webrtc(c) => &c.stats,
             AnyClient::Str0m(c) => &c.stats,
+            AnyClient::Janus(c) => &c.stats,
         }
     }
 
@@ -108,6 +134,7 @@ impl AnyClient {
         match self {
             AnyClient::Webrtc(c) => c.publish(what).await,
             AnyClient::Str0m(c) => c.publish(what).await,
+            AnyClient::Janus(c) => c.publish(what).await,
         }
     }
 
@@ -115,6 +142,7 @@ impl AnyClient {
         match self {
             AnyClient::Webrtc(c) => c.start_sending(),
             AnyClient::Str0m(c) => c.start_sending(),
+            AnyClient::Janus(c) => c.start_sending(),
         }
     }
 
@@ -122,6 +150,7 @@ impl AnyClient {
         match self {
             AnyClient::Webrtc(c) => c.stop_sending(),
             AnyClient::Str0m(c) => c.stop_sending(),
+            AnyClient::Janus(c) => c.stop_sending(),
         }
     }
 
@@ -129,6 +158,7 @@ impl AnyClient {
         match self {
             AnyClient::Webrtc(c) => c.close().await,
             AnyClient::Str0m(c) => c.close().await,
+            AnyClient::Janus(c) => c.close().await,
         }
     }
 }
@@ -165,7 +195,8 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// The sum of a Prometheus counter over its labels.
 async fn metric(url: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(url).await?.text().await?;
+    // A page that is not the metrics (an error status) must not read as zeros.
+    let text = reqwest::get(url).await?.error_for_status()?.text().await?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
@@ -179,41 +210,29 @@ async fn main() -> anyhow::Result<()> {
     if args.participants < 2 {
         bail!("a meeting needs at least two participants");
     }
+    if args.sfu == Sfu::Janus && args.client != ClientKind::Str0m {
+        bail!("--sfu janus drives Janus with the str0m clients: add --client str0m");
+    }
     let tokens = Tokens::from_pkcs8(&generate_ed25519_pkcs8()?, TokenLifetimes::default())?;
     let http_port = free_port()?;
     let url = format!("ws://127.0.0.1:{http_port}/media");
-    let metrics = format!("http://127.0.0.1:{http_port}/metrics");
-    let node_bin = match args.node {
-        Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("aula-media-node"),
-    };
-    let child = Command::new(&node_bin)
-        .args(["--store", "memory", "--udp", "127.0.0.1:0"])
-        .args(["--listen", &format!("127.0.0.1:{http_port}")])
-        .args(["--url", &url])
-        .args(["--capacity", "10000", "--last-n", &args.last_n.to_string()])
-        .args(
-            args.node_threads
-                .iter()
-                .flat_map(|n| ["--media-threads".to_owned(), n.to_string()]),
-        )
-        .env(
-            "AULA_JOIN_PUBLIC_KEY",
-            base64::engine::general_purpose::STANDARD.encode(tokens.public_key()),
-        )
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", node_bin.display()))?;
-    let node = NodeProcess(child);
-    let pid = node.0.id();
-    let started = Instant::now();
-    while metric(&metrics, "aula_media_capacity").await.is_err() {
-        if started.elapsed() > Duration::from_secs(10) {
-            bail!("the node did not come up");
+    // The node serves metrics on a listener of their own.
+    let metrics_port = free_port()?;
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    // Aula's node is started here (and stopped when `node` drops); Janus runs already.
+    let (node, pid) = match args.sfu {
+        Sfu::Aula => {
+            let node =
+                start_node(&args, &tokens, (http_port, metrics_port), &url, &metrics).await?;
+            let pid = node.0.id();
+            (Some(node), pid)
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Sfu::Janus => (
+            None,
+            args.janus_pid
+                .context("--sfu janus needs --janus-pid (its CPU is the measure)")?,
+        ),
+    };
 
     println!(
         "aula-loadgen: {} room(s) x {} participants, Opus 50 pps + video {} kbit/s at 30 fps each, {} s measured",
@@ -245,6 +264,29 @@ async fn main() -> anyhow::Result<()> {
                 settings: RoomSettings::default(),
                 lobby: false,
             };
+            if args.sfu == Sfu::Janus {
+                let janus_room = janus_room(r);
+                if p == 0 {
+                    aula_loadgen::janus::create_room(
+                        &args.janus_url,
+                        janus_room,
+                        args.participants,
+                    )
+                    .await?;
+                }
+                clients.push(AnyClient::Janus(
+                    JanusClient::join(
+                        &args.janus_url,
+                        janus_room,
+                        u64::from(index) + 1,
+                        who,
+                        index,
+                        args.local_ip,
+                    )
+                    .await?,
+                ));
+                continue;
+            }
             let (token, _) = tokens.join(&grant, SystemClock.now())?;
             clients.push(AnyClient::join(args.client, &url, room, &token, index).await?);
         }
@@ -268,6 +310,33 @@ async fn main() -> anyhow::Result<()> {
         if let Err(e) = published {
             failed += 1;
             println!("participant {i} could not publish: {e:#}");
+        }
+    }
+    if args.sfu == Sfu::Janus {
+        // Aula's node subscribes everyone itself; a Janus subscriber asks for each feed. Janus
+        // forwards every camera (it has no last-N).
+        for room in clients.chunks_mut(args.participants as usize) {
+            let everyone: Vec<(u64, Participant)> = room
+                .iter()
+                .filter_map(|c| match c {
+                    AnyClient::Janus(j) => Some((j.feed, j.me)),
+                    _ => None,
+                })
+                .collect();
+            for c in room.iter_mut() {
+                let AnyClient::Janus(j) = c else { continue };
+                if let Ok(mut v) = j.stats.forwarded_video.lock() {
+                    *v = everyone.iter().map(|(_, p)| *p).collect();
+                }
+                let others = everyone
+                    .iter()
+                    .filter(|(f, _)| *f != j.feed)
+                    .map(|(f, p)| (*f, p.to_string()))
+                    .collect();
+                if let Err(e) = j.subscribe(others).await {
+                    println!("participant {} could not subscribe: {e:#}", j.feed - 1);
+                }
+            }
         }
     }
     println!(
@@ -344,8 +413,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let cpu0 = cpu_seconds(pid)?;
     let own0 = cpu_seconds(std::process::id())?;
-    let fwd0 = metric(&metrics, "aula_media_forwarded_packets_total").await?;
-    let bytes0 = metric(&metrics, "aula_media_forwarded_bytes_total").await?;
+    let has_node = node.is_some();
+    let counters = |metrics: String| async move {
+        if !has_node {
+            return Ok::<_, anyhow::Error>((f64::NAN, f64::NAN));
+        }
+        Ok((
+            metric(&metrics, "aula_media_forwarded_packets_total").await?,
+            metric(&metrics, "aula_media_forwarded_bytes_total").await?,
+        ))
+    };
+    let (fwd0, bytes0) = counters(metrics.clone()).await?;
     let sent0 = sent_by(&clients);
     let (recv0, dmg0) = received_of(&clients);
     let t0 = Instant::now();
@@ -353,8 +431,7 @@ async fn main() -> anyhow::Result<()> {
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu1 = cpu_seconds(pid)?;
     let own1 = cpu_seconds(std::process::id())?;
-    let fwd1 = metric(&metrics, "aula_media_forwarded_packets_total").await?;
-    let bytes1 = metric(&metrics, "aula_media_forwarded_bytes_total").await?;
+    let (fwd1, bytes1) = counters(metrics.clone()).await?;
     let sent1 = sent_by(&clients);
     let (recv1, dmg1) = received_of(&clients);
 
@@ -400,21 +477,27 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("--- over {elapsed:.1} s ---");
     println!("sent by clients:        {:>10.0} packets/s", sent / elapsed);
-    println!(
-        "forwarded by the node:  {:>10.0} packets/s  ({:.1} Mbit/s of payload)",
-        forwarded / elapsed,
-        (bytes1 - bytes0) * 8.0 / elapsed / 1e6
-    );
+    if has_node {
+        println!(
+            "forwarded by the node:  {:>10.0} packets/s  ({:.1} Mbit/s of payload)",
+            forwarded / elapsed,
+            (bytes1 - bytes0) * 8.0 / elapsed / 1e6
+        );
+    } else {
+        println!("forwarded by Janus:     not counted (Janus has no counter; see received)");
+    }
     println!(
         "received by clients:    {:>10.0} packets/s  (damaged: {})",
         received / elapsed,
         dmg1 - dmg0
     );
-    println!(
-        "loss (not forwarded):   {:>9.2} %   (node forwarded vs. what it should: audio x {fanout}, video of the last {} speakers x {fanout})",
-        node_loss * 100.0,
-        args.last_n
-    );
+    if has_node {
+        println!(
+            "loss (not forwarded):   {:>9.2} %   (node forwarded vs. what it should: audio x {fanout}, video of the last {} speakers x {fanout})",
+            node_loss * 100.0,
+            args.last_n
+        );
+    }
     println!(
         "loss (end to end):      {:>9.2} %   (received by clients vs. what the node should forward)",
         (1.0 - received / expected).max(0.0) * 100.0
@@ -426,11 +509,24 @@ async fn main() -> anyhow::Result<()> {
         latencies.len()
     );
     println!(
-        "node CPU:               {:.2} s in {elapsed:.1} s ({:.0}% of one core); {:.2} CPU s per million forwarded packets",
+        "SFU CPU:                {:.2} s in {elapsed:.1} s ({:.0}% of one core){}",
         cpu,
         cpu / elapsed * 100.0,
         if forwarded > 0.0 {
-            cpu / (forwarded / 1e6)
+            format!(
+                "; {:.2} CPU s per million forwarded packets",
+                cpu / (forwarded / 1e6)
+            )
+        } else {
+            String::new()
+        }
+    );
+    // The measure both SFUs share (Janus counts nothing it forwards): bench-vs-janus.sh
+    // reads this line.
+    println!(
+        "SFU CPU per packet received by the clients: {:.2} us",
+        if received > 0.0 {
+            cpu / received * 1e6
         } else {
             f64::NAN
         }
@@ -446,23 +542,36 @@ async fn main() -> anyhow::Result<()> {
             f64::NAN
         }
     );
+    let sfu = match args.sfu {
+        Sfu::Aula => format!(
+            "node = target/{} aula-media-node in its own process with {} fan-out thread(s)",
+            if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            args.node_threads
+                .map_or_else(|| "one per core".to_owned(), |n| n.to_string()),
+        ),
+        Sfu::Janus => format!(
+            "SFU = Janus VideoRoom at {} (pid {pid}, no last-N: every camera)",
+            args.janus_url
+        ),
+    };
     println!(
-        "measured: node = target/{} aula-media-node in its own process with {} fan-out thread(s) \
-         (CPU from /proc/<pid>/stat, all its threads), clients = {} in this process; both on this machine's {} cores over loopback",
-        if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        args.node_threads
-            .map_or_else(|| "one per core".to_owned(), |n| n.to_string()),
+        "measured: {sfu} \
+         (CPU from /proc/<pid>/stat, all its threads), clients = {} in this process; both on this machine's {} cores over {}",
         match args.client {
             ClientKind::Webrtc => "webrtc-rs 0.21 (--client webrtc)",
             ClientKind::Str0m => "str0m 0.25 sans-IO, one task per participant (--client str0m)",
         },
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(0)
+            .unwrap_or(0),
+        match args.sfu {
+            Sfu::Aula => "loopback".to_owned(),
+            Sfu::Janus => format!("a veth pair ({} to Janus)", args.local_ip),
+        }
     );
     for c in clients {
         c.stop_sending();
@@ -470,6 +579,53 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(node);
     Ok(())
+}
+
+/// Starts Aula's node with a memory store on loopback and waits until it serves metrics.
+async fn start_node(
+    args: &Args,
+    tokens: &Tokens,
+    (http_port, metrics_port): (u16, u16),
+    url: &str,
+    metrics: &str,
+) -> anyhow::Result<NodeProcess> {
+    let node_bin = match &args.node {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("aula-media-node"),
+    };
+    let child = Command::new(&node_bin)
+        .args(["--store", "memory", "--udp", "127.0.0.1:0"])
+        .args(["--listen", &format!("127.0.0.1:{http_port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+        .args(["--url", url])
+        .args(["--capacity", "10000", "--last-n", &args.last_n.to_string()])
+        .args(
+            args.node_threads
+                .iter()
+                .flat_map(|n| ["--media-threads".to_owned(), n.to_string()]),
+        )
+        .env(
+            "AULA_JOIN_PUBLIC_KEY",
+            base64::engine::general_purpose::STANDARD.encode(tokens.public_key()),
+        )
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", node_bin.display()))?;
+    let node = NodeProcess(child);
+    let started = Instant::now();
+    while metric(metrics, "aula_media_capacity").await.is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            bail!("the node did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(node)
+}
+
+/// Janus's VideoRoom number for the load generator's room `r`.
+fn janus_room(r: u32) -> u64 {
+    1_000 + u64::from(r)
 }
 
 fn uuid_of(n: u128) -> uuid::Uuid {
