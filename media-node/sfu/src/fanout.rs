@@ -152,6 +152,13 @@ impl Sfu {
         for (i, w) in wanted_at.iter_mut().enumerate().take(layers.len()) {
             *w = forwarder::wanted_layer_at(layers, ssrc, i, |l| m.flowing(l, now));
         }
+        // Places among the layers: a subscriber's first picture may come from a layer no
+        // larger than the one it is to get.
+        let rank_of = |l: u32| layers.iter().position(|&x| x == l).unwrap_or(0);
+        let mut wanted_rank_at = [0; MAX_LAYERS];
+        for (r, w) in wanted_rank_at.iter_mut().zip(&wanted_at) {
+            *r = rank_of(*w);
+        }
         let mut published = Published {
             ssrc,
             seq: packet.header.sequence_number,
@@ -159,6 +166,8 @@ impl Sfu {
             audio,
             keyframe: audio || vp8_is_keyframe(&packet.payload),
             wanted_layer: ssrc,
+            rank: rank_of(ssrc),
+            wanted_rank: 0,
             level,
         };
         // The publisher's extension ids mean nothing to a subscriber: dropped once here, not
@@ -202,6 +211,7 @@ impl Sfu {
             out.layer_index = index;
             if !audio {
                 published.wanted_layer = wanted_at[index.min(MAX_LAYERS - 1)];
+                published.wanted_rank = wanted_rank_at[index.min(MAX_LAYERS - 1)];
             }
             let before = out.forwarder.current_layer();
             let decision = out.forwarder.packet(&published);
