@@ -43,6 +43,9 @@ pub struct LossCounter {
     highest: Option<u16>,
     pub received: u64,
     pub lost: u64,
+    /// Sequence numbers that were missing when a later one arrived, whether or not a
+    /// retransmission filled them later: what the node had to ask again for.
+    pub missed: u64,
 }
 
 impl LossCounter {
@@ -56,6 +59,7 @@ impl LossCounter {
                 // packet, which was counted as lost and now arrived.
                 if ahead != 0 && ahead < 0x8000 {
                     self.lost += u64::from(ahead - 1);
+                    self.missed += u64::from(ahead - 1);
                     self.highest = Some(seq);
                 } else if ahead >= 0x8000 {
                     self.lost = self.lost.saturating_sub(1);
@@ -206,6 +210,7 @@ mod tests {
         }
         // 65535 and 0 were missing when 1 arrived; 0 arrived late.
         assert_eq!((l.received, l.lost), (5, 1));
+        assert_eq!(l.missed, 2, "both had to be asked for again");
     }
 
     #[test]
