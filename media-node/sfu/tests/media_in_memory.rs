@@ -607,6 +607,12 @@ fn the_teacher_sees_the_pupil_on_a_slow_link_marked_poor_and_everyone_else_good(
         0,
         "pupils are not told of each other's connections"
     );
+    // A second teacher who comes in now learns it at once.
+    let co = m.join(Participant::Moderator(ModeratorId::from_uuid(
+        uuid::Uuid::from_u128(2),
+    )));
+    m.run_for(secs(0.1))?;
+    assert_eq!(quality(&m, co, g).0, Quality::Poor);
 
     // The cap is lifted: the mark comes back to good (after the link has held a while).
     m.cap_downlink(g, None)?;
