@@ -28,8 +28,9 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// with DTX sends under 3 a second while silent).
 const MIN_PACKETS: u64 = 40;
 /// Loss at or above which the connection is "mäßig" (NACK and FEC repair it, but not
-/// without stutter) and "schlecht".
-const FAIR_LOSS: f64 = 0.02;
+/// without stutter) and "schlecht". At 2 % the clean links of a browser test on a loaded
+/// machine read "mäßig" now and then: a few packets reported late in a 2 s window.
+const FAIR_LOSS: f64 = 0.04;
 const POOR_LOSS: f64 = 0.08;
 /// The downlink carries less than this share of what the participant's layout wants: the
 /// videos come smaller than their tiles ("mäßig").
