@@ -48,6 +48,9 @@ pub struct Publish {
     pub loudness: u8,
     /// False: a silent microphone with Opus DTX, one packet every 400 ms instead of 50/s.
     pub talking: bool,
+    /// Not 0: one video packet in this many is never sent (its sequence number is skipped),
+    /// as a lossy uplink loses them.
+    pub lose_one_in: u32,
 }
 
 impl Default for Publish {
@@ -58,6 +61,7 @@ impl Default for Publish {
             video_bitrate: 1_500_000,
             loudness: 60,
             talking: true,
+            lose_one_in: 0,
         }
     }
 }
@@ -366,6 +370,7 @@ impl Client {
                 v,
                 self.index,
                 what.video_bitrate,
+                what.lose_one_in,
                 keyframes,
                 self.stats.clone(),
                 self.sending.clone(),

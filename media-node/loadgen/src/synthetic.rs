@@ -69,6 +69,7 @@ pub(crate) async fn send_video(
     track: Arc<TrackLocalStaticRTP>,
     sender: u32,
     bitrate: u32,
+    lose_one_in: u32,
     keyframe: Arc<AtomicBool>,
     stats: Arc<ClientStats>,
     sending: Arc<AtomicBool>,
@@ -101,6 +102,9 @@ pub(crate) async fn send_video(
                 payload: payload(descriptor, header, sender, seq, len),
             };
             seq = seq.wrapping_add(1);
+            if lose_one_in > 0 && seq.is_multiple_of(lose_one_in) {
+                continue;
+            }
             let n = p.payload.len() as u64;
             if track.write_rtp(p).await.is_ok() {
                 stats.sent_packets.fetch_add(1, Ordering::Relaxed);

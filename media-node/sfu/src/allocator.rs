@@ -152,6 +152,11 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
     }
 }
 
+/// What the videos cost together at the layers the layout wants (those that flow).
+pub(crate) fn wanted<K>(wants: &[Want<K>]) -> u64 {
+    wants.iter().map(|w| cost(w, Grant::Unlimited)).sum()
+}
+
 /// What layer `l` of a video costs: its measured rate, but never less than a smaller
 /// flowing layer's. A layer that has just started (its rate is measured from nothing) or
 /// that carries few frames must not look cheaper than the one below it: the allocator would

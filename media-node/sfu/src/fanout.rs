@@ -2,10 +2,11 @@
 //! should get it (what each gets is the forwarder's decision), the batch written into the
 //! subscribers' connections on several cores, and keyframe requests back to publishers.
 
-use crate::allocator::{ALLOCATION_INTERVAL, Grant, Want};
+use crate::allocator::{self, ALLOCATION_INTERVAL, Grant, Want};
 use crate::forwarder::{self, KeyframeNeed, Published, Rewrite};
 use crate::peer::{self, Peer, Write, Written};
 use crate::protocol::{ServerMessage, Source};
+use crate::quality::{Counts, Report, Sample};
 use crate::rewrite::vp8_is_keyframe;
 use crate::sfu::{ConnId, PeerId, Sfu};
 use aula_domain::Participant;
@@ -152,6 +153,13 @@ impl Sfu {
         for (i, w) in wanted_at.iter_mut().enumerate().take(layers.len()) {
             *w = forwarder::wanted_layer_at(layers, ssrc, i, |l| m.flowing(l, now));
         }
+        // Places among the layers: a subscriber's first picture may come from a layer no
+        // larger than the one it is to get.
+        let rank_of = |l: u32| layers.iter().position(|&x| x == l).unwrap_or(0);
+        let mut wanted_rank_at = [0; MAX_LAYERS];
+        for (r, w) in wanted_rank_at.iter_mut().zip(&wanted_at) {
+            *r = rank_of(*w);
+        }
         let mut published = Published {
             ssrc,
             seq: packet.header.sequence_number,
@@ -159,6 +167,8 @@ impl Sfu {
             audio,
             keyframe: audio || vp8_is_keyframe(&packet.payload),
             wanted_layer: ssrc,
+            rank: rank_of(ssrc),
+            wanted_rank: 0,
             level,
         };
         // The publisher's extension ids mean nothing to a subscriber: dropped once here, not
@@ -202,6 +212,7 @@ impl Sfu {
             out.layer_index = index;
             if !audio {
                 published.wanted_layer = wanted_at[index.min(MAX_LAYERS - 1)];
+                published.wanted_rank = wanted_rank_at[index.min(MAX_LAYERS - 1)];
             }
             let before = out.forwarder.current_layer();
             let decision = out.forwarder.packet(&published);
@@ -349,6 +360,7 @@ impl Sfu {
         self.last_allocation = Some(now);
         for m in self.members.values_mut() {
             m.measure(elapsed);
+            m.downlink = None;
         }
         let last_n = self.config.last_n;
         let conns: Vec<ConnId> = self.members.keys().copied().collect();
@@ -402,6 +414,7 @@ impl Sfu {
             let Some(s) = self.members.get_mut(&conn) else {
                 continue;
             };
+            s.downlink = Some((estimate, audio + allocator::wanted(&wants)));
             let changed = s.allocator.allocate(now, estimate, audio, &wants);
             tracing::debug!(
                 conn,
@@ -436,6 +449,63 @@ impl Sfu {
                 );
             }
         }
+        self.assess_quality(now);
+    }
+
+    /// Every participant's connection quality (see `quality.rs`), from what this
+    /// allocation saw; a change goes to the participant and to the room's moderators.
+    fn assess_quality(&mut self, now: Instant) {
+        let mut changed = Vec::new();
+        for (&conn, m) in self.members.iter_mut() {
+            if !m.in_meeting {
+                continue;
+            }
+            let (up_received, up_missed) = m
+                .loss
+                .values()
+                .fold((0, 0), |(r, l), c| (r + c.received, l + c.missed));
+            let feedback = m
+                .subscription
+                .peer()
+                .and_then(|p| self.peers.estimate(p))
+                .unwrap_or_default();
+            let sample = Sample {
+                counts: Counts {
+                    up_received,
+                    up_missed,
+                    down_reported: feedback.reported,
+                    down_lost: feedback.lost,
+                },
+                downlink: m.downlink,
+                video_paused: m.outgoing.values().any(|o| o.grant == Grant::Paused),
+            };
+            if let Some(report) = m.quality.sample(now, sample) {
+                tracing::debug!(participant = %m.participant, ?report, ?sample, "connection quality");
+                changed.push((conn, m.room, m.participant, report));
+            }
+        }
+        for (conn, room, participant, report) in changed {
+            let frame = quality_frame(participant, report);
+            for other in self.room_members(room) {
+                let told = other == conn
+                    || self
+                        .members
+                        .get(&other)
+                        .is_some_and(|o| o.in_meeting && o.is_moderator());
+                if told {
+                    self.signal(other, frame.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The frame that tells someone how well `participant`'s connection carries the meeting.
+pub(crate) fn quality_frame(participant: Participant, r: Report) -> ServerMessage {
+    ServerMessage::ConnectionQuality {
+        participant,
+        quality: r.quality,
+        video_paused: r.video_paused,
     }
 }
 

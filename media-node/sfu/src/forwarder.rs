@@ -42,8 +42,12 @@ pub(crate) struct Published {
     pub(crate) audio: bool,
     /// Audio, single-layer video, or a VP8 keyframe: a packet a stream may start with.
     pub(crate) keyframe: bool,
-    /// The layer of this source subscribers should get now (the same for all of them).
+    /// The layer of this source this subscriber should get now.
     pub(crate) wanted_layer: u32,
+    /// The places among the source's layers (0 the smallest) of the layer the packet arrived
+    /// on and of `wanted_layer` (both 0 for audio and single-layer video).
+    pub(crate) rank: usize,
+    pub(crate) wanted_rank: usize,
     /// The speaker's audio level and voice flag, to carry over.
     pub(crate) level: Option<(u8, bool)>,
 }
@@ -122,18 +126,23 @@ impl Forwarder {
         } else {
             None
         };
-        let forward = match self.splicer.packet(p.ssrc, p.seq, p.timestamp, p.keyframe) {
-            Verdict::Forward { seq, timestamp } => Some(Rewrite {
-                ssrc: self.ssrc,
-                payload_type,
-                seq,
-                timestamp,
-                audio_level: audio_level_id
-                    .zip(p.level)
-                    .map(|(id, (level, voice))| (id, audio_level_byte(level, voice))),
-            }),
-            Verdict::Drop => None,
-        };
+        let within_grant = p.rank <= p.wanted_rank;
+        let forward =
+            match self
+                .splicer
+                .packet(p.ssrc, p.seq, p.timestamp, p.keyframe, within_grant)
+            {
+                Verdict::Forward { seq, timestamp } => Some(Rewrite {
+                    ssrc: self.ssrc,
+                    payload_type,
+                    seq,
+                    timestamp,
+                    audio_level: audio_level_id
+                        .zip(p.level)
+                        .map(|(id, (level, voice))| (id, audio_level_byte(level, voice))),
+                }),
+                Verdict::Drop => None,
+            };
         Decision { keyframe, forward }
     }
 }
@@ -249,6 +258,7 @@ mod tests {
     }
 
     fn video(ssrc: u32, seq: u16, keyframe: bool, wanted_layer: u32) -> Published {
+        let rank = |l| usize::from(l == HIGH);
         Published {
             ssrc,
             seq,
@@ -256,6 +266,8 @@ mod tests {
             audio: false,
             keyframe,
             wanted_layer,
+            rank: rank(ssrc),
+            wanted_rank: rank(wanted_layer),
             level: None,
         }
     }
@@ -335,6 +347,8 @@ mod tests {
             audio: true,
             keyframe: true,
             wanted_layer: 77,
+            rank: 0,
+            wanted_rank: 0,
             level: Some((30, true)),
         });
         assert_eq!(d.keyframe, None, "audio never asks for keyframes");
@@ -385,6 +399,37 @@ mod tests {
         let spliced = f.packet(&video(HIGH, 8, true, HIGH)).forward;
         assert_eq!(spliced.map(|r| r.seq), Some(102), "numbering continues");
         assert!(f.packet(&video(LOW, 102, false, HIGH)).forward.is_none());
+    }
+
+    #[test]
+    fn after_a_pause_a_subscriber_restarts_on_no_layer_larger_than_its_grant() {
+        let mut f = bound(5, None);
+        f.packet(&video(LOW, 100, true, LOW));
+        f.packet(&video(LOW, 101, false, LOW));
+        // The downlink did not carry the video: paused, then resumed at the small layer.
+        f.pause();
+        assert_eq!(
+            f.packet(&video(LOW, 150, false, LOW)).keyframe,
+            Some(KeyframeNeed::Switched)
+        );
+        assert!(
+            f.packet(&video(HIGH, 9, true, LOW)).forward.is_none(),
+            "a keyframe of the larger layer would congest the link that was just paused"
+        );
+        assert_eq!(f.current_layer(), None);
+        let resumed = f.packet(&video(LOW, 151, true, LOW)).forward;
+        assert_eq!(resumed.map(|r| r.seq), Some(102), "numbering continues");
+        assert_eq!(f.current_layer(), Some(LOW));
+    }
+
+    #[test]
+    fn a_new_subscriber_of_the_sharp_layer_starts_on_a_smaller_keyframe_that_comes_first() {
+        let mut f = bound(5, None);
+        assert!(f.packet(&video(HIGH, 7, false, HIGH)).forward.is_none());
+        assert!(f.packet(&video(LOW, 40, true, HIGH)).forward.is_some());
+        assert_eq!(f.current_layer(), Some(LOW));
+        assert!(f.packet(&video(HIGH, 8, true, HIGH)).forward.is_some());
+        assert_eq!(f.current_layer(), Some(HIGH));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod media;
 mod participant;
 mod peer;
 pub mod protocol;
+mod quality;
 pub mod rewrite;
 mod room;
 mod sfu;

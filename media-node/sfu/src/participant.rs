@@ -9,6 +9,7 @@ use crate::forwarder::{Forwarder, rid_rank};
 use crate::protocol::{
     Connection, ErrorCode, ForwardedTrack, PeerInfo, PublishedTrack, ServerMessage, Source,
 };
+use crate::quality::QualityMeter;
 use crate::rewrite::LossCounter;
 use crate::sfu::{ConnId, PeerId, Sfu, SfuError};
 use aula_domain::services::GrantRole;
@@ -111,6 +112,11 @@ pub(crate) struct Member {
     pub(crate) out_by_ssrc: HashMap<u32, (Participant, Source)>,
     /// The subscriber's bandwidth allocation.
     pub(crate) allocator: Allocator<(Participant, Source)>,
+    /// At the last allocation: the downlink estimate and what the layout wants (bits per
+    /// second; `None` while nothing is forwarded to them).
+    pub(crate) downlink: Option<(u64, u64)>,
+    /// How well their connection carries the meeting, as reported.
+    pub(crate) quality: QualityMeter,
 }
 
 impl Member {
@@ -141,6 +147,8 @@ impl Member {
             outgoing: HashMap::new(),
             out_by_ssrc: HashMap::new(),
             allocator: Allocator::default(),
+            downlink: None,
+            quality: QualityMeter::default(),
         }
     }
 

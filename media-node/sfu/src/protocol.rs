@@ -131,6 +131,17 @@ pub struct ForwardedTrack {
     pub source: Source,
 }
 
+/// A connection's quality as the node sees it (see `ServerMessage::ConnectionQuality`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Good,
+    /// Some loss, or the downlink carries less than half of what the layout wants.
+    Fair,
+    /// Heavy loss, or a video paused for lack of downlink.
+    Poor,
+}
+
 /// Why the node closed the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -203,6 +214,17 @@ pub enum ServerMessage {
         participant: Participant,
         source: Source,
         paused: bool,
+    },
+    /// How well a participant's connection carries the meeting, from the node's view (loss
+    /// on the way to the node and back, the downlink estimate against what the layout
+    /// wants, paused video). To moderators about everyone, to each participant about
+    /// themselves; when it changes, at most every 2 s per participant. Until the first
+    /// one a connection counts as good.
+    ConnectionQuality {
+        participant: Participant,
+        quality: Quality,
+        /// The node paused a video for them: their connection does not carry it.
+        video_paused: bool,
     },
     /// The node is shutting down: get a new grant and join again (you will be placed on
     /// another node).

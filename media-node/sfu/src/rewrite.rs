@@ -43,6 +43,9 @@ pub struct LossCounter {
     highest: Option<u16>,
     pub received: u64,
     pub lost: u64,
+    /// Sequence numbers that were missing when a later one arrived, whether or not a
+    /// retransmission filled them later: what the node had to ask again for.
+    pub missed: u64,
 }
 
 impl LossCounter {
@@ -56,6 +59,7 @@ impl LossCounter {
                 // packet, which was counted as lost and now arrived.
                 if ahead != 0 && ahead < 0x8000 {
                     self.lost += u64::from(ahead - 1);
+                    self.missed += u64::from(ahead - 1);
                     self.highest = Some(seq);
                 } else if ahead >= 0x8000 {
                     self.lost = self.lost.saturating_sub(1);
@@ -130,12 +134,21 @@ impl Splicer {
     /// every packet: any packet may start the stream.
     ///
     /// A subscriber that gets nothing of the source yet starts on the first keyframe of any
-    /// layer and keeps waiting for its selected one: a browser's encoder does not always
-    /// answer a keyframe request on every layer (Chrome left a camera's middle layer
-    /// without one for 3.7 s after a reconnect while its smallest layer had several), and a
-    /// smaller or larger picture now beats a black tile.
-    pub fn packet(&mut self, layer: u32, seq: u16, timestamp: u32, keyframe: bool) -> Verdict {
-        let first = self.current.is_none() && self.target.is_some();
+    /// layer no larger than its selected one (`within_grant`) and keeps waiting for the
+    /// selected one: a browser's encoder does not always answer a keyframe request on every
+    /// layer (Chrome left a camera's middle layer without one for 3.7 s after a reconnect
+    /// while its smallest layer had several), and a smaller picture now beats a black tile.
+    /// A larger one does not: the selected layer is what the subscriber's downlink was
+    /// granted, and after a pause a larger layer would congest it again at once.
+    pub fn packet(
+        &mut self,
+        layer: u32,
+        seq: u16,
+        timestamp: u32,
+        keyframe: bool,
+        within_grant: bool,
+    ) -> Verdict {
+        let first = self.current.is_none() && self.target.is_some() && within_grant;
         if keyframe && (self.target == Some(layer) || first) {
             // Splice: the new layer continues right after what the subscriber last got.
             let next_seq = self.last_seq.map_or(seq, |s| s.wrapping_add(1));
@@ -197,15 +210,16 @@ mod tests {
         }
         // 65535 and 0 were missing when 1 arrived; 0 arrived late.
         assert_eq!((l.received, l.lost), (5, 1));
+        assert_eq!(l.missed, 2, "both had to be asked for again");
     }
 
     #[test]
     fn a_new_subscriber_sees_the_first_keyframe_of_any_layer_and_moves_to_its_own_at_the_next() {
         let mut s = Splicer::default();
         assert!(s.select(2));
-        assert_eq!(s.packet(2, 500, 70_000, false), Verdict::Drop);
+        assert_eq!(s.packet(2, 500, 70_000, false, true), Verdict::Drop);
         assert_eq!(
-            s.packet(1, 100, 9_000, true),
+            s.packet(1, 100, 9_000, true, true),
             Verdict::Forward {
                 seq: 100,
                 timestamp: 9_000
@@ -216,16 +230,16 @@ mod tests {
             s.waits_for_keyframe_of(2),
             "the selected layer is still asked for"
         );
-        assert_eq!(s.packet(2, 501, 73_000, false), Verdict::Drop);
+        assert_eq!(s.packet(2, 501, 73_000, false, true), Verdict::Drop);
         assert_eq!(
-            s.packet(1, 101, 12_000, false),
+            s.packet(1, 101, 12_000, false, true),
             Verdict::Forward {
                 seq: 101,
                 timestamp: 12_000
             }
         );
         assert_eq!(
-            s.packet(2, 502, 76_000, true),
+            s.packet(2, 502, 76_000, true, true),
             Verdict::Forward {
                 seq: 102,
                 timestamp: 15_000
@@ -233,7 +247,7 @@ mod tests {
             "the selected layer takes over at its keyframe, continuing the stream"
         );
         assert!(!s.waits_for_keyframe_of(2));
-        assert_eq!(s.packet(1, 102, 15_000, true), Verdict::Drop);
+        assert_eq!(s.packet(1, 102, 15_000, true, true), Verdict::Drop);
     }
 
     #[test]
@@ -241,14 +255,14 @@ mod tests {
         let mut s = Splicer::default();
         assert!(s.select(1));
         assert_eq!(
-            s.packet(1, 100, 9_000, true),
+            s.packet(1, 100, 9_000, true, true),
             Verdict::Forward {
                 seq: 100,
                 timestamp: 9_000
             }
         );
         assert_eq!(
-            s.packet(1, 101, 12_000, false),
+            s.packet(1, 101, 12_000, false, true),
             Verdict::Forward {
                 seq: 101,
                 timestamp: 12_000
@@ -257,9 +271,9 @@ mod tests {
         assert!(s.select(2), "a keyframe of the new layer is needed");
         assert!(!s.select(2), "selecting it again asks nothing new");
         assert!(s.waits_for_keyframe_of(2) && !s.waits_for_keyframe_of(1));
-        assert_eq!(s.packet(2, 5_000, 70_000, false), Verdict::Drop);
+        assert_eq!(s.packet(2, 5_000, 70_000, false, true), Verdict::Drop);
         assert_eq!(
-            s.packet(1, 102, 15_000, false),
+            s.packet(1, 102, 15_000, false, true),
             Verdict::Forward {
                 seq: 102,
                 timestamp: 15_000
@@ -267,16 +281,16 @@ mod tests {
             "the old layer flows until the switch"
         );
         assert_eq!(
-            s.packet(2, 5_001, 73_000, true),
+            s.packet(2, 5_001, 73_000, true, true),
             Verdict::Forward {
                 seq: 103,
                 timestamp: 18_000
             }
         );
         assert!(!s.waits_for_keyframe_of(2), "switched");
-        assert_eq!(s.packet(1, 103, 18_000, true), Verdict::Drop);
+        assert_eq!(s.packet(1, 103, 18_000, true, true), Verdict::Drop);
         assert_eq!(
-            s.packet(2, 5_002, 76_000, false),
+            s.packet(2, 5_002, 76_000, false, true),
             Verdict::Forward {
                 seq: 104,
                 timestamp: 21_000

@@ -211,6 +211,17 @@ impl Sfu {
             for (participant, name) in knocking {
                 self.signal(conn, ServerMessage::Knock { participant, name });
             }
+            // A moderator who comes later learns whose connection is not good now.
+            let marks: Vec<(Participant, crate::quality::Report)> = self
+                .room_members(room_id)
+                .iter()
+                .filter_map(|c| self.members.get(c).filter(|o| o.in_meeting))
+                .map(|o| (o.participant, o.quality.reported()))
+                .filter(|(p, r)| *p != me && *r != crate::quality::Report::GOOD)
+                .collect();
+            for (participant, report) in marks {
+                self.signal(conn, crate::fanout::quality_frame(participant, report));
+            }
         }
         self.broadcast(
             room_id,

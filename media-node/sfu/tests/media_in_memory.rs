@@ -3,7 +3,7 @@
 //! run is the same. What is asserted is what a participant would see or hear.
 
 use aula_domain::{GuestId, ModeratorId, Participant};
-use aula_sfu::protocol::{ClientMessage, ServerMessage, Source};
+use aula_sfu::protocol::{ClientMessage, Quality, ServerMessage, Source};
 use aula_sfu::testing::{Camera, HarnessError, Meeting, MeetingConfig, Publish, Received, Who};
 use std::time::Duration;
 
@@ -529,6 +529,96 @@ fn a_pupil_on_a_500_kbit_link_hears_everyone_sees_smaller_pictures_and_the_class
         "steady again {:?} after the cap was lifted",
         m.elapsed() - lifted
     );
+    Ok(())
+}
+
+/// The last connection quality `at` was told of `about` (good until told otherwise).
+fn quality(m: &Meeting, at: Who, about: Who) -> (Quality, bool) {
+    let about = m.client(about).participant;
+    m.client(at)
+        .frames()
+        .iter()
+        .filter_map(|f| match f {
+            ServerMessage::ConnectionQuality {
+                participant,
+                quality,
+                video_paused,
+            } if *participant == about => Some((*quality, *video_paused)),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or((Quality::Good, false))
+}
+
+/// How many connection-quality frames about `about` reached `at`.
+fn quality_frames(m: &Meeting, at: Who, about: Who) -> usize {
+    let about = m.client(about).participant;
+    m.client(at)
+        .frames()
+        .iter()
+        .filter(|f| matches!(f, ServerMessage::ConnectionQuality { participant, .. } if *participant == about))
+        .count()
+}
+
+#[test]
+fn the_teacher_sees_the_pupil_on_a_slow_link_marked_poor_and_everyone_else_good()
+-> Result<(), HarnessError> {
+    let mut m = Meeting::new(MeetingConfig::default());
+    let t = m.join(teacher());
+    m.publish(t, SIMULCAST, false)?;
+    let p = m.join(pupil(1));
+    m.publish(p, SIMULCAST, false)?;
+    let q = m.join(pupil(2));
+    m.publish(q, SIMULCAST, false)?;
+    let g = m.join(pupil(3));
+    m.publish(g, SIMULCAST, false)?;
+    for from in [t, p, q] {
+        until_receiving(&mut m, g, from, Source::Camera)?;
+    }
+    m.run_for(secs(5.0))?;
+    for who in [t, p, q, g] {
+        assert_eq!(
+            quality(&m, t, who),
+            (Quality::Good, false),
+            "{who:?} on a clean link"
+        );
+    }
+
+    m.cap_downlink(g, Some((500_000, Duration::from_millis(200))))?;
+    m.run_until(secs(15.0), "the teacher sees G's mark as poor", |m| {
+        quality(m, t, g).0 == Quality::Poor
+    })?;
+    m.run_for(secs(3.0))?;
+    assert_eq!(quality(&m, t, g).0, Quality::Poor, "the mark holds");
+    assert_eq!(
+        quality(&m, g, g),
+        quality(&m, t, g),
+        "G sees their own mark"
+    );
+    for who in [t, p, q] {
+        assert_eq!(
+            quality(&m, t, who),
+            (Quality::Good, false),
+            "{who:?} is unaffected"
+        );
+    }
+    assert_eq!(
+        quality_frames(&m, p, g),
+        0,
+        "pupils are not told of each other's connections"
+    );
+    // A second teacher who comes in now learns it at once.
+    let co = m.join(Participant::Moderator(ModeratorId::from_uuid(
+        uuid::Uuid::from_u128(2),
+    )));
+    m.run_for(secs(0.1))?;
+    assert_eq!(quality(&m, co, g).0, Quality::Poor);
+
+    // The cap is lifted: the mark comes back to good (after the link has held a while).
+    m.cap_downlink(g, None)?;
+    m.run_until(secs(40.0), "G's mark back to good", |m| {
+        quality(m, t, g) == (Quality::Good, false)
+    })?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 // A part of the meeting (see ../meeting.js): `this` is the whole meeting.
 
 import { post } from '../api.js';
-import { t } from '../i18n.js';
+import { language, t } from '../i18n.js';
 import { icon } from '../icons.js';
 import { errorText, h, toast } from '../ui.js';
 
@@ -18,6 +18,9 @@ export class People {
     screen.muted = true;
     const audio = self ? null : h('audio', { autoplay: true });
     const avatar = h('span', { class: 'avatar', 'aria-hidden': 'true' });
+    // The node's view of this person's connection (moderators see everyone's, each person
+    // their own): shown by renderQuality.
+    const quality = h('span', { class: 'quality', 'data-testid': 'quality', hidden: true });
     // A shared screen can fill the monitor (a worksheet, a slide).
     const fullscreen = h(
       'button',
@@ -54,9 +57,9 @@ export class People {
       screen,
       audio,
       h('div', { class: 'tile-actions' }, fullscreen, pin),
-      h('figcaption', {}, name, badges),
+      h('figcaption', {}, quality, name, badges),
     );
-    return { el, name, badges, camera, screen, audio, avatar, fullscreen, pin };
+    return { el, name, badges, camera, screen, audio, avatar, fullscreen, pin, quality };
   }
 
   peerTile(participant) {
@@ -70,9 +73,32 @@ export class People {
     return tile;
   }
 
+  /** The node's `connection_quality` frame: about oneself, or (to moderators) anyone. */
+  connectionQuality({ participant, quality, video_paused }) {
+    (this.qualities ??= new Map()).set(participant, { quality, paused: video_paused });
+    if (participant === this.me) this.renderQuality(this.selfTile, participant);
+    else if (this.tiles?.has(participant)) this.renderQuality(this.tiles.get(participant), participant);
+  }
+
+  /** A tile's connection mark: three bars, as many lit as the connection is good, and a
+   * name that says it ("Verbindung: schlecht (Video pausiert)"). Until the node reports
+   * otherwise a connection counts as good; pupils see only their own. */
+  renderQuality(tile, participant) {
+    const shown = participant === this.me || this.role === 'moderator';
+    tile.quality.hidden = !shown;
+    if (!shown) return;
+    const { quality, paused } = this.qualities?.get(participant) ?? { quality: 'good', paused: false };
+    const label = t('quality_label', t(`quality_${quality}`)) + (paused ? ` ${t('quality_paused')}` : '');
+    const d = tile.quality.dataset;
+    if (d.quality === quality && d.paused === String(paused) && d.lang === language()) return;
+    Object.assign(d, { quality, paused: String(paused), lang: language() });
+    tile.quality.replaceChildren(qualityBars(quality, label));
+  }
+
   renderPeople() {
     const moderator = this.role === 'moderator';
     this.orderHands();
+    if (this.selfTile) this.renderQuality(this.selfTile, this.me);
     const items = [];
     for (const p of this.peers.values()) {
       this.names.set(p.participant, p.name);
@@ -85,6 +111,7 @@ export class People {
           Boolean,
         ),
       );
+      this.renderQuality(tile, p.participant);
       tile.el.classList.toggle('active', this.active === p.participant);
       tile.el.classList.toggle('muted', p.muted);
       // Only when the node forwards video of the last N speakers and this one is not among them.
@@ -227,4 +254,30 @@ function initials(name) {
     .slice(0, 2)
     .map((w) => w[0].toUpperCase())
     .join('');
+}
+
+/** Three signal bars as inline SVG, `lit` of them filled (3 good, 2 fair, 1 poor). */
+function qualityBars(quality, label) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const lit = { good: 3, fair: 2, poor: 1 }[quality] ?? 3;
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', label);
+  const title = document.createElementNS(NS, 'title');
+  title.textContent = label;
+  svg.append(title);
+  for (let i = 0; i < 3; i++) {
+    const bar = document.createElementNS(NS, 'rect');
+    const height = 5 + 4 * i;
+    bar.setAttribute('x', String(1 + 5 * i));
+    bar.setAttribute('y', String(15 - height));
+    bar.setAttribute('width', '4');
+    bar.setAttribute('height', String(height));
+    bar.setAttribute('rx', '1');
+    if (i < lit) bar.setAttribute('class', 'lit');
+    svg.append(bar);
+  }
+  return svg;
 }

@@ -431,6 +431,8 @@ export class Signalling {
         this.lobbyWait = null;
         this.body.hidden = false;
         this.lastN = f.last_n;
+        // A new node (or the same after a reconnect) reports afresh.
+        this.qualities = new Map();
         this.rejoined(f.participants);
         this.names.set(this.me, t('you'));
         this.renderPeople();
@@ -512,6 +514,9 @@ export class Signalling {
         break;
       case 'video_paused':
         this.videoPaused(f);
+        break;
+      case 'connection_quality':
+        this.connectionQuality(f);
         break;
       case 'move':
         // The node shuts down: a new grant places the room on another node, right away.

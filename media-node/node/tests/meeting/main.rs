@@ -15,7 +15,7 @@ use aula_domain::{
 use aula_loadgen::{Client, Joined, Publish};
 use aula_media_node::http::{self, HttpLimits};
 use aula_media_node::{MediaNode, NodeConfig, NodeDeps};
-use aula_sfu::protocol::{ClientMessage, ErrorCode, Farewell, ServerMessage, Source};
+use aula_sfu::protocol::{ClientMessage, ErrorCode, Farewell, Quality, ServerMessage, Source};
 use aula_store::{RandomIds, SqliteStore, SystemClock};
 use aula_tokens::{JoinVerifier, TokenLifetimes, Tokens, generate_ed25519_pkcs8};
 use std::sync::Arc;

@@ -193,3 +193,60 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_keep_their_meetin
     );
     drop(slow);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_teacher_and_the_pupil_are_told_of_the_pupils_lossy_uplink_and_nobody_else_is() {
+    let n = node().await;
+    let r = room(12);
+    let mut t = n.join(r, teacher(), 0).await;
+    let mut lossy = n.join(r, guest(1), 1).await;
+    let mut other = n.join(r, guest(2), 2).await;
+    publishing(&mut t, 300_000).await;
+    publishing(&mut other, 300_000).await;
+    // A quarter of the pupil's video never reaches the node.
+    lossy
+        .publish(Publish {
+            video_bitrate: 300_000,
+            lose_one_in: 4,
+            ..Publish::default()
+        })
+        .await
+        .expect("publish");
+    let about = |f: &ServerMessage, who| match f {
+        ServerMessage::ConnectionQuality {
+            participant,
+            quality,
+            video_paused,
+        } if *participant == who => Some((*quality, *video_paused)),
+        _ => None,
+    };
+    let who = lossy.me;
+    let (quality, paused) = t
+        .wait_for(Duration::from_secs(15), |f| about(f, who))
+        .await
+        .expect("the teacher is told of the pupil's connection");
+    assert_ne!(quality, Quality::Good);
+    assert!(!paused, "a lossy uplink pauses nothing");
+    let own = lossy
+        .wait_for(Duration::from_secs(5), |f| about(f, who))
+        .await
+        .expect("the pupil is told of their own connection");
+    assert_eq!(own, (quality, paused));
+    let heard_by_other = other.drain_frames();
+    assert!(
+        heard_by_other.iter().all(|f| about(f, who).is_none()),
+        "the other pupil is not told of the first one's connection"
+    );
+    // The clean connections stay good: no mark other than good about them.
+    for f in heard_by_other.iter().chain(&t.drain_frames()) {
+        if let ServerMessage::ConnectionQuality {
+            participant,
+            quality,
+            ..
+        } = f
+            && *participant != who
+        {
+            assert_eq!(*quality, Quality::Good, "{participant} on a clean link");
+        }
+    }
+}
