@@ -1,7 +1,7 @@
 //! Accounts: moderators (the email is unique) and their sessions.
 
-use super::SqliteStore;
 use super::codec::{col, db, expiry, is_unique_violation, read_err, ts};
+use super::{Cached, SqliteStore};
 use crate::backend;
 use async_trait::async_trait;
 use aula_domain::ports::*;
@@ -83,7 +83,7 @@ impl ModeratorStore for SqliteStore {
     async fn create_moderator(&self, m: &Moderator) -> StoreResult<()> {
         let m = m.clone();
         self.run("creating a moderator", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO moderator (id, last_name, first_name, email, federal_state, organisation, role, status, password_hash, created_at, must_change_password)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
@@ -113,8 +113,8 @@ impl ModeratorStore for SqliteStore {
     }
 
     async fn moderator(&self, id: ModeratorId) -> StoreResult<Option<Moderator>> {
-        self.read("reading a moderator", move |c| {
-            c.query_row(
+        self.read_point("reading a moderator", move |c| {
+            c.cached_row(
                 "SELECT * FROM moderator WHERE id = ?1",
                 params![id.to_string()],
                 moderator_from_row,
@@ -127,8 +127,8 @@ impl ModeratorStore for SqliteStore {
 
     async fn moderator_by_email(&self, email: &Email) -> StoreResult<Option<Moderator>> {
         let email = email.clone();
-        self.read("reading a moderator", move |c| {
-            c.query_row(
+        self.read_point("reading a moderator", move |c| {
+            c.cached_row(
                 "SELECT * FROM moderator WHERE email = ?1",
                 params![email.as_str()],
                 moderator_from_row,
@@ -143,7 +143,7 @@ impl ModeratorStore for SqliteStore {
         let m = m.clone();
         self.run_forgetting("updating a moderator", move |c| {
             let n = c
-                .execute(
+                .cached_exec(
                     "UPDATE moderator SET last_name = ?2, first_name = ?3, email = ?4, federal_state = ?5,
                      organisation = ?6, role = ?7, status = ?8, password_hash = ?9,
                      must_change_password = ?10 WHERE id = ?1",
@@ -182,7 +182,7 @@ impl ModeratorStore for SqliteStore {
                 "DELETE FROM session WHERE moderator_id = ?1",
                 "DELETE FROM moderator WHERE id = ?1",
             ] {
-                tx.execute(sql, params![id.to_string()])
+                tx.cached_exec(sql, params![id.to_string()])
                     .map_err(db("deleting a moderator"))?;
             }
             tx.commit().map_err(db("deleting a moderator"))
@@ -193,7 +193,7 @@ impl ModeratorStore for SqliteStore {
     async fn list_moderators(&self) -> StoreResult<Vec<Moderator>> {
         self.read("listing moderators", |c| {
             let mut st = c
-                .prepare("SELECT * FROM moderator ORDER BY email")
+                .prepare_cached("SELECT * FROM moderator ORDER BY email")
                 .map_err(db("listing moderators"))?;
             st.query_map([], moderator_from_row)
                 .and_then(|rows| rows.collect())
@@ -213,7 +213,7 @@ impl ModeratorStore for SqliteStore {
         self.run("restricting an admin", move |c| {
             // One statement: the keeper's check and the write cannot be split by another call.
             let n = c
-                .execute(
+                .cached_exec(
                     "UPDATE moderator SET status = ?3 WHERE id = ?1 AND EXISTS
                      (SELECT 1 FROM moderator WHERE id = ?2 AND role = ?4 AND status = ?5)",
                     params![
@@ -229,7 +229,7 @@ impl ModeratorStore for SqliteStore {
                 return Ok(true);
             }
             let exists: bool = c
-                .query_row(
+                .cached_row(
                     "SELECT COUNT(*) > 0 FROM moderator WHERE id = ?1",
                     params![id.to_string()],
                     |r| r.get(0),
@@ -252,7 +252,7 @@ impl SessionStore for SqliteStore {
     async fn put_session(&self, s: &Session) -> StoreResult<()> {
         let s = s.clone();
         self.run("saving a session", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO session (id, moderator_id, role, created_at, expires_at, must_change_password)
                  VALUES (?1, ?2, ?5, ?3, ?4, ?6)
                  ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at,
@@ -272,8 +272,8 @@ impl SessionStore for SqliteStore {
         id: SessionId,
         now: Timestamp,
     ) -> StoreResult<Option<Session>> {
-        self.read("reading a session", move |c| {
-            c.query_row(
+        self.read_point("reading a session", move |c| {
+            c.cached_row(
                 "SELECT * FROM session WHERE id = ?1 AND moderator_id = ?2 AND expires_at * 1000 > ?3",
                 params![id.to_string(), moderator.to_string(), now.millis()],
                 session_from_row,
@@ -286,7 +286,7 @@ impl SessionStore for SqliteStore {
 
     async fn delete_session(&self, moderator: ModeratorId, id: SessionId) -> StoreResult<()> {
         self.run("deleting a session", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM session WHERE id = ?1 AND moderator_id = ?2",
                 params![id.to_string(), moderator.to_string()],
             )
@@ -298,7 +298,7 @@ impl SessionStore for SqliteStore {
 
     async fn delete_sessions_of(&self, moderator: ModeratorId) -> StoreResult<()> {
         self.run("deleting sessions", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM session WHERE moderator_id = ?1",
                 params![moderator.to_string()],
             )

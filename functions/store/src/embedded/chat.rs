@@ -1,7 +1,7 @@
 //! Chat messages; the idempotency key is a unique column of the message itself.
 
-use super::SqliteStore;
 use super::codec::{col, db, expiry, read_err};
+use super::{Cached, SqliteStore};
 use async_trait::async_trait;
 use aula_domain::ports::*;
 use aula_domain::*;
@@ -44,7 +44,7 @@ impl ChatStore for SqliteStore {
             let now = m.posted_at();
             // An expired earlier post with the same key no longer counts.
             let earlier = tx
-                .query_row(
+                .cached_row(
                     "SELECT * FROM chat_message WHERE room_id = ?1 AND author = ?2 AND idempotency_key = ?3",
                     params![m.room_id.to_string(), m.author.to_string(), m.idempotency_key.as_str()],
                     message_from_row,
@@ -55,13 +55,13 @@ impl ChatStore for SqliteStore {
                 Some(e) if e.expires_at.is_live_at(now) => Posted::Duplicate(e),
                 stale => {
                     if let Some(e) = stale {
-                        tx.execute(
+                        tx.cached_exec(
                             "DELETE FROM chat_message WHERE room_id = ?1 AND conversation = ?2 AND id = ?3",
                             params![e.room_id.to_string(), e.conversation.to_string(), e.id.to_string()],
                         )
                         .map_err(db("posting a message"))?;
                     }
-                    tx.execute(
+                    tx.cached_exec(
                         "INSERT INTO chat_message (id, room_id, conversation, author, body, idempotency_key, expires_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                         params![
@@ -92,8 +92,8 @@ impl ChatStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<ChatMessage>> {
         let conversation = conversation.to_string();
-        self.read("reading a message", move |c| {
-            c.query_row(
+        self.read_point("reading a message", move |c| {
+            c.cached_row(
                 "SELECT * FROM chat_message WHERE room_id = ?1 AND conversation = ?2 AND id = ?3
                  AND expires_at * 1000 > ?4",
                 params![room.to_string(), conversation, id.to_string(), now.millis()],
@@ -119,7 +119,7 @@ impl ChatStore for SqliteStore {
             // Ids sort in posting order; "~" sorts after every id, so no cursor means "newest".
             let before = before.map_or_else(|| "~".to_owned(), |b| b.to_string());
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT * FROM chat_message WHERE room_id = ?1 AND conversation = ?2 AND id < ?3
                      AND expires_at * 1000 > ?4 ORDER BY id DESC LIMIT ?5",
                 )
@@ -156,7 +156,7 @@ impl ChatStore for SqliteStore {
     ) -> StoreResult<()> {
         let conversation = conversation.to_string();
         self.run_forgetting("deleting a message", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM chat_message WHERE room_id = ?1 AND conversation = ?2 AND id = ?3",
                 params![room.to_string(), conversation, id.to_string()],
             )
@@ -173,7 +173,7 @@ impl ChatStore for SqliteStore {
     ) -> StoreResult<Vec<ChatMessage>> {
         self.read("reading a room's messages", move |c| {
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT * FROM chat_message WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY id, conversation",
                 )
                 .map_err(db("reading a room's messages"))?;

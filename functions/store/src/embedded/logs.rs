@@ -1,7 +1,7 @@
 //! The access log and the audit log.
 
-use super::SqliteStore;
 use super::codec::{col, db, expiry, read_err, ts};
+use super::{Cached, SqliteStore};
 use crate::backend;
 use async_trait::async_trait;
 use aula_domain::ports::*;
@@ -131,7 +131,7 @@ impl AccessLogStore for SqliteStore {
         let until = until.min(from.plus(MAX_ACCESS_LOG_SPAN));
         self.read("reading the access log", move |c| {
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT * FROM access_log WHERE time >= ?1 AND time < ?2 AND expires_at * 1000 > ?3
                      ORDER BY time, id",
                 )
@@ -149,7 +149,7 @@ impl AuditStore for SqliteStore {
     async fn append_audit(&self, e: &AuditEntry) -> StoreResult<()> {
         let e = e.clone();
         self.run("writing the audit log", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO audit (id, time, actor, action, target, reason, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     e.id.to_string(),
@@ -175,7 +175,7 @@ impl AuditStore for SqliteStore {
     ) -> StoreResult<Vec<AuditEntry>> {
         self.read("reading the audit log", move |c| {
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT * FROM audit WHERE time >= ?1 AND time < ?2 AND expires_at * 1000 > ?3 ORDER BY time, id",
                 )
                 .map_err(db("reading the audit log"))?;

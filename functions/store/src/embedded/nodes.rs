@@ -1,7 +1,7 @@
 //! The media node registry and which room is placed on which node.
 
-use super::SqliteStore;
 use super::codec::{col, db, expiry, read_err, ts};
+use super::{Cached, SqliteStore};
 use async_trait::async_trait;
 use aula_domain::ports::*;
 use aula_domain::*;
@@ -96,7 +96,7 @@ impl NodeRegistryStore for SqliteStore {
     async fn put_node(&self, n: &MediaNode) -> StoreResult<()> {
         let n = n.clone();
         self.run("registering a media node", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO media_node (id, address, capacity, load, last_heartbeat, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET address = excluded.address, capacity = excluded.capacity,
@@ -117,9 +117,9 @@ impl NodeRegistryStore for SqliteStore {
     }
 
     async fn live_nodes(&self, now: Timestamp) -> StoreResult<Vec<MediaNode>> {
-        self.read("listing media nodes", move |c| {
+        self.read_point("listing media nodes", move |c| {
             let mut st = c
-                .prepare("SELECT * FROM media_node WHERE expires_at * 1000 > ?1 ORDER BY id")
+                .prepare_cached("SELECT * FROM media_node WHERE expires_at * 1000 > ?1 ORDER BY id")
                 .map_err(db("listing media nodes"))?;
             st.query_map(params![now.millis()], node_from_row)
                 .and_then(|rows| rows.collect())
@@ -130,7 +130,7 @@ impl NodeRegistryStore for SqliteStore {
 
     async fn remove_node(&self, id: NodeId) -> StoreResult<()> {
         self.run("removing a media node", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM media_node WHERE id = ?1",
                 params![id.to_string()],
             )
@@ -147,7 +147,7 @@ fn node_reserved(
     node: NodeId,
     now: Timestamp,
 ) -> rusqlite::Result<Option<u32>> {
-    tx.query_row(
+    tx.cached_row(
         "SELECT reserved FROM media_node WHERE id = ?1 AND expires_at * 1000 > ?2",
         params![node.to_string(), now.millis()],
         |r| r.get(0),
@@ -156,7 +156,7 @@ fn node_reserved(
 }
 
 fn add_reserved(tx: &Transaction<'_>, node: NodeId, seats: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.cached_exec(
         "UPDATE media_node SET reserved = MAX(0, reserved + ?2) WHERE id = ?1",
         params![node.to_string(), seats],
     )
@@ -164,7 +164,7 @@ fn add_reserved(tx: &Transaction<'_>, node: NodeId, seats: i64) -> rusqlite::Res
 }
 
 fn write_placement(tx: &Transaction<'_>, p: &Placement) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.cached_exec(
         "INSERT INTO placement (room_id, node_id, placed_at, seats, holders, reserved_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (room_id) DO UPDATE SET node_id = excluded.node_id,
@@ -184,7 +184,7 @@ fn write_placement(tx: &Transaction<'_>, p: &Placement) -> rusqlite::Result<()> 
 }
 
 fn read_placement(tx: &Transaction<'_>, room: RoomId) -> rusqlite::Result<Option<Placement>> {
-    tx.query_row(
+    tx.cached_row(
         "SELECT * FROM placement WHERE room_id = ?1",
         params![room.to_string()],
         placement_from_row,
@@ -197,8 +197,8 @@ fn read_placement(tx: &Transaction<'_>, room: RoomId) -> rusqlite::Result<Option
 #[async_trait]
 impl PlacementStore for SqliteStore {
     async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>> {
-        self.read("reading a placement", move |c| {
-            c.query_row(
+        self.read_point("reading a placement", move |c| {
+            c.cached_row(
                 "SELECT * FROM placement WHERE room_id = ?1 AND expires_at * 1000 > ?2",
                 params![room.to_string(), now.millis()],
                 placement_from_row,
@@ -307,7 +307,7 @@ impl PlacementStore for SqliteStore {
     async fn reservations_on(&self, node: NodeId, now: Timestamp) -> StoreResult<Vec<Placement>> {
         self.read("listing reservations", move |c| {
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT * FROM placement WHERE node_id = ?1 AND seats > 0 AND expires_at * 1000 > ?2",
                 )
                 .map_err(db("listing reservations"))?;

@@ -1,7 +1,7 @@
 //! Objects (exports, log archives) as rows with their body.
 
-use super::SqliteStore;
 use super::codec::{col, db, expiry, read_err, ts};
+use super::{Cached, SqliteStore};
 use async_trait::async_trait;
 use aula_domain::ports::*;
 use aula_domain::*;
@@ -35,7 +35,7 @@ impl ObjectStore for SqliteStore {
     async fn put_object(&self, o: &StoredObject) -> StoreResult<()> {
         let o = o.clone();
         self.run("storing an object", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO object (class, key, content_type, body, created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (class, key) DO UPDATE SET content_type = excluded.content_type,
@@ -63,7 +63,7 @@ impl ObjectStore for SqliteStore {
     ) -> StoreResult<Option<StoredObject>> {
         let key = key.clone();
         self.read("reading an object", move |c| {
-            c.query_row(
+            c.cached_row(
                 "SELECT * FROM object WHERE class = ?1 AND key = ?2 AND expires_at * 1000 > ?3",
                 params![class.as_str(), key.as_str(), now.millis()],
                 object_from_row,
@@ -83,7 +83,7 @@ impl ObjectStore for SqliteStore {
         let prefix = prefix.to_owned();
         self.read("listing objects", move |c| {
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT key FROM object WHERE class = ?1 AND substr(key, 1, length(?2)) = ?2
                      AND expires_at * 1000 > ?3 ORDER BY key",
                 )
@@ -100,7 +100,7 @@ impl ObjectStore for SqliteStore {
     async fn delete_object(&self, class: ObjectClass, key: &ObjectKey) -> StoreResult<()> {
         let key = key.clone();
         self.run_forgetting("deleting an object", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM object WHERE class = ?1 AND key = ?2",
                 params![class.as_str(), key.as_str()],
             )

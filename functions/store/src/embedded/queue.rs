@@ -1,8 +1,8 @@
 //! The admission queue: its counters (one row) and the waiting rooms' places, changed in
 //! single statements or transactions (every call holds the one connection).
 
-use super::SqliteStore;
 use super::codec::db;
+use super::{Cached, SqliteStore};
 use async_trait::async_trait;
 use aula_domain::ports::*;
 use aula_domain::*;
@@ -30,11 +30,11 @@ const QUEUE: &str = "media";
 
 /// Creates the row if it is missing or expired (a queue nobody used for a day starts again).
 fn fresh_row(c: &rusqlite::Connection, now: Timestamp) -> rusqlite::Result<()> {
-    c.execute(
+    c.cached_exec(
         "DELETE FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 <= ?2",
         params![QUEUE, now.millis()],
     )?;
-    c.execute(
+    c.cached_exec(
         "INSERT OR IGNORE INTO admission_queue (queue, issued, admitted_through, moved_at, expires_at)
          VALUES (?1, 0, 0, ?2, ?3)",
         params![
@@ -53,7 +53,7 @@ fn renewed_ticket(
     now: Timestamp,
 ) -> rusqlite::Result<Option<RoomTicket>> {
     let expires = retention::room_ticket_expiry(now);
-    c.query_row(
+    c.cached_row(
         "UPDATE room_ticket SET expires_at = ?3
          WHERE room_id = ?1 AND expires_at * 1000 > ?2
          RETURNING number, first_ahead, issued_at",
@@ -78,9 +78,9 @@ fn to_u64(v: i64) -> u64 {
 #[async_trait]
 impl AdmissionQueueStore for SqliteStore {
     async fn admission_queue(&self, now: Timestamp) -> StoreResult<AdmissionQueue> {
-        self.read("reading the admission queue", move |c| {
+        self.read_point("reading the admission queue", move |c| {
             let row = c
-                .query_row(
+                .cached_row(
                     "SELECT issued, admitted_through, moved_at, capacity_seen_at, expires_at
                      FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 > ?2",
                     params![QUEUE, now.millis()],
@@ -123,7 +123,7 @@ impl AdmissionQueueStore for SqliteStore {
             }
             fresh_row(&tx, now).map_err(db("queueing a room"))?;
             let n: i64 = tx
-                .query_row(
+                .cached_row(
                     "UPDATE admission_queue SET issued = issued + 1, expires_at = ?2
                      WHERE queue = ?1 RETURNING issued",
                     params![
@@ -135,7 +135,7 @@ impl AdmissionQueueStore for SqliteStore {
                 .map_err(db("queueing a room"))?;
             let number = to_u64(n);
             let ticket = RoomTicket::taken(room, number, admitted_through, now);
-            tx.execute(
+            tx.cached_exec(
                 "INSERT OR REPLACE INTO room_ticket (room_id, number, first_ahead, issued_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -160,12 +160,12 @@ impl AdmissionQueueStore for SqliteStore {
             let tx = c
                 .transaction()
                 .map_err(db("letting a room in from the queue"))?;
-            tx.execute(
+            tx.cached_exec(
                 "DELETE FROM room_ticket WHERE room_id = ?1 AND number = ?2",
                 params![t.room_id.to_string(), number],
             )
             .map_err(db("letting a room in from the queue"))?;
-            tx.execute(
+            tx.cached_exec(
                 "UPDATE admission_queue
                  SET admitted_through = ?2, moved_at = ?3, capacity_seen_at = NULL, expires_at = ?4
                  WHERE queue = ?1 AND admitted_through < ?2 AND expires_at * 1000 > ?3",
@@ -186,7 +186,7 @@ impl AdmissionQueueStore for SqliteStore {
 
     async fn capacity_seen(&self, now: Timestamp) -> StoreResult<()> {
         self.run("noting a free seat", move |c| {
-            c.execute(
+            c.cached_exec(
                 "UPDATE admission_queue SET capacity_seen_at = ?2
                  WHERE queue = ?1 AND expires_at * 1000 > ?2
                    AND (capacity_seen_at IS NULL OR capacity_seen_at < moved_at)",

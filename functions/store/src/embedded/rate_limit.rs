@@ -1,7 +1,7 @@
 //! Attempt counters, one row per key and window.
 
-use super::SqliteStore;
 use super::codec::db;
+use super::{Cached, SqliteStore};
 use async_trait::async_trait;
 use aula_domain::ports::*;
 use aula_domain::*;
@@ -27,7 +27,7 @@ impl RateLimitStore for SqliteStore {
     ) -> StoreResult<u32> {
         let key = key.clone();
         self.run("counting an attempt", move |c| {
-            c.query_row(
+            c.cached_row(
                 "INSERT INTO rate_counter (key, window_start, count, expires_at) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1
                  RETURNING count",
@@ -46,8 +46,8 @@ impl RateLimitStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<u32> {
         let key = key.clone();
-        self.read("reading attempts", move |c| {
-            c.query_row(
+        self.read_point("reading attempts", move |c| {
+            c.cached_row(
                 "SELECT count FROM rate_counter WHERE key = ?1 AND window_start = ?2 AND expires_at * 1000 > ?3",
                 params![key.as_str(), window_start.millis(), now.millis()],
                 |r| r.get(0),
@@ -62,7 +62,7 @@ impl RateLimitStore for SqliteStore {
     async fn clear(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
         let key = key.clone();
         self.run("clearing attempts", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM rate_counter WHERE key = ?1 AND window_start = ?2",
                 params![key.as_str(), window_start.millis()],
             )
@@ -85,7 +85,7 @@ impl RateLimitStore for SqliteStore {
         let key = key.clone();
         self.run("counting an attempt", move |c| {
             // At the limit the update's WHERE fails and nothing is returned (or written).
-            c.query_row(
+            c.cached_row(
                 "INSERT INTO rate_counter (key, window_start, count, expires_at) VALUES (?1, ?2, 1, ?3)
                  ON CONFLICT (key, window_start) DO UPDATE SET count = count + 1 WHERE count < ?4
                  RETURNING count",
@@ -101,7 +101,7 @@ impl RateLimitStore for SqliteStore {
     async fn unhit(&self, key: &RateKey, window_start: Timestamp) -> StoreResult<()> {
         let key = key.clone();
         self.run("taking back an attempt", move |c| {
-            c.execute(
+            c.cached_exec(
                 "UPDATE rate_counter SET count = count - 1 WHERE key = ?1 AND window_start = ?2 AND count > 0",
                 params![key.as_str(), window_start.millis()],
             )

@@ -1,7 +1,7 @@
 //! Rooms, their guests and their meetings. Deleting a room deletes everything of it.
 
 use super::codec::{col, db, expiry, is_unique_violation, read_err, ts};
-use super::{SqliteStore, forget_old_page_versions};
+use super::{Cached, SqliteStore, forget_old_page_versions};
 use crate::backend;
 use async_trait::async_trait;
 use aula_domain::ports::*;
@@ -92,7 +92,7 @@ impl RoomStore for SqliteStore {
     async fn create_room(&self, r: &Room) -> StoreResult<()> {
         let r = r.clone();
         self.run("creating a room", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO room (id, owner, name, lobby, guests_may_share_screen, guests_may_send_video, mute_on_join, invite_token, created_at, last_used_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
@@ -122,8 +122,8 @@ impl RoomStore for SqliteStore {
     }
 
     async fn room(&self, id: RoomId, now: Timestamp) -> StoreResult<Option<Room>> {
-        self.read("reading a room", move |c| {
-            c.query_row(
+        self.read_point("reading a room", move |c| {
+            c.cached_row(
                 "SELECT * FROM room WHERE id = ?1 AND expires_at * 1000 > ?2",
                 params![id.to_string(), now.millis()],
                 room_from_row,
@@ -140,8 +140,8 @@ impl RoomStore for SqliteStore {
         now: Timestamp,
     ) -> StoreResult<Option<Room>> {
         let token = token.clone();
-        self.read("reading a room", move |c| {
-            c.query_row(
+        self.read_point("reading a room", move |c| {
+            c.cached_row(
                 "SELECT * FROM room WHERE invite_token = ?1 AND expires_at * 1000 > ?2",
                 params![token.as_str(), now.millis()],
                 room_from_row,
@@ -155,7 +155,7 @@ impl RoomStore for SqliteStore {
     async fn rooms_of(&self, owner: ModeratorId, now: Timestamp) -> StoreResult<Vec<Room>> {
         self.read("listing rooms", move |c| {
             let mut st = c
-                .prepare("SELECT * FROM room WHERE owner = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
+                .prepare_cached("SELECT * FROM room WHERE owner = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
                 .map_err(db("listing rooms"))?;
             st.query_map(params![owner.to_string(), now.millis()], room_from_row)
                 .and_then(|rows| rows.collect())
@@ -171,7 +171,7 @@ impl RoomStore for SqliteStore {
             // the old page goes too. A touch (last use) replaces nothing anyone said, and
             // truncating the log on every guest's join would serialise the morning rush.
             let before: Option<(String, String)> = c
-                .query_row(
+                .cached_row(
                     "SELECT name, invite_token FROM room WHERE id = ?1",
                     params![r.id.to_string()],
                     |row| Ok((row.get(0)?, row.get(1)?)),
@@ -179,7 +179,7 @@ impl RoomStore for SqliteStore {
                 .optional()
                 .map_err(db("updating a room"))?;
             let n = c
-                .execute(
+                .cached_exec(
                     "UPDATE room SET name = ?2, lobby = ?3, guests_may_share_screen = ?4, guests_may_send_video = ?5,
                      mute_on_join = ?6, invite_token = ?7, last_used_at = ?8, expires_at = ?9
                      WHERE id = ?1 AND expires_at * 1000 > ?10",
@@ -222,7 +222,7 @@ impl RoomStore for SqliteStore {
                 "DELETE FROM placement WHERE room_id = ?1",
                 "DELETE FROM room WHERE id = ?1",
             ] {
-                tx.execute(sql, params![id])
+                tx.cached_exec(sql, params![id])
                     .map_err(db("deleting a room"))?;
             }
             tx.commit().map_err(db("deleting a room"))
@@ -236,7 +236,7 @@ impl GuestStore for SqliteStore {
     async fn put_guest(&self, g: &Guest) -> StoreResult<()> {
         let g = g.clone();
         self.run("saving a guest", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO guest (id, room_id, nickname, admission, created_at, last_used_at, expires_at)
                  VALUES (?1, ?2, ?3, ?7, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET nickname = excluded.nickname, admission = excluded.admission,
@@ -258,8 +258,8 @@ impl GuestStore for SqliteStore {
     }
 
     async fn guest(&self, room: RoomId, id: GuestId, now: Timestamp) -> StoreResult<Option<Guest>> {
-        self.read("reading a guest", move |c| {
-            c.query_row(
+        self.read_point("reading a guest", move |c| {
+            c.cached_row(
                 "SELECT * FROM guest WHERE id = ?1 AND room_id = ?2 AND expires_at * 1000 > ?3",
                 params![id.to_string(), room.to_string(), now.millis()],
                 guest_from_row,
@@ -273,7 +273,7 @@ impl GuestStore for SqliteStore {
     async fn guests_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Guest>> {
         self.read("listing guests", move |c| {
             let mut st = c
-                .prepare("SELECT * FROM guest WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
+                .prepare_cached("SELECT * FROM guest WHERE room_id = ?1 AND expires_at * 1000 > ?2 ORDER BY created_at, id")
                 .map_err(db("listing guests"))?;
             st.query_map(params![room.to_string(), now.millis()], guest_from_row)
                 .and_then(|rows| rows.collect())
@@ -284,7 +284,7 @@ impl GuestStore for SqliteStore {
 
     async fn delete_guest(&self, room: RoomId, id: GuestId) -> StoreResult<()> {
         self.run_forgetting("deleting a guest", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM guest WHERE id = ?1 AND room_id = ?2",
                 params![id.to_string(), room.to_string()],
             )
@@ -300,7 +300,7 @@ impl MeetingStore for SqliteStore {
     async fn put_meeting(&self, m: &Meeting) -> StoreResult<()> {
         let m = m.clone();
         self.run("saving a meeting", move |c| {
-            c.execute(
+            c.cached_exec(
                 "INSERT INTO meeting (id, room_id, started_at, ended_at, peak_participants, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET ended_at = excluded.ended_at,
@@ -323,7 +323,7 @@ impl MeetingStore for SqliteStore {
     async fn meetings_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Meeting>> {
         self.read("listing meetings", move |c| {
             let mut st = c
-                .prepare(
+                .prepare_cached(
                     "SELECT * FROM meeting WHERE room_id = ?1 AND expires_at * 1000 > ?2
                      ORDER BY started_at DESC, id DESC",
                 )
