@@ -14,7 +14,7 @@ mod messages;
 use messages::plugin_error;
 pub use messages::{Jsep, Reply, parse_reply, subscribed_streams};
 
-use crate::str0m_peer::{ClientHandle, Conn, Peers, PublishOffer, Publisher, Readable};
+use crate::str0m_peer::{ClientHandle, Conn, Peers, Publisher, Readable};
 use crate::{ClientStats, Publish};
 use anyhow::{Context as _, anyhow, bail};
 use aula_domain::Participant;
@@ -388,15 +388,7 @@ impl Driver {
         what: Publish,
         reply: oneshot::Sender<anyhow::Result<()>>,
     ) {
-        let (
-            conn,
-            PublishOffer {
-                offer,
-                pending,
-                audio,
-                video,
-            },
-        ) = match self.peers.offer(now, self.local, self.index, what) {
+        let (conn, made) = match self.peers.offer(now, self.local, self.index, what) {
             Ok(made) => made,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -404,7 +396,7 @@ impl Driver {
             }
         };
         // The offer carries our one host candidate: no trickle.
-        let jsep = json!({"type": "offer", "sdp": offer.to_sdp_string(), "trickle": false});
+        let jsep = json!({"type": "offer", "sdp": made.offer.to_sdp_string(), "trickle": false});
         let body = json!({"request": "publish", "audio": what.audio, "video": what.video});
         if let Err(e) = self.message(self.publisher_handle, body, Some(jsep)).await {
             let _ = reply.send(Err(e));
@@ -414,7 +406,13 @@ impl Driver {
         // Janus's side too.
         let (connected, _) = oneshot::channel();
         self.peers.publisher = Some(Publisher::new(
-            now, conn, what, audio, video, pending, connected,
+            now,
+            conn,
+            what,
+            made.audio,
+            made.video,
+            made.pending,
+            connected,
         ));
         self.publish_reply = Some(reply);
     }

@@ -10,7 +10,7 @@
 //! payloads from [`crate::payload_vec`], received packets attributed by the node's
 //! `subscribe_offer` track list (mid → participant and source).
 
-use crate::str0m_peer::{ClientHandle, Conn, Peers, PublishOffer, Publisher, Readable};
+use crate::str0m_peer::{ClientHandle, Conn, Peers, Publisher, Readable};
 use crate::{ClientStats, Publish, to_json};
 use anyhow::{Context as _, anyhow, bail};
 use aula_domain::{Participant, RoomId};
@@ -272,15 +272,7 @@ impl Driver {
         what: Publish,
         reply: oneshot::Sender<anyhow::Result<()>>,
     ) {
-        let (
-            conn,
-            PublishOffer {
-                offer,
-                pending,
-                audio,
-                video,
-            },
-        ) = match self.peers.offer(now, LOOPBACK, self.index, what) {
+        let (conn, made) = match self.peers.offer(now, LOOPBACK, self.index, what) {
             Ok(made) => made,
             Err(e) => {
                 let _ = reply.send(Err(e));
@@ -288,7 +280,10 @@ impl Driver {
             }
         };
         let mut tracks = Vec::new();
-        for (mid, source) in [(audio, Source::Microphone), (video, Source::Camera)] {
+        for (mid, source) in [
+            (made.audio, Source::Microphone),
+            (made.video, Source::Camera),
+        ] {
             if let Some(mid) = mid {
                 tracks.push(PublishedTrack {
                     mid: mid.to_string(),
@@ -297,7 +292,7 @@ impl Driver {
             }
         }
         let sent = match to_json(&ClientMessage::PublishOffer {
-            sdp: offer.to_sdp_string(),
+            sdp: made.offer.to_sdp_string(),
             tracks,
             // The load generator publishes once per participant.
             restart: false,
@@ -314,7 +309,13 @@ impl Driver {
             return;
         }
         self.peers.publisher = Some(Publisher::new(
-            now, conn, what, audio, video, pending, reply,
+            now,
+            conn,
+            what,
+            made.audio,
+            made.video,
+            made.pending,
+            reply,
         ));
     }
 }
