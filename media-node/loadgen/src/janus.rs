@@ -9,11 +9,15 @@
 //! (`bench-vs-janus.sh` puts it in a network namespace behind a veth pair) and the clients
 //! bind their sockets to the other end's address.
 
-use crate::light::{Conn, PublishOffer, Publisher, publish_offer, readable, record_packets};
+mod messages;
+
+use messages::plugin_error;
+pub use messages::{Jsep, Reply, parse_reply, subscribed_streams};
+
+use crate::str0m_peer::{ClientHandle, Conn, Peers, Publisher, Readable};
 use crate::{ClientStats, Publish};
 use anyhow::{Context as _, anyhow, bail};
 use aula_domain::Participant;
-use aula_sfu::protocol::Source;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -22,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::rtp::Ssrc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -33,143 +36,6 @@ type Ws =
 const VIDEOROOM: &str = "janus.plugin.videoroom";
 /// Janus ends sessions silent for 60 s (its default `session_timeout`).
 const KEEPALIVE_EVERY: Duration = Duration::from_secs(20);
-
-/// What Janus said, as far as the load generator cares.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    /// `success` of a request (`data.id` of `create`/`attach`, or a plugin's synchronous
-    /// answer).
-    Success {
-        transaction: String,
-        id: Option<u64>,
-        plugin: Option<Value>,
-    },
-    /// `ack` of an asynchronous request or a keepalive.
-    Ack,
-    /// A plugin event of a handle, with the session description it carries.
-    Event {
-        sender: u64,
-        transaction: Option<String>,
-        plugin: Value,
-        jsep: Option<Jsep>,
-    },
-    /// `error` of a request.
-    Error {
-        transaction: Option<String>,
-        reason: String,
-    },
-    /// Janus's side of a handle's connection is up (ICE and DTLS done).
-    WebrtcUp { sender: u64 },
-    /// Anything else (`media`, `slowlink`, `hangup`, `timeout`, …).
-    Other(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Jsep {
-    /// `offer` or `answer`.
-    pub kind: String,
-    pub sdp: String,
-}
-
-/// Parses one message of Janus's WebSocket API.
-pub fn parse_reply(text: &str) -> anyhow::Result<Reply> {
-    let v: Value = serde_json::from_str(text).context("a Janus message that is not JSON")?;
-    let kind = v
-        .get("janus")
-        .and_then(Value::as_str)
-        .context("a Janus message without `janus`")?;
-    let transaction = v
-        .get("transaction")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    Ok(match kind {
-        "success" => Reply::Success {
-            transaction: transaction.context("`success` without a transaction")?,
-            id: v.pointer("/data/id").and_then(Value::as_u64),
-            plugin: v.pointer("/plugindata/data").cloned(),
-        },
-        "ack" => Reply::Ack,
-        "event" => Reply::Event {
-            sender: v
-                .get("sender")
-                .and_then(Value::as_u64)
-                .context("`event` without a sender")?,
-            transaction,
-            plugin: v
-                .pointer("/plugindata/data")
-                .cloned()
-                .unwrap_or(Value::Null),
-            jsep: match v.get("jsep") {
-                Some(j) => Some(Jsep {
-                    kind: j
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .context("jsep without a type")?
-                        .to_owned(),
-                    sdp: j
-                        .get("sdp")
-                        .and_then(Value::as_str)
-                        .context("jsep without sdp")?
-                        .to_owned(),
-                }),
-                None => None,
-            },
-        },
-        "error" => Reply::Error {
-            transaction,
-            reason: v
-                .pointer("/error/reason")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason")
-                .to_owned(),
-        },
-        "webrtcup" => Reply::WebrtcUp {
-            sender: v
-                .get("sender")
-                .and_then(Value::as_u64)
-                .context("`webrtcup` without a sender")?,
-        },
-        other => Reply::Other(other.to_owned()),
-    })
-}
-
-/// A VideoRoom plugin answer that is an error (`error_code` and `error`).
-fn plugin_error(plugin: &Value) -> Option<String> {
-    plugin.get("error_code")?;
-    Some(
-        plugin
-            .get("error")
-            .and_then(Value::as_str)
-            .unwrap_or("no reason")
-            .to_owned(),
-    )
-}
-
-/// The subscriber's streams of an `attached`/`updated` event: mid → (feed id, source).
-pub fn subscribed_streams(plugin: &Value) -> HashMap<String, (u64, Source)> {
-    let mut streams = HashMap::new();
-    for s in plugin
-        .get("streams")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let (Some(mid), Some(feed), Some(kind)) = (
-            s.get("mid").and_then(Value::as_str),
-            s.get("feed_id").and_then(Value::as_u64),
-            s.get("type").and_then(Value::as_str),
-        ) else {
-            continue;
-        };
-        let source = match kind {
-            "audio" => Source::Microphone,
-            "video" => Source::Camera,
-            _ => continue,
-        };
-        streams.insert(mid.to_owned(), (feed, source));
-    }
-    streams
-}
 
 /// Transaction ids of this process.
 fn transaction() -> String {
@@ -290,9 +156,7 @@ pub struct JanusClient {
     /// Our publisher id in the room (the feed others subscribe to).
     pub feed: u64,
     pub stats: Arc<ClientStats>,
-    sending: Arc<AtomicBool>,
-    commands: mpsc::UnboundedSender<Command>,
-    task: tokio::task::JoinHandle<()>,
+    handle: ClientHandle<Command>,
 }
 
 enum Command {
@@ -334,82 +198,69 @@ impl JanusClient {
             other => bail!("unexpected answer to join: {other:?}"),
         }
         let stats = Arc::new(ClientStats::default());
-        let sending = Arc::new(AtomicBool::new(true));
-        let (commands, commands_rx) = mpsc::unbounded_channel();
-        let driver = Driver {
-            index,
-            room,
-            local,
-            session,
-            publisher_handle: publisher,
-            subscriber_handle: None,
-            stats: stats.clone(),
-            sending: sending.clone(),
-            ws,
-            commands: commands_rx,
-            publisher: None,
-            publish_reply: None,
-            publisher_up: false,
-            subscriber: None,
-            subscribing: None,
-            feeds: HashMap::new(),
-            tracks: HashMap::new(),
-            by_ssrc: HashMap::new(),
-        };
-        let task = tokio::spawn(driver.run());
+        let driver_stats = stats.clone();
+        let handle = ClientHandle::spawn(|sending, commands| {
+            Driver {
+                index,
+                room,
+                local,
+                session,
+                publisher_handle: publisher,
+                subscriber_handle: None,
+                stats: driver_stats,
+                sending,
+                ws,
+                commands,
+                peers: Peers::new(),
+                publish_reply: None,
+                publisher_up: false,
+                subscribing: None,
+                feeds: HashMap::new(),
+            }
+            .run()
+        });
         Ok(JanusClient {
             me,
             feed,
             stats,
-            sending,
-            commands,
-            task,
+            handle,
         })
     }
 
     /// Publishes our media; returns once the publish connection is up.
     pub async fn publish(&mut self, what: Publish) -> anyhow::Result<()> {
-        let (reply, done) = oneshot::channel();
-        self.commands
-            .send(Command::Publish(what, reply))
-            .map_err(|_| anyhow!("the client stopped"))?;
-        tokio::time::timeout(Duration::from_secs(20), done)
+        self.handle
+            .ask(
+                |reply| Command::Publish(what, reply),
+                Duration::from_secs(20),
+                "the publish connection did not connect within 20 s",
+            )
             .await
-            .context("the publish connection did not connect within 20 s")?
-            .map_err(|_| anyhow!("the client stopped"))?
     }
 
     /// Subscribes to `feeds` (feed id, participant) on one subscriber handle; returns once
     /// our answer to Janus's offer is sent.
     pub async fn subscribe(&mut self, feeds: Vec<(u64, String)>) -> anyhow::Result<()> {
-        let (reply, done) = oneshot::channel();
-        self.commands
-            .send(Command::Subscribe(feeds, reply))
-            .map_err(|_| anyhow!("the client stopped"))?;
-        tokio::time::timeout(Duration::from_secs(20), done)
+        self.handle
+            .ask(
+                |reply| Command::Subscribe(feeds, reply),
+                Duration::from_secs(20),
+                "Janus did not offer the subscription within 20 s",
+            )
             .await
-            .context("Janus did not offer the subscription within 20 s")?
-            .map_err(|_| anyhow!("the client stopped"))?
     }
 
     pub fn stop_sending(&self) {
-        self.sending.store(false, Ordering::SeqCst);
+        self.handle.stop_sending();
     }
 
     pub fn start_sending(&self) {
-        self.sending.store(true, Ordering::SeqCst);
+        self.handle.start_sending();
     }
 
     /// Destroys the session and ends the task.
-    pub async fn close(mut self) {
-        let _ = self.commands.send(Command::Close);
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.task).await;
-    }
-}
-
-impl Drop for JanusClient {
-    fn drop(&mut self) {
-        self.task.abort();
+    pub async fn close(self) {
+        self.handle.close(Command::Close).await;
     }
 }
 
@@ -431,51 +282,41 @@ struct Driver {
     sending: Arc<AtomicBool>,
     ws: Ws,
     commands: mpsc::UnboundedReceiver<Command>,
-    publisher: Option<Publisher>,
+    /// The connections; their tracks are from Janus's list of the subscriber's streams.
+    peers: Peers,
     /// Told once both ends of the publish connection are up: Janus refuses subscriptions
     /// to a feed before its own side is (`No such feed`).
     publish_reply: Option<oneshot::Sender<anyhow::Result<()>>>,
     /// Janus said `webrtcup` for the publisher handle.
     publisher_up: bool,
-    subscriber: Option<Conn>,
     subscribing: Option<Subscribing>,
     /// Feed id → participant, of the subscription.
     feeds: HashMap<u64, String>,
-    /// mid → (participant, source), from Janus's list of the subscriber's streams.
-    tracks: HashMap<String, (String, Source)>,
-    by_ssrc: HashMap<Ssrc, Option<(String, Source)>>,
 }
 
 enum Wake {
     Reply(anyhow::Result<Reply>),
     Command(Option<Command>),
-    Publish,
-    Subscribe,
+    Readable(Readable),
     Timer,
     Keepalive,
 }
 
 impl Driver {
     async fn run(mut self) {
-        let mut buf = vec![0u8; 2048];
         let mut keepalive = tokio::time::interval(KEEPALIVE_EVERY);
         loop {
             let now = Instant::now();
             if let Err(e) = self.step(now) {
                 tracing::warn!(index = self.index, error = %format!("{e:#}"), "Janus client");
             }
-            let wake = self.next_wake(now);
-            let woke = {
-                let publish = self.publisher.as_ref().map(|p| &p.conn.socket);
-                let subscribe = self.subscriber.as_ref().map(|c| &c.socket);
-                tokio::select! {
-                    r = next_reply(&mut self.ws) => Wake::Reply(r),
-                    c = self.commands.recv() => Wake::Command(c),
-                    () = readable(publish) => Wake::Publish,
-                    () = readable(subscribe) => Wake::Subscribe,
-                    () = tokio::time::sleep_until(wake.into()) => Wake::Timer,
-                    _ = keepalive.tick() => Wake::Keepalive,
-                }
+            let wake = self.peers.next_wake(now);
+            let woke = tokio::select! {
+                r = next_reply(&mut self.ws) => Wake::Reply(r),
+                c = self.commands.recv() => Wake::Command(c),
+                r = self.peers.readable() => Wake::Readable(r),
+                () = tokio::time::sleep_until(wake.into()) => Wake::Timer,
+                _ = keepalive.tick() => Wake::Keepalive,
             };
             let now = Instant::now();
             let handled = match woke {
@@ -498,14 +339,7 @@ impl Driver {
                     let _ = self.ws.close(None).await;
                     return;
                 }
-                Wake::Publish => match &mut self.publisher {
-                    Some(p) => p.conn.receive(now, &mut buf),
-                    None => Ok(()),
-                },
-                Wake::Subscribe => match &mut self.subscriber {
-                    Some(c) => c.receive(now, &mut buf),
-                    None => Ok(()),
-                },
+                Wake::Readable(r) => self.peers.receive(r, now),
                 Wake::Timer => Ok(()),
                 Wake::Keepalive => send(
                     &mut self.ws,
@@ -520,33 +354,17 @@ impl Driver {
         }
     }
 
-    fn next_wake(&self, now: Instant) -> Instant {
-        let mut wake = now + Duration::from_secs(1);
-        if let Some(p) = &self.publisher {
-            wake = wake.min(p.next_wake());
-        }
-        if let Some(c) = &self.subscriber {
-            wake = wake.min(c.deadline);
-        }
-        wake
-    }
-
+    /// Steps the connections; publishing is done once both ends are up.
     fn step(&mut self, now: Instant) -> anyhow::Result<()> {
         let sending = self.sending.load(Ordering::Relaxed);
-        if let Some(p) = &mut self.publisher {
-            p.step(now, self.index, sending, &self.stats)?;
-            if p.connected
-                && self.publisher_up
-                && let Some(reply) = self.publish_reply.take()
-            {
-                let _ = reply.send(Ok(()));
-            }
+        let stepped = self.peers.step(now, self.index, sending, &self.stats);
+        if self.peers.publisher.as_ref().is_some_and(|p| p.connected)
+            && self.publisher_up
+            && let Some(reply) = self.publish_reply.take()
+        {
+            let _ = reply.send(Ok(()));
         }
-        if let Some(c) = &mut self.subscriber {
-            c.poll(now)?;
-            record_packets(c, &self.tracks, &mut self.by_ssrc, &self.stats)?;
-        }
-        Ok(())
+        stepped
     }
 
     async fn message(
@@ -570,29 +388,15 @@ impl Driver {
         what: Publish,
         reply: oneshot::Sender<anyhow::Result<()>>,
     ) {
-        if self.publisher.is_some() {
-            let _ = reply.send(Err(anyhow!("already publishing")));
-            return;
-        }
-        let mut conn = match Conn::new(now, self.local) {
-            Ok(c) => c,
+        let (conn, made) = match self.peers.offer(now, self.local, self.index, what) {
+            Ok(made) => made,
             Err(e) => {
                 let _ = reply.send(Err(e));
                 return;
             }
         };
-        let Some(PublishOffer {
-            offer,
-            pending,
-            audio,
-            video,
-        }) = publish_offer(&mut conn, self.index, what)
-        else {
-            let _ = reply.send(Err(anyhow!("nothing to publish")));
-            return;
-        };
         // The offer carries our one host candidate: no trickle.
-        let jsep = json!({"type": "offer", "sdp": offer.to_sdp_string(), "trickle": false});
+        let jsep = json!({"type": "offer", "sdp": made.offer.to_sdp_string(), "trickle": false});
         let body = json!({"request": "publish", "audio": what.audio, "video": what.video});
         if let Err(e) = self.message(self.publisher_handle, body, Some(jsep)).await {
             let _ = reply.send(Err(e));
@@ -601,8 +405,14 @@ impl Driver {
         // The publisher's own reply (on str0m's side being up) goes nowhere: ours waits for
         // Janus's side too.
         let (connected, _) = oneshot::channel();
-        self.publisher = Some(Publisher::new(
-            now, conn, what, audio, video, pending, connected,
+        self.peers.publisher = Some(Publisher::new(
+            now,
+            conn,
+            what,
+            made.audio,
+            made.video,
+            made.pending,
+            connected,
         ));
         self.publish_reply = Some(reply);
     }
@@ -704,7 +514,7 @@ impl Driver {
         if handle == self.publisher_handle {
             if let Some(reply) = self.publish_reply.take() {
                 let _ = reply.send(Err(e));
-                self.publisher = None;
+                self.peers.publisher = None;
             }
         } else if let Some(s) = self.subscribing.take() {
             let _ = s.reply.send(Err(e));
@@ -712,7 +522,7 @@ impl Driver {
     }
 
     fn publish_answer(&mut self, jsep: &Jsep) {
-        let Some(p) = &mut self.publisher else {
+        let Some(p) = &mut self.peers.publisher else {
             return;
         };
         let Some(pending) = p.pending.take() else {
@@ -731,7 +541,7 @@ impl Driver {
             if let Some(reply) = self.publish_reply.take() {
                 let _ = reply.send(Err(e));
             }
-            self.publisher = None;
+            self.peers.publisher = None;
         }
     }
 
@@ -747,9 +557,9 @@ impl Driver {
         }
         let handle = self.subscriber_handle.context("no subscriber handle")?;
         let local = self.local;
-        let conn = match &mut self.subscriber {
+        let conn = match &mut self.peers.subscriber {
             Some(c) => c,
-            None => self.subscriber.insert(Conn::new(now, local)?),
+            None => self.peers.subscriber.insert(Conn::new(now, local)?),
         };
         let offer = SdpOffer::from_sdp_string(&jsep.sdp).context("parsing Janus's offer")?;
         let answer = conn
@@ -757,107 +567,16 @@ impl Driver {
             .sdp_api()
             .accept_offer(offer)
             .context("accepting Janus's offer")?;
-        self.tracks = subscribed_streams(plugin)
+        let tracks = subscribed_streams(plugin)
             .into_iter()
             .filter_map(|(mid, (feed, source))| {
                 Some((mid, (self.feeds.get(&feed)?.clone(), source)))
             })
             .collect();
-        self.by_ssrc.clear();
+        self.peers.set_tracks(tracks);
         let jsep = json!({"type": "answer", "sdp": answer.to_sdp_string()});
         self.message(handle, json!({"request": "start"}), Some(jsep))
             .await
             .map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_session_or_handle_id_is_read_from_janus_success() {
-        let r = parse_reply(r#"{"janus":"success","transaction":"t1","data":{"id":8012345678}}"#)
-            .unwrap();
-        assert_eq!(
-            r,
-            Reply::Success {
-                transaction: "t1".into(),
-                id: Some(8012345678),
-                plugin: None
-            }
-        );
-    }
-
-    #[test]
-    fn janus_publish_answer_event_carries_its_sdp_to_the_publisher_handle() {
-        let text = r#"{"janus":"event","session_id":1,"transaction":"t4","sender":77,
-            "plugindata":{"plugin":"janus.plugin.videoroom","data":{"videoroom":"event","room":1000,"configured":"ok","audio_codec":"opus","video_codec":"vp8","streams":[]}},
-            "jsep":{"type":"answer","sdp":"v=0\r\n"}}"#;
-        let Reply::Event {
-            sender,
-            transaction,
-            plugin,
-            jsep,
-        } = parse_reply(text).unwrap()
-        else {
-            panic!("not an event");
-        };
-        assert_eq!(sender, 77);
-        assert_eq!(transaction.as_deref(), Some("t4"));
-        assert_eq!(plugin["configured"], "ok");
-        assert_eq!(
-            jsep,
-            Some(Jsep {
-                kind: "answer".into(),
-                sdp: "v=0\r\n".into()
-            })
-        );
-        assert_eq!(plugin_error(&plugin), None);
-    }
-
-    #[test]
-    fn janus_subscriber_streams_map_mids_to_feeds_and_sources() {
-        let text = r#"{"janus":"event","session_id":1,"sender":78,"transaction":"t9",
-            "plugindata":{"plugin":"janus.plugin.videoroom","data":{"videoroom":"attached","room":1000,
-            "streams":[{"type":"audio","active":true,"mid":"0","mindex":0,"ready":false,"send":true,"feed_id":2,"feed_display":"P1","feed_mid":"0","codec":"opus"},
-                       {"type":"video","active":true,"mid":"1","mindex":1,"ready":false,"send":true,"feed_id":2,"feed_display":"P1","feed_mid":"1","codec":"vp8"},
-                       {"type":"data","active":true,"mid":"2","mindex":2,"ready":false,"send":true,"sources":1}]}},
-            "jsep":{"type":"offer","sdp":"v=0\r\n"}}"#;
-        let Reply::Event { plugin, .. } = parse_reply(text).unwrap() else {
-            panic!("not an event");
-        };
-        let streams = subscribed_streams(&plugin);
-        assert_eq!(streams.len(), 2);
-        assert_eq!(streams["0"], (2, Source::Microphone));
-        assert_eq!(streams["1"], (2, Source::Camera));
-    }
-
-    #[test]
-    fn janus_webrtcup_names_the_handle_whose_connection_is_up() {
-        let r = parse_reply(r#"{"janus":"webrtcup","session_id":1,"sender":77}"#).unwrap();
-        assert_eq!(r, Reply::WebrtcUp { sender: 77 });
-    }
-
-    #[test]
-    fn a_videoroom_error_is_told_apart_from_an_answer() {
-        let text = r#"{"janus":"event","sender":5,"transaction":"t2","plugindata":{"plugin":"janus.plugin.videoroom",
-            "data":{"videoroom":"event","error_code":426,"error":"No such room (1000)"}}}"#;
-        let Reply::Event { plugin, .. } = parse_reply(text).unwrap() else {
-            panic!("not an event");
-        };
-        assert_eq!(
-            plugin_error(&plugin).as_deref(),
-            Some("No such room (1000)")
-        );
-        let e = parse_reply(r#"{"janus":"error","transaction":"t3","error":{"code":458,"reason":"No such session 1"}}"#)
-            .unwrap();
-        assert_eq!(
-            e,
-            Reply::Error {
-                transaction: Some("t3".into()),
-                reason: "No such session 1".into()
-            }
-        );
     }
 }

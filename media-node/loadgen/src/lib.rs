@@ -24,6 +24,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 pub mod janus;
 pub mod light;
 mod payload;
+mod str0m_peer;
 mod synthetic;
 
 pub use janus::JanusClient;

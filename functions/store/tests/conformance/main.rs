@@ -2,11 +2,13 @@
 //! and against DynamoDB + S3 at the local AWS endpoint (`AWS_ENDPOINT_URL`). The test
 //! names say which adapter ran: `embedded::…` and `dynamodb::…`.
 
+mod accounts;
 mod cases;
 mod chat;
 mod fixtures;
 mod placement;
 
+use accounts::*;
 use cases::*;
 use chat::*;
 use placement::*;
