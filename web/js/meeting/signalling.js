@@ -358,6 +358,9 @@ export class Signalling {
     clearInterval(from.poll);
     for (const pc of from.pcs) pc?.close();
     from.ws?.close();
+    // A tile still on an old track (its replacement never delivered: paused video, or the
+    // move's time ran out) takes the new node's now.
+    this.attachTracks();
   }
 
   /** Pings `ws`'s node and gives it up when a ping stays unanswered for SILENCE_MS while
@@ -453,13 +456,22 @@ export class Signalling {
     this.present = new Set(participants.map((p) => p.participant));
     for (const p of participants) this.peers.set(p.participant, p);
     const forget = () => {
+      let onTheirWay = false;
       for (const p of [...this.peers.keys()]) {
         if (this.present.has(p)) continue;
+        // In a move, someone the old node still brings is on their way (a slow grant), not
+        // gone: their tile and conversation stay; asked again later.
+        const tile = this.tiles?.get(p);
+        if (tile && [tile.camera, tile.audio, tile.screen].some((el) => this.keptTrack(el.srcObject?.getTracks()[0]))) {
+          onTheirWay = true;
+          continue;
+        }
         this.peers.delete(p);
-        this.tiles?.get(p)?.el.remove();
+        tile?.el.remove();
         this.tiles?.delete(p);
       }
       this.renderPeople();
+      if (onTheirWay) this.rejoinTimer = setTimeout(forget, REJOIN_GRACE_MS);
     };
     clearTimeout(this.rejoinTimer);
     if (first) forget();
