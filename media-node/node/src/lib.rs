@@ -122,6 +122,8 @@ pub struct MediaNode {
     udp: SocketAddr,
     next_conn: Arc<AtomicU64>,
     empty: watch::Receiver<bool>,
+    /// Set once draining starts: the health check then says so (see [`MediaNode::draining`]).
+    draining: Arc<AtomicBool>,
     config: NodeConfig,
 }
 
@@ -200,6 +202,7 @@ impl MediaNode {
             udp: candidate,
             next_conn: Arc::new(AtomicU64::new(1)),
             empty,
+            draining: Arc::new(AtomicBool::new(false)),
             config,
         })
     }
@@ -238,10 +241,18 @@ impl MediaNode {
     /// Stops taking rooms, asks every client to move, and returns once the node is empty
     /// or the drain timeout passed.
     pub async fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
         let _ = self.commands.send(Command::Sfu(Input::Drain)).await;
         let mut empty = self.empty.clone();
         let wait = empty.wait_for(|e| *e);
         let _ = tokio::time::timeout(self.config.drain_timeout, wait).await;
+    }
+
+    /// Whether the node drains: it takes no rooms and its clients are moving away. Its health
+    /// check fails from then on, so a portal asked about it (a moving client names the node
+    /// it leaves) places nobody here while the registry still lists it.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     pub(crate) fn connection_id(&self) -> ConnId {

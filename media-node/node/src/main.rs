@@ -149,9 +149,23 @@ async fn main() -> anyhow::Result<()> {
             std::future::pending(),
         ));
     }
+    // A draining node is not healthy for placement: a portal asked about it (by a client
+    // leaving it) passes it over even before its registry entry is gone.
+    let health = node.clone();
     let app = http::security_headers(
-        node.router()
-            .route("/healthz", axum::routing::get(|| async { "ok" })),
+        node.router().route(
+            "/healthz",
+            axum::routing::get(move || {
+                let draining = health.draining();
+                async move {
+                    if draining {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining")
+                    } else {
+                        (axum::http::StatusCode::OK, "ok")
+                    }
+                }
+            }),
+        ),
         http::API_CONTENT_SECURITY_POLICY.to_owned(),
     );
     // Serving ends when the drain does: the signal first stops new rooms and asks clients

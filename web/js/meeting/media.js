@@ -135,7 +135,9 @@ export class Media {
     this.attachTracks();
   }
 
-  /** Puts every received track into its participant's tile (mids may be reused). */
+  /** Puts every received track into its participant's tile (mids may be reused). During a
+   * move a tile goes on playing the old node's track while that still delivers, until the
+   * new node's has (keptTrack): the new one is silent and black until its first packets. */
   attachTracks() {
     const pc = this.subscribePc;
     if (!pc) return;
@@ -146,12 +148,18 @@ export class Media {
       if (!info || !tr.receiver.track) continue;
       const tile = this.peerTile(info.participant);
       const el = info.source === 'microphone' ? tile.audio : info.source === 'screen' ? tile.screen : tile.camera;
-      if (el.srcObject?.getTracks()[0] !== tr.receiver.track) el.srcObject = new MediaStream([tr.receiver.track]);
+      const shown = el.srcObject?.getTracks()[0];
+      if (shown !== tr.receiver.track && !this.keptTrack(shown, tr.receiver.track)) {
+        el.srcObject = new MediaStream([tr.receiver.track]);
+      }
       if (info.source === 'screen') screens.add(info.participant);
       if (info.source === 'camera') cameras.add(info.participant);
       el.play?.().catch(() => {});
     }
     for (const [p, tile] of this.tiles || []) {
+      // Someone not (yet) on the new node keeps what the old node still brings of them.
+      if (this.keptTrack(tile.screen.srcObject?.getTracks()[0])) screens.add(p);
+      if (this.keptTrack(tile.camera.srcObject?.getTracks()[0])) cameras.add(p);
       tile.screen.hidden = !screens.has(p);
       if (tile.screen.hidden) tile.screen.srcObject = null;
       tile.el.classList.toggle('sharing', !tile.screen.hidden);

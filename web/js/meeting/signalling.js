@@ -28,9 +28,15 @@ const SAME_NODE_ASKS = 4;
 /** After joining again, people not (yet) on the new node keep their tiles this long: the
  * class reconnects within seconds, and what one sees should not reset meanwhile. */
 const REJOIN_GRACE_MS = 5_000;
-/** After a move, the old node's media plays on this long once the new node's is up: the
- * others arrive there at about the same time, and their video should not freeze meanwhile. */
+/** After a move, the old node's connections stay this long once every tile plays from the
+ * new node: ours are what the others still watch and hear until their own new connection
+ * delivers, which comes up at about the time their new media reaches us. */
 const MOVE_OVERLAP_MS = 3_000;
+/** ...but no longer than this after the move (the node ends them itself once its drain
+ * time is up). */
+const MOVE_KEEP_MAX_MS = 20_000;
+/** During a move, how often the tiles look whether the new node's tracks deliver yet. */
+const SWITCH_EVERY_MS = 250;
 
 /** Media not up this long after the welcome: say that the direct way did not work and what
  * is tried instead (a TURN relay over TCP), rather than "Verbinde …" for ten seconds. */
@@ -42,12 +48,13 @@ export function blockedDelay(n) {
   return Math.min(10_000 * 2 ** Math.min(n - 1, 3), 60_000);
 }
 
-/** Waits before the `retry`th attempt: up to 0.5 s, doubling, capped at 15 s, spread over
+/** Waits before the `retry`th attempt: up to 0.25 s, doubling, capped at 15 s, spread over
  * the upper four fifths of that so a class that lost its node does not come back in one
- * instant. The first is short: a lost node is noticed late already, and the portal answers
- * a report of it at once (its health check). */
+ * instant. The first is short: a lost node is noticed late already (every second of it is a
+ * second without sound and picture), and the portal answers a report of it at once (its
+ * health check); a quarter of a second still spreads a class's grants. */
 export function retryDelay(retry) {
-  const ceiling = Math.min(500 * 2 ** Math.min(retry - 1, 5), 15_000);
+  const ceiling = Math.min(250 * 2 ** Math.min(retry - 1, 6), 15_000);
   return ceiling / 5 + Math.random() * ((ceiling * 4) / 5);
 }
 
@@ -84,7 +91,10 @@ export class Signalling {
 
   async connect() {
     if (this.closed) return;
-    this.trace(`grant asked${this.lostNode ? ` (lost ${this.lostNode})` : ''}`);
+    // The node we lost, or the one we leave in a move: the portal passes it over when its
+    // health check fails (a draining node's does), even while the registry still lists it.
+    const leaving = this.lostNode || this.movingFrom?.url || null;
+    this.trace(`grant asked${this.lostNode ? ` (lost ${this.lostNode})` : leaving ? ` (leaving ${leaving})` : ''}`);
     // A planned move says so until the new node's media is up.
     const moving = this.movingFrom ? t('state_moving') : undefined;
     this.setState(this.retry ? 'reconnecting' : 'joining', moving);
@@ -92,7 +102,7 @@ export class Signalling {
     try {
       // Naming the node we lost lets the portal move the room at once if that node's
       // heartbeat has gone quiet too (instead of after its registry entry expires).
-      grant = await post(`/api/rooms/${this.room}/join`, this.lostNode ? { unreachable: this.lostNode } : {});
+      grant = await post(`/api/rooms/${this.room}/join`, leaving ? { unreachable: leaving } : {});
     } catch (e) {
       if (e instanceof ApiError && e.code === 'no_capacity') {
         // Spread over up to half as long again: refused pupils must not all return at once.
@@ -108,7 +118,7 @@ export class Signalling {
     }
     if (grant && !grant.grant && grant.position !== undefined) return this.waitInQueue(grant);
     this.trace(`grant for ${grant.node_url}`);
-    if (grant.node_url === this.lostNode && (this.sameNodeAsks || 0) < SAME_NODE_ASKS) {
+    if (grant.node_url === leaving && (this.sameNodeAsks || 0) < SAME_NODE_ASKS) {
       this.sameNodeAsks = (this.sameNodeAsks || 0) + 1;
       this.timer = setTimeout(() => this.connect(), 500 + Math.random() * 500);
       return;
@@ -169,7 +179,7 @@ export class Signalling {
     if (this.closed) return;
     this.retry += 1;
     if (delay === undefined) {
-      this.setState('reconnecting');
+      this.setState('reconnecting', this.movingFrom ? t('state_moving') : undefined);
       delay = retryDelay(this.retry);
     }
     clearTimeout(this.timer);
@@ -263,8 +273,10 @@ export class Signalling {
       // The node forwards until this connection closes: the class stays seen and heard
       // through it until the new node's media is up (finishMove).
       this.finishMove();
-      this.movingFrom = { ws, pcs: [this.publishPc, this.subscribePc] };
-      this.movingFrom.timer = setTimeout(() => this.finishMove(), CONNECT_TIMEOUT_MS + MOVE_OVERLAP_MS);
+      const from = { ws, url: this.nodeUrl, pcs: [this.publishPc, this.subscribePc], counts: null, flowing: null };
+      this.movingFrom = from;
+      from.timer = setTimeout(() => this.finishMove(), MOVE_KEEP_MAX_MS);
+      from.poll = setInterval(() => this.switchOver(from), SWITCH_EVERY_MS);
       this.publishPc = null;
       this.subscribePc = null;
       this.setState('reconnecting', t('state_moving'));
@@ -288,10 +300,50 @@ export class Signalling {
     return bytes;
   }
 
-  /** Closes what a move kept of the old node once the new node's media has played a while. */
+  /** What a move kept of the old node, and which of its tracks still deliver: `counts`,
+   * frames decoded (video) or packets received (audio) per track at the last look; `flowing`,
+   * the tracks whose count grew since (null before a second look: all of them, then). */
+  async switchOver(from) {
+    if (this.movingFrom !== from) return;
+    const delivered = async (pc) => {
+      const counts = new Map();
+      (await pc?.getStats().catch(() => null))?.forEach((r) => {
+        if (r.type !== 'inbound-rtp' || !r.trackIdentifier) return;
+        counts.set(r.trackIdentifier, (r.kind === 'video' ? r.framesDecoded : r.packetsReceived) || 0);
+      });
+      return counts;
+    };
+    const [old, fresh] = await Promise.all([delivered(from.pcs[1]), delivered(this.subscribePc)]);
+    if (this.movingFrom !== from) return;
+    if (from.counts) from.flowing = new Set([...old].filter(([id, n]) => n > (from.counts.get(id) ?? n)).map(([id]) => id));
+    from.counts = old;
+    from.arrived = new Set([...fresh].filter(([, n]) => n > 0).map(([id]) => id));
+    this.attachTracks();
+    this.moved();
+  }
+
+  /** Whether a tile keeps showing `shown` rather than `replacement` (any, if not given): a
+   * track of the node we move away from that still delivers, while the replacement from the
+   * new node has not delivered yet. */
+  keptTrack(shown, replacement) {
+    const from = this.movingFrom;
+    if (!from || !shown || shown.readyState !== 'live') return false;
+    const old = from.pcs[1]?.getReceivers().some((r) => r.track === shown);
+    if (!old || (from.flowing && !from.flowing.has(shown.id))) return false;
+    return !replacement || !from.arrived?.has(replacement.id);
+  }
+
+  /** Closes what a move kept of the old node once our media is up on the new node and every
+   * tile plays from there, after MOVE_OVERLAP_MS (the others may still be watching ours). */
   moved() {
     const from = this.movingFrom;
-    if (!from || from.ending) return;
+    if (!from || from.ending || !this.ws || !this.welcomed || !this.mediaUp()) return;
+    for (const tile of this.tiles?.values() || []) {
+      for (const el of [tile.camera, tile.audio, tile.screen]) {
+        if (this.keptTrack(el.srcObject?.getTracks()[0])) return;
+      }
+    }
+    this.trace('every tile plays from the new node');
     from.ending = true;
     clearTimeout(from.timer);
     from.timer = setTimeout(() => this.finishMove(), MOVE_OVERLAP_MS);
@@ -303,8 +355,12 @@ export class Signalling {
     if (!from) return;
     this.movingFrom = null;
     clearTimeout(from.timer);
+    clearInterval(from.poll);
     for (const pc of from.pcs) pc?.close();
     from.ws?.close();
+    // A tile still on an old track (its replacement never delivered: paused video, or the
+    // move's time ran out) takes the new node's now.
+    this.attachTracks();
   }
 
   /** Pings `ws`'s node and gives it up when a ping stays unanswered for SILENCE_MS while
@@ -400,13 +456,22 @@ export class Signalling {
     this.present = new Set(participants.map((p) => p.participant));
     for (const p of participants) this.peers.set(p.participant, p);
     const forget = () => {
+      let onTheirWay = false;
       for (const p of [...this.peers.keys()]) {
         if (this.present.has(p)) continue;
+        // In a move, someone the old node still brings is on their way (a slow grant), not
+        // gone: their tile and conversation stay; asked again later.
+        const tile = this.tiles?.get(p);
+        if (tile && [tile.camera, tile.audio, tile.screen].some((el) => this.keptTrack(el.srcObject?.getTracks()[0]))) {
+          onTheirWay = true;
+          continue;
+        }
         this.peers.delete(p);
-        this.tiles?.get(p)?.el.remove();
+        tile?.el.remove();
         this.tiles?.delete(p);
       }
       this.renderPeople();
+      if (onTheirWay) this.rejoinTimer = setTimeout(forget, REJOIN_GRACE_MS);
     };
     clearTimeout(this.rejoinTimer);
     if (first) forget();
