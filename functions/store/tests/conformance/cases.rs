@@ -816,7 +816,9 @@ pub async fn a_password_change_ends_the_other_sessions_and_keeps_the_one_in_use<
         s.put_session(x).await.expect("session");
     }
     current.must_change_password = false;
-    s.put_session(&current).await.expect("current session rewritten");
+    s.put_session(&current)
+        .await
+        .expect("current session rewritten");
     s.delete_sessions_except(m.id, current.id)
         .await
         .expect("the other sessions ended");
