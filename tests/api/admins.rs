@@ -350,3 +350,78 @@ pub async fn a_handed_over_password_opens_nothing_but_the_password_change(app: &
         .expect("the own password");
     assert_eq!(app.get("/api/rooms", &again).await.status, 200);
 }
+
+/// Changing the password logs out every other browser, but never the one it was changed
+/// in: requests of that browser arriving while the change is stored (another tab, the
+/// page's own next call) all get in. The old order (delete all sessions, then write the
+/// current one back) left a moment in which that browser was logged out.
+pub async fn requests_arriving_during_a_password_change_in_the_same_browser_all_get_in(
+    app: &TestApp,
+) {
+    let teacher = app.teacher().await;
+    let elsewhere = app
+        .login(&teacher.email, &teacher.password)
+        .await
+        .expect("a second browser");
+    let mut password = teacher.password.clone();
+    let mut refused = Vec::new();
+    for round in 0..12 {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut readers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (client, url, auth, done) = (
+                app.client.clone(),
+                format!("{}/api/me", app.base),
+                teacher.auth.clone(),
+                done.clone(),
+            );
+            readers.spawn(async move {
+                let mut statuses = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut req = client.get(&url);
+                    if let Auth::Cookie(c) = &auth {
+                        req = req.header("cookie", c);
+                    }
+                    let r = req.send().await.expect("the portal answers");
+                    statuses.push(r.status().as_u16());
+                }
+                statuses
+            });
+        }
+        let new = format!("neues-passwort-{round}-{}", crate::harness::unique());
+        let changed = app
+            .post(
+                "/api/me/password",
+                json!({ "current": password, "new": new }),
+                &teacher.auth,
+            )
+            .await;
+        assert_eq!(changed.status, 204, "{:?}", changed.body);
+        password = new;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        while let Some(statuses) = readers.join_next().await {
+            refused.extend(
+                statuses
+                    .expect("the reader ran")
+                    .into_iter()
+                    .filter(|s| *s != 200)
+                    .map(|s| (round, s)),
+            );
+        }
+    }
+    assert_eq!(
+        refused,
+        Vec::<(i32, u16)>::new(),
+        "(round, status) of the same browser's requests refused during a password change"
+    );
+    assert_eq!(
+        app.get("/api/me", &teacher.auth).await.status,
+        200,
+        "the browser that changed the password stays logged in"
+    );
+    assert_eq!(
+        app.get("/api/me", &elsewhere).await.status,
+        401,
+        "another browser with the old password is logged out"
+    );
+}

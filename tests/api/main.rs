@@ -52,6 +52,7 @@ on_both_stores!(
     admins::an_admin_cannot_restrict_or_erase_their_own_account_through_the_admin_endpoints,
     admins::an_admins_list_of_teachers_is_checked_line_by_line_and_only_good_lines_become_accounts,
     admins::a_handed_over_password_opens_nothing_but_the_password_change,
+    admins::requests_arriving_during_a_password_change_in_the_same_browser_all_get_in,
     security::tampered_expired_wrong_audience_and_unsigned_tokens_are_refused,
     security::a_session_cookie_is_rotated_before_it_expires_and_dies_at_logout,
     security::every_request_is_access_logged_without_cookie_values,

@@ -1062,3 +1062,41 @@ export async function expectMediaOnlyToPortal(page, portal) {
 
 /** Resolves after `ms` (for "nothing happens within …" checks). */
 export { sleep };
+
+/**
+ * How the large tile (a `[data-testid=tile]` locator) shows its picture (the shared screen if
+ * there is one, else the camera): the share of the tile's inside with no picture (black
+ * bars, 0…1), the share of the picture's width and height cut off to fill the tile, and the
+ * tile's and the stage's size in px.
+ */
+export function tilePicture(locator) {
+  return locator.evaluate((tile) => {
+    const video = tile.querySelector('video[data-source=screen]:not([hidden])') ?? tile.querySelector('video[data-source=camera]');
+    const stage = tile.closest('[data-testid=stage]').getBoundingClientRect();
+    const outer = tile.getBoundingClientRect();
+    const w = video.clientWidth;
+    const h = video.clientHeight;
+    const aspect = video.videoWidth / video.videoHeight;
+    if (!(aspect > 0) || w === 0 || h === 0) return { source: video.dataset.source, noPicture: true };
+    // The picture as object-fit lays it out inside the element, then what of it shows.
+    const fit = getComputedStyle(video).objectFit;
+    const wider = w / h > aspect;
+    let pw = w;
+    let ph = h;
+    if (fit === 'cover') [pw, ph] = wider ? [w, w / aspect] : [h * aspect, h];
+    else if (fit === 'contain' || fit === 'scale-down') [pw, ph] = wider ? [h * aspect, h] : [w, w / aspect];
+    const shownW = Math.min(pw, w);
+    const shownH = Math.min(ph, h);
+    const round = (x) => Math.round(x * 1000) / 1000;
+    return {
+      source: video.dataset.source,
+      picture: `${video.videoWidth}×${video.videoHeight}`,
+      fit,
+      bars: round(1 - (shownW * shownH) / (tile.clientWidth * tile.clientHeight)),
+      cropWidth: round(1 - shownW / pw),
+      cropHeight: round(1 - shownH / ph),
+      tile: { width: Math.round(outer.width), height: Math.round(outer.height) },
+      stage: { width: Math.round(stage.width), height: Math.round(stage.height) },
+    };
+  });
+}

@@ -18,6 +18,7 @@ import {
   expectVideoPlaying,
   expectAudioFlowing,
   received,
+  tilePicture,
   eventually,
   screenshot,
   sleep,
@@ -157,6 +158,64 @@ suite.test(
   },
 );
 
+/** Waits until the large tile shows `pid`'s picture with at most 3 % black bars and at most a
+ * third of the camera's width or height cut off; returns the measurement. */
+async function largeAndFilled(page, pid) {
+  const large = tile(page, pid);
+  let last = null;
+  await eventually(`${pid}'s large tile is filled by the picture`, async () => {
+    if (!(await large.evaluate((el) => el.classList.contains('featured')))) return false;
+    last = await tilePicture(large);
+    return !last.noPicture && last.bars <= 0.03 && last.cropWidth <= 0.34 && last.cropHeight <= 0.34;
+  }).catch((e) => {
+    e.message += `\nlast measurement: ${JSON.stringify(last)}`;
+    throw e;
+  });
+  return last;
+}
+
+suite.test(
+  'with two people in the meeting the other person\'s camera fills the large tile without black bars, on a 1280×800 screen and on a phone held upright, and the large tile fills the stage',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Physik 9c');
+    await openMeeting(teacher, room);
+    const anna = await s.person('guest Anna', { phone: true });
+    await anna.page.goto(room.inviteUrl);
+    await anna.page.locator('#nickname').fill('Anna');
+    await anna.page.locator('#join-submit').click();
+    anna.pid = await connected(anna.page);
+    await expectVideoPlaying(teacher.page, anna.pid);
+    await expectVideoPlaying(anna.page, teacher.pid);
+
+    const desk = await largeAndFilled(teacher.page, anna.pid);
+    assert.ok(desk.tile.width * desk.tile.height >= 0.6 * desk.stage.width * desk.stage.height, `on the desktop the large tile takes most of the stage (${JSON.stringify(desk)})`);
+    await screenshot(teacher.page, 'meeting-two');
+
+    const phone = await largeAndFilled(anna.page, teacher.pid);
+    assert.ok(phone.tile.width >= 0.95 * phone.stage.width, `on the phone the teacher's tile spans the screen's width (${JSON.stringify(phone)})`);
+    assert.ok(phone.tile.height >= 0.35 * phone.stage.height, `and a good part of its height (${JSON.stringify(phone)})`);
+    await screenshot(anna.page, 'phone-meeting-two');
+
+    // The teacher shares a worksheet: on the phone it is whole, without bars, across the screen.
+    await teacher.page.locator('#toggle-screen').click();
+    await expectVideoPlaying(anna.page, teacher.pid, 'screen');
+    let shared = null;
+    await eventually('the shared screen fills its tile on the phone, uncut', async () => {
+      shared = await tilePicture(tile(anna.page, teacher.pid));
+      return shared.source === 'screen' && !shared.noPicture && shared.bars <= 0.03;
+    }).catch((e) => {
+      e.message += `\nlast measurement: ${JSON.stringify(shared)}`;
+      throw e;
+    });
+    assert.equal(shared.cropWidth + shared.cropHeight, 0, `nothing of the screen is cut off (${JSON.stringify(shared)})`);
+    assert.ok(shared.tile.width >= 0.95 * shared.stage.width, `the screen spans the phone's width (${JSON.stringify(shared)})`);
+    await screenshot(anna.page, 'phone-meeting-screen-share');
+  },
+);
+
 suite.test(
   'a pupil\'s shared screen opens large by itself even in the gallery, a button puts it in full screen, the pupil sees a small preview of it, and the gallery comes back when she stops',
   async (s) => {
@@ -171,10 +230,17 @@ suite.test(
     assert.equal(await page.locator('[data-testid=stage]').getAttribute('data-view'), 'speaker', 'the share switched to the speaker view');
     const sharing = tile(page, anna.pid);
     assert.ok(await sharing.evaluate((el) => el.classList.contains('featured')), 'the sharing tile is the large one');
-    const screen = await box(sharing.locator('video[data-source=screen]'));
-    const stage = await box(page.locator('[data-testid=stage]'));
-    assert.ok(screen.width >= 0.95 * stage.width, `the screen spans the stage (${JSON.stringify({ screen, stage })})`);
-    assert.ok(screen.height >= 0.6 * stage.height, `and most of its height (${JSON.stringify({ screen, stage })})`);
+    // The whole worksheet, as large as the stage allows, and no black bars around it.
+    let shown = null;
+    await eventually('the shared screen fills its tile, uncut', async () => {
+      shown = await tilePicture(sharing);
+      return shown.source === 'screen' && !shown.noPicture && shown.bars <= 0.03;
+    }).catch((e) => {
+      e.message += `\nlast measurement: ${JSON.stringify(shown)}`;
+      throw e;
+    });
+    assert.equal(shown.cropWidth + shown.cropHeight, 0, `nothing of the screen is cut off (${JSON.stringify(shown)})`);
+    assert.ok(shown.tile.width * shown.tile.height >= 0.6 * shown.stage.width * shown.stage.height, `the screen takes most of the stage (${JSON.stringify(shown)})`);
     await screenshot(page, 'meeting-screen-share-large');
 
     await sharing.locator('button[data-action=fullscreen]').click();

@@ -2,7 +2,9 @@
 // and an axe-core audit (WCAG 2.1 A and AA) of every page on the desktop and on the phone:
 // login, "Meine Räume", "Mein Konto", the forced password change, the administration, the
 // privacy notice, the invite page, the lobby, the pre-join screen and the meeting as teacher
-// and pupil. Screenshots (phone-*.png) go to target/browser-artifacts/.
+// and pupil (screenshots phone-*.png, and *-desktop.png at 1280×800, in
+// target/browser-artifacts/); and a pupil chatting on a phone with the teacher in view,
+// upright (also with the on-screen keyboard up) and sideways.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -14,6 +16,10 @@ import {
   setLobby,
   passPrejoin,
   connected,
+  openMeeting,
+  expectVideoPlaying,
+  chatMessages,
+  tile,
   eventually,
   screenshot,
   WAIT,
@@ -96,7 +102,8 @@ function layoutProblems(page) {
   }, TOUCH);
 }
 
-/** Checks one screen: the phone's layout rules (on a phone), axe, and a screenshot. */
+/** Checks one screen: the phone's layout rules (on a phone), axe, and a screenshot (phone-NAME.png
+ * on the phone, NAME.png at 1280×800). */
 async function check(found, page, name, { phone = true } = {}) {
   await page.waitForLoadState('networkidle').catch(() => {});
   const layout = phone ? await layoutProblems(page) : [];
@@ -104,7 +111,7 @@ async function check(found, page, name, { phone = true } = {}) {
   for (const p of layout) found.layout.push(`${name}: ${p}`);
   for (const v of axe) found.axe.push(`${name}: ${v}`);
   found.pages.push(name);
-  if (phone) await screenshot(page, `phone-${name}`);
+  await screenshot(page, phone ? `phone-${name}` : name);
 }
 
 function report(found) {
@@ -224,7 +231,7 @@ async function walk(s, { phone }) {
   report(found);
 }
 
-/** Opens the chat or the participants on the phone (a sheet over the meeting). */
+/** Opens the chat (below or beside the stage) or the participants (a sheet over the meeting) on the phone. */
 async function openPanel(page, which) {
   const button = page.locator(`#toggle-${which}`);
   if ((await button.getAttribute('aria-pressed')) !== 'true') await button.click();
@@ -242,7 +249,7 @@ async function closePanels(page) {
 }
 
 suite.test(
-  'on a phone every page fits the screen without sideways scrolling, every control is at least 44 px and on the screen, the meeting shows the teacher first with chat and participants as sheets, and axe-core finds no WCAG 2.1 AA violation',
+  'on a phone every page fits the screen without sideways scrolling, every control is at least 44 px and on the screen, the meeting shows the teacher first with the chat below or beside them and the participants as a sheet, and axe-core finds no WCAG 2.1 AA violation',
   (s) => walk(s, { phone: true }),
   { timeout: 180_000 },
 );
@@ -251,4 +258,95 @@ suite.test(
   'on the desktop axe-core finds no WCAG 2.1 AA violation on any page: login, rooms, account, privacy, pre-join, invite, lobby, meeting as teacher and pupil, password change, administration',
   (s) => walk(s, { phone: false }),
   { timeout: 180_000 },
+);
+
+/** Where an element is on the screen: its box, how much of it is inside the window, and
+ * whether it is what a finger at its visible centre would touch (nothing covers it). */
+function onScreen(locator) {
+  return locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    const [vw, vh] = [window.innerWidth, window.innerHeight];
+    const left = Math.max(r.left, 0);
+    const right = Math.min(r.right, vw);
+    const top = Math.max(r.top, 0);
+    const bottom = Math.min(r.bottom, vh);
+    const hit = right > left && bottom > top ? document.elementFromPoint((left + right) / 2, (top + bottom) / 2) : null;
+    return {
+      top: Math.round(r.top),
+      bottom: Math.round(r.bottom),
+      left: Math.round(r.left),
+      right: Math.round(r.right),
+      visibleWidth: Math.round(Math.max(0, right - left)),
+      visibleHeight: Math.round(Math.max(0, bottom - top)),
+      whole: r.top >= -0.5 && r.left >= -0.5 && r.bottom <= vh + 0.5 && r.right <= vw + 0.5,
+      uncovered: !!hit && (hit === el || el.contains(hit)),
+      window: `${vw}×${vh}`,
+    };
+  });
+}
+
+/** While the pupil writes in the chat the teacher stays in view: at least `height` px of the
+ * teacher's tile, uncovered, with the picture playing; the message field and the send
+ * button whole on the screen and not covered; the cursor in the field. */
+async function teacherInViewWhileChatting(pupil, teacherPid, { height, width }) {
+  const page = pupil.page;
+  const teacherTile = await onScreen(tile(page, teacherPid));
+  const input = await onScreen(page.locator('#chat-input'));
+  const send = await onScreen(page.locator('#chat-send'));
+  const seen = JSON.stringify({ teacherTile, input, send });
+  assert.ok(teacherTile.uncovered, `the chat does not cover the teacher (${seen})`);
+  assert.ok(teacherTile.visibleHeight >= height && teacherTile.visibleWidth >= width, `the teacher's tile shows at least ${width}×${height} px (${seen})`);
+  assert.ok(input.whole && input.uncovered && send.whole && send.uncovered, `the message field and the send button are on the screen (${seen})`);
+  assert.ok(input.bottom <= teacherTile.top || input.top >= teacherTile.bottom || input.left >= teacherTile.right, `the field is beside or below the teacher, not on top (${seen})`);
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'chat-input', 'the cursor is in the message field');
+  await expectVideoPlaying(page, teacherPid);
+}
+
+suite.test(
+  'on a phone the pupil chats with the teacher in view: upright the chat takes the lower part, also with the on-screen keyboard up; sideways it stands beside the teacher',
+  async (s) => {
+    const data = await suite.portal.provisionTeacher();
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Biologie 6a');
+    await openMeeting(teacher, room);
+    const pupil = await s.person('guest Anna', { phone: true });
+    const pp = pupil.page;
+    await pp.goto(room.inviteUrl);
+    await pp.locator('#nickname').fill('Anna');
+    await pp.locator('#join-submit').click();
+    pupil.pid = await connected(pp);
+    await expectVideoPlaying(pp, teacher.pid);
+
+    // Upright: opening the chat puts the cursor in the field, the teacher stays above.
+    await openPanel(pp, 'chat');
+    await teacherInViewWhileChatting(pupil, teacher.pid, { width: 300, height: 200 });
+    await pp.locator('#chat-input').fill('Ich habe eine Frage zu Aufgabe 3.');
+    await pp.locator('#chat-send').click();
+    await chatMessages(teacher.page, 'Ich habe eine Frage zu Aufgabe 3.').first().waitFor({ timeout: WAIT });
+    await pp.locator('#chat-input').focus();
+    await screenshot(pp, 'phone-meeting-chat');
+
+    // The on-screen keyboard takes the lower 336 px: Chrome on Android shrinks the page to
+    // what is left (the page's viewport asks it to), which is what this emulates.
+    await pp.setViewportSize({ width: 390, height: 508 });
+    await teacherInViewWhileChatting(pupil, teacher.pid, { width: 250, height: 140 });
+    await screenshot(pp, 'phone-meeting-chat-keyboard');
+    await pp.setViewportSize({ width: 390, height: 844 });
+
+    // Sideways: the chat beside the teacher.
+    await pp.setViewportSize({ width: 844, height: 390 });
+    await pp.locator('#chat-input').focus();
+    await teacherInViewWhileChatting(pupil, teacher.pid, { width: 300, height: 170 });
+    await screenshot(pp, 'phone-landscape-meeting-chat');
+
+    // Closing the chat gives the chat's room to the teacher.
+    const beside = await onScreen(tile(pp, teacher.pid));
+    await closePanels(pp);
+    await eventually('the teacher grows when the chat closes', async () => {
+      const whole = await onScreen(tile(pp, teacher.pid));
+      return whole.visibleWidth > beside.visibleWidth + 50 && whole.visibleHeight >= beside.visibleHeight - 1;
+    });
+  },
+  { timeout: 120_000 },
 );

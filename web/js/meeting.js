@@ -186,6 +186,7 @@ class Meeting {
     const phone = this.phone.matches;
     this.body.classList.toggle('phone', phone);
     this.moreButton.hidden = !phone;
+    this.followKeyboard(phone);
     if (phone) {
       this.moreSheet.append(this.tools, this.modGroup);
       if (first) this.togglePanel('people', false);
@@ -195,6 +196,22 @@ class Meeting {
       this.body.prepend(this.tools);
       this.controls.append(this.modGroup);
       this.toggleMore(false);
+    }
+  }
+
+  /** On a phone the meeting is as high as what the on-screen keyboard leaves of the window
+   * (browsers that only overlay the keyboard shrink just the visual viewport), so the chat's
+   * message field stays above the keyboard and the teacher above the chat. */
+  followKeyboard(on) {
+    const viewport = window.visualViewport;
+    if (!viewport) return;
+    this.onViewport ??= () => document.body.style.setProperty('--viewport-h', `${Math.round(viewport.height)}px`);
+    viewport.removeEventListener('resize', this.onViewport);
+    if (on) {
+      viewport.addEventListener('resize', this.onViewport);
+      this.onViewport();
+    } else {
+      document.body.style.removeProperty('--viewport-h');
     }
   }
 
@@ -312,6 +329,7 @@ class Meeting {
     this.stopShortcuts();
     this.stageObserver?.disconnect();
     this.phone?.removeEventListener('change', this.onPhoneChange);
+    this.followKeyboard(false);
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectedTimer);

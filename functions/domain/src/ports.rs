@@ -212,6 +212,13 @@ pub trait SessionStore: Send + Sync {
     async fn delete_session(&self, moderator: ModeratorId, id: SessionId) -> StoreResult<()>;
     /// Logs the moderator out everywhere.
     async fn delete_sessions_of(&self, moderator: ModeratorId) -> StoreResult<()>;
+    /// Logs the moderator out everywhere but in the session `keep`, which is never missing
+    /// meanwhile (a request of that browser arriving at the same moment still gets in).
+    async fn delete_sessions_except(
+        &self,
+        moderator: ModeratorId,
+        keep: SessionId,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -59,6 +59,9 @@ export class People {
       h('div', { class: 'tile-actions' }, fullscreen, pin),
       h('figcaption', {}, quality, name, badges),
     );
+    // The large tile takes the shape of its picture, which is known with the first frame
+    // and changes when a sharer resizes a window or a camera turns.
+    for (const video of [camera, screen]) video.addEventListener('resize', () => this.sizeTiles());
     return { el, name, badges, camera, screen, audio, avatar, fullscreen, pin, quality };
   }
 

@@ -11,6 +11,38 @@ import { icon } from '../icons.js';
 /** Gaps between tiles in px (the stylesheet's 0.5rem). */
 const GAP = 8;
 
+/** The share of a camera picture's width or height the large tile may crop away to fill
+ * its room (a face stays whole; a whiteboard behind loses its edges at most). */
+const MAX_CROP = 1 / 3;
+
+/** Below this height in px the speaker view leaves out the strip. */
+const COMPACT = 240;
+
+/**
+ * The large tile's size in a room of `w`×`h` px, so that it shows no black bars: a shared
+ * screen at its own aspect ratio, as large as fits (never cropped: a worksheet must be read
+ * whole); a camera filling the room, cropped up to MAX_CROP of its picture, the tile
+ * narrowed or lowered where filling would crop more (a 16:9 camera on an upright phone);
+ * a tile without a picture (initials) filling the room.
+ */
+export function featureSize(tile, w, h) {
+  const screen = tile?.querySelector('video[data-source="screen"]:not([hidden])');
+  const camera = tile?.querySelector('video[data-source="camera"]');
+  const cameraShown = camera && !tile.matches('.no-video, .camera-off, .paused') && getComputedStyle(camera).display !== 'none';
+  const video = screen ?? (cameraShown ? camera : null);
+  if (!video || w <= 0 || h <= 0) return { width: Math.max(w, 0), height: Math.max(h, 0) };
+  // Before the first frame the size is unknown: cameras send 16:9 (CAMERA in prejoin.js asks for it).
+  const aspect = video.videoWidth > 0 && video.videoHeight > 0 ? video.videoWidth / video.videoHeight : 16 / 9;
+  if (video === screen) {
+    const width = Math.min(w, h * aspect);
+    return { width, height: width / aspect };
+  }
+  const keep = 1 - MAX_CROP;
+  if (w / h > aspect / keep) return { width: (h * aspect) / keep, height: h };
+  if (w / h < aspect * keep) return { width: w, height: w / (aspect * keep) };
+  return { width: w, height: h };
+}
+
 export class Stage {
   /** The view chosen by hand (it stays, also when a share starts or ends). */
   setView(view) {
@@ -68,15 +100,23 @@ export class Stage {
   }
 
   /** Gallery: the column count that gives the largest 16:9 tiles in the stage. Speaker view:
-   * the strip's height, a fifth of the stage. */
+   * the strip's height, a fifth of the stage, and the large tile's size (featureSize). */
   sizeTiles() {
     const W = this.grid.clientWidth;
     const H = this.grid.clientHeight;
     if (W < 10 || H < 10) return;
     if (this.view === 'speaker') {
-      const others = this.grid.querySelectorAll('.tile:not(.featured)').length;
+      // A stage this low (a phone with the chat and the keyboard open) shows only the large
+      // tile: with a strip beside it the teacher would be a stamp.
+      const compact = H < COMPACT;
+      this.grid.classList.toggle('compact', compact);
+      const others = compact ? 0 : this.grid.querySelectorAll('.tile:not(.featured)').length;
       const strip = others ? Math.max(72, Math.min(160, H / 5)) : 0;
       this.grid.style.setProperty('--strip', `${Math.round(strip)}px`);
+      const large = this.grid.querySelector('.tile.featured');
+      const { width, height } = featureSize(large, W, others ? H - strip - GAP : H);
+      this.grid.style.setProperty('--feature-w', `${Math.floor(width)}px`);
+      this.grid.style.setProperty('--feature-h', `${Math.floor(height)}px`);
       return;
     }
     const n = this.grid.querySelectorAll('.tile').length;

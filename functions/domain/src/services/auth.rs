@@ -441,10 +441,11 @@ impl Aula {
             && let Some(mut s) = self.store.session(m.id, *session, self.now()).await?
         {
             // Whoever else knew the old password is logged out; this session goes on, now
-            // free of the handed-over password's limits.
-            self.store.delete_sessions_of(m.id).await?;
+            // free of the handed-over password's limits. It is never deleted, not even for
+            // a moment: a request of this browser arriving meanwhile must still get in.
             s.must_change_password = false;
             self.store.put_session(&s).await?;
+            self.store.delete_sessions_except(m.id, *session).await?;
         }
         tracing::info!(moderator = %m.id, was_handed_over, "password changed");
         Ok(())

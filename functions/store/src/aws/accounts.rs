@@ -309,4 +309,20 @@ impl SessionStore for AwsStore {
             .await?;
         self.delete_all(&items, "deleting sessions").await
     }
+
+    async fn delete_sessions_except(
+        &self,
+        moderator: ModeratorId,
+        keep: SessionId,
+    ) -> StoreResult<()> {
+        const DOING: &str = "deleting the other sessions";
+        let kept = s(session_pk(keep));
+        let items: Vec<Item> = self
+            .query_index("gsi1", format!("SESSIONS#{moderator}"), DOING)
+            .await?
+            .into_iter()
+            .filter(|i| i.get("pk") != Some(&kept))
+            .collect();
+        self.delete_all(&items, DOING).await
+    }
 }

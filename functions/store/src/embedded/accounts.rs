@@ -307,4 +307,20 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+
+    async fn delete_sessions_except(
+        &self,
+        moderator: ModeratorId,
+        keep: SessionId,
+    ) -> StoreResult<()> {
+        self.run("deleting the other sessions", move |c| {
+            c.execute(
+                "DELETE FROM session WHERE moderator_id = ?1 AND id <> ?2",
+                params![moderator.to_string(), keep.to_string()],
+            )
+            .map(|_| ())
+            .map_err(db("deleting the other sessions"))
+        })
+        .await
+    }
 }

@@ -276,6 +276,44 @@ pub async fn a_session_lives_until_it_expires_or_is_deleted<S: TestStore>(s: &S)
     assert_eq!(s.session(m.id, b.id, T0).await.expect("read"), None);
 }
 
+pub async fn a_password_change_ends_the_other_sessions_and_keeps_the_one_in_use<S: TestStore>(
+    s: &S,
+) {
+    let m = moderator_with(unique_email());
+    s.create_moderator(&m).await.expect("moderator");
+    let other = session_of(m.id, T0);
+    let someone_elses = session_of(IDS.moderator_id(), T0);
+    let mut current = session_of(m.id, T0);
+    current.must_change_password = true;
+    for x in [&other, &someone_elses, &current] {
+        s.put_session(x).await.expect("session");
+    }
+    current.must_change_password = false;
+    s.put_session(&current)
+        .await
+        .expect("current session rewritten");
+    s.delete_sessions_except(m.id, current.id)
+        .await
+        .expect("the other sessions ended");
+    assert_eq!(
+        s.session(m.id, current.id, T0).await.expect("read"),
+        Some(current.clone()),
+        "the browser that changed the password stays logged in"
+    );
+    assert_eq!(
+        s.session(m.id, other.id, T0).await.expect("read"),
+        None,
+        "another browser with the old password is logged out"
+    );
+    assert_eq!(
+        s.session(someone_elses.moderator_id, someone_elses.id, T0)
+            .await
+            .expect("read"),
+        Some(someone_elses),
+        "another account's session stays"
+    );
+}
+
 pub async fn erasing_a_moderator_ends_their_sessions<S: TestStore>(s: &S) {
     let m = moderator_with(unique_email());
     s.create_moderator(&m).await.expect("moderator");

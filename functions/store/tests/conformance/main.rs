@@ -61,6 +61,7 @@ conformance!(
     the_store_holds_no_field_the_inventory_does_not_declare,
     a_session_lives_until_it_expires_or_is_deleted,
     erasing_a_moderator_ends_their_sessions,
+    a_password_change_ends_the_other_sessions_and_keeps_the_one_in_use,
     concurrent_attempts_are_all_counted_and_the_count_ends_with_its_window,
     parallel_attempts_counted_up_to_a_limit_stop_exactly_there_and_can_be_taken_back,
     admins_restricting_each_other_at_the_same_instant_always_leave_one_active,
