@@ -207,6 +207,10 @@ fn parts(
             turn: config.turn.clone(),
             // The portal runs for good: the log is written beside the response.
             log_after_response: true,
+            forecast: aula_domain::services::ForecastPolicy {
+                node_capacity: config.media_capacity,
+                ..Default::default()
+            },
             public_url: public_url.to_owned(),
             host_id: config.host_id.clone(),
             contacts: config.contacts.clone(),

@@ -102,7 +102,7 @@ async fn a_burst_over_three_small_nodes_never_overfills_one_and_waiting_classes_
         let aula = aula.clone();
         handles.push(tokio::spawn(async move {
             let entry = aula
-                .admit(room, &holder, false, POLICY, None)
+                .admit(room, &holder, false, None, POLICY, None)
                 .await
                 .expect("a seat or a place");
             (room, holder, entry)
@@ -169,7 +169,7 @@ async fn a_burst_over_three_small_nodes_never_overfills_one_and_waiting_classes_
             .collect();
         for (place, room, holder) in everyone {
             match aula
-                .admit(room, &holder, false, POLICY, None)
+                .admit(room, &holder, false, None, POLICY, None)
                 .await
                 .expect("a seat or a place")
             {

@@ -473,6 +473,9 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
         ("get", "/api/rooms/{room}/chat"),
         ("post", "/api/rooms/{room}/chat"),
         ("delete", "/api/rooms/{room}/chat/{message}"),
+        ("get", "/api/schedule"),
+        ("post", "/api/rooms/{room}/schedule"),
+        ("delete", "/api/rooms/{room}/schedule/{schedule}"),
         ("get", "/api/admin/moderators"),
         ("post", "/api/admin/moderators"),
         ("post", "/api/admin/moderators/import"),
@@ -484,6 +487,7 @@ pub async fn the_portal_serves_an_openapi_document_of_every_endpoint(app: &TestA
         ("post", "/api/admin/rooms/{room}/erase"),
         ("post", "/api/admin/disclosure"),
         ("get", "/api/admin/audit"),
+        ("get", "/api/admin/forecast"),
     ];
     let paths = &doc.body["paths"];
     let documented: usize = paths

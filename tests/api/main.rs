@@ -8,6 +8,7 @@ mod common;
 mod harness;
 mod journeys;
 mod placement;
+mod schedule;
 mod security;
 mod throttle;
 
@@ -63,6 +64,8 @@ on_both_stores!(
     journeys::a_teacher_registers_where_the_deployment_allows_it,
     journeys::the_privacy_page_names_every_stored_record_its_retention_and_the_contacts,
     journeys::an_authority_disclosure_takes_an_access_log_range_open_at_one_end,
+    schedule::a_teacher_schedules_a_meeting_of_thirty_and_the_admins_forecast_counts_it,
+    schedule::a_plan_is_gone_the_day_after_it_was_to_end,
 );
 
 /// The last admin on the embedded store only: the shared DynamoDB table holds every other
@@ -88,6 +91,12 @@ mod last_admin {
 /// registry holds other tests' nodes, so "no node is live" cannot be arranged there (the
 /// placement store itself passes the conformance suite on both).
 mod placing {
+    #[tokio::test]
+    async fn a_room_whose_teacher_expects_thirty_gets_thirty_seats_when_the_teacher_enters() {
+        let app = crate::harness::spawn_placing(crate::harness::Backend::Embedded).await;
+        crate::placement::a_room_whose_teacher_expects_thirty_gets_thirty_seats_when_the_teacher_enters(&app).await;
+    }
+
     #[tokio::test]
     async fn a_join_grant_names_a_live_node_or_says_when_to_retry() {
         let app = crate::harness::spawn_placing(crate::harness::Backend::Embedded).await;

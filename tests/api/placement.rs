@@ -124,3 +124,61 @@ pub async fn a_client_that_lost_its_node_gets_another_once_that_node_has_gone_qu
     );
     assert_eq!(grant(json!({})).await, second.address, "and stays there");
 }
+
+pub async fn a_room_whose_teacher_expects_thirty_gets_thirty_seats_when_the_teacher_enters(
+    app: &TestApp,
+) {
+    let t = app.teacher().await;
+    let (room, _) = app.room(&t, false).await;
+    let too_many = app
+        .call(
+            "PATCH",
+            &format!("/api/rooms/{room}"),
+            Some(json!({ "settings": { "expected_participants": 1001 } })),
+            &t.auth,
+        )
+        .await;
+    assert_eq!(too_many.status, 400, "{:?}", too_many.body);
+    let set = app
+        .call(
+            "PATCH",
+            &format!("/api/rooms/{room}"),
+            Some(json!({ "settings": { "expected_participants": 30 } })),
+            &t.auth,
+        )
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    assert_eq!(set.body["settings"]["expected_participants"], 30);
+    assert_eq!(set.body["settings"]["lobby"], false, "other settings kept");
+
+    let node = registered(app).await;
+    app.store.put_node(&node).await.expect("registered");
+    let granted = app
+        .post(&format!("/api/rooms/{room}/join"), json!({}), &t.auth)
+        .await;
+    assert_eq!(granted.status, 200, "{:?}", granted.body);
+    let room_id = aula_domain::RoomId::parse(&room).expect("room id");
+    let placed = app
+        .store
+        .placement(room_id, app.clock_now())
+        .await
+        .expect("read")
+        .expect("placed");
+    assert_eq!(placed.seats, 30, "the teacher's figure, not the default 16");
+
+    // Cleared (0), the room is sized as before: by its meetings, else the default.
+    let cleared = app
+        .call(
+            "PATCH",
+            &format!("/api/rooms/{room}"),
+            Some(json!({ "settings": { "expected_participants": 0 } })),
+            &t.auth,
+        )
+        .await;
+    assert_eq!(cleared.status, 200, "{:?}", cleared.body);
+    assert!(
+        cleared.body["settings"]
+            .get("expected_participants")
+            .is_none()
+    );
+}

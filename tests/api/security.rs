@@ -291,6 +291,16 @@ pub async fn every_endpoint_allows_exactly_the_callers_it_should(app: &TestApp) 
     };
     let ga = &guest_a.id;
     let span = format!("from=0&until={}", app.clock_now().millis() + 1);
+    let tomorrow = app.clock_now().millis() + 86_400_000;
+    let forecast = format!("from={tomorrow}&until={}", tomorrow + 3_600_000);
+    let planned = app
+        .post(
+            &format!("/api/rooms/{a}/schedule"),
+            json!({"starts_at": tomorrow, "expected_participants": 20}),
+            &mod_a.auth,
+        )
+        .await;
+    let plan = planned.body["id"].as_str().expect("plan id").to_owned();
     let rows: Vec<Row> = vec![
         (
             "GET",
@@ -493,6 +503,30 @@ pub async fn every_endpoint_allows_exactly_the_callers_it_should(app: &TestApp) 
             format!("/api/admin/audit?{span}"),
             None,
             [401, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            format!("/api/admin/forecast?{forecast}"),
+            None,
+            [401, 403, 403, 403, 403, 200],
+        ),
+        (
+            "GET",
+            "/api/schedule".into(),
+            None,
+            [401, 401, 401, 200, 200, 200],
+        ),
+        (
+            "POST",
+            format!("/api/rooms/{a}/schedule"),
+            Some(json!({"starts_at": tomorrow, "expected_participants": 20})),
+            [401, 403, 404, 201, 404, 404],
+        ),
+        (
+            "DELETE",
+            format!("/api/rooms/{a}/schedule/{plan}"),
+            None,
+            [401, 403, 404, 0, 404, 404],
         ),
     ];
     let mut wrong = Vec::new();

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
-import { aulaSuite, eventually, portalBinary, screenshot, WAIT } from './harness.mjs';
+import { aulaSuite, createRoom, eventually, logIn, portalBinary, screenshot, WAIT } from './harness.mjs';
 
 const suite = aulaSuite('admin');
 const run = promisify(execFile);
@@ -206,5 +206,48 @@ suite.test(
     await firstLogin(visitor.page, 'admin@aula.local', fresh, portal.adminOwnPassword);
     portal.adminPasswordIs(portal.adminOwnPassword);
     assert.equal((await portal.accounts()).find((a) => a.email === 'admin@aula.local').must_change_password, false);
+  },
+);
+
+suite.test(
+  "a teacher schedules tomorrow's 8:00 lesson with 30 expected, sees it in the room and in the admin's forecast for tomorrow morning, and the forecast drops it once the teacher deletes it",
+  async (s) => {
+    const portal = suite.portal;
+    const teacher = await portal.provisionTeacher();
+    const t = await s.person('teacher');
+    await logIn(t.page, teacher);
+    const room = await createRoom(t.page, 'Abitur Mathematik');
+    const plan = room.locator.locator('[data-testid=schedule]');
+    await plan.locator('summary').click();
+    // The form proposes tomorrow at 8:00; the teacher sets the class size and a double lesson.
+    assert.equal(await plan.locator('[data-testid=schedule-time]').inputValue(), '08:00');
+    await plan.locator('[data-testid=schedule-expected]').fill('30');
+    await plan.locator('[data-testid=schedule-minutes]').fill('90');
+    await plan.locator('[data-testid=schedule-submit]').click();
+    const line = plan.locator('[data-testid=scheduled-meeting]');
+    await eventually('the plan is listed with its size', async () => /90 Minuten, 30 erwartet/.test(await line.innerText()));
+    // Still there after a reload: it is stored, not only shown.
+    await t.page.reload();
+    await room.locator.locator('[data-testid=schedule] summary').click();
+    await eventually('the plan is listed after a reload', async () => (await line.count()) === 1);
+
+    const a = await admin(s);
+    const peak = a.page.locator('[data-testid=forecast-peak]');
+    await eventually('the forecast names the peak of 30', async () => /Spitze: 30 Teilnehmende/.test(await peak.innerText()));
+    const rows = a.page.locator('#forecast tbody tr');
+    // The expected participants of the slot beginning at `time` (the third column).
+    const expectedAt = async (time) =>
+      (await rows.filter({ has: a.page.locator('td.title', { hasText: time }) }).locator('td').nth(2).innerText()).trim();
+    // Seats are held from half an hour before the bell until the lesson ends (8:00–9:30).
+    assert.equal(await expectedAt('07:00'), '0');
+    assert.equal(await expectedAt('07:30'), '30');
+    assert.equal(await expectedAt('09:00'), '30');
+    assert.equal(await expectedAt('09:30'), '0');
+    await screenshot(a.page, 'admin-forecast');
+
+    await line.locator('[data-testid=delete-scheduled]').click();
+    await eventually('the plan is gone from the room', async () => (await line.count()) === 0);
+    await a.page.reload();
+    await eventually('the forecast is empty again', async () => /nichts geplant/.test(await peak.innerText()));
   },
 );

@@ -30,6 +30,7 @@ pub fn parts(store: Arc<dyn Store>, store_kind: &'static str, clock: Arc<dyn Clo
             turn: None,
             // Tests read the log right after a request: written before the response.
             log_after_response: false,
+            forecast: aula_domain::services::ForecastPolicy::default(),
             public_url: "http://127.0.0.1".into(),
             host_id: "test".into(),
             media_node_url: None,

@@ -33,7 +33,7 @@ EXPECTED = {
         ("table", ("SESSION#*",)): {"GetItem", "PutItem"},
         # key-design limit: the owner's display name is read from the PROFILE item
         ("table", ("MOD#*",)): {"GetItem"},
-        ("gsi1", ("NODES", "OWNER#*", "PLACED#*")): {"Query"},
+        ("gsi1", ("NODES", "OWNER#*", "PLACED#*", "PLANS#*")): {"Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem"},
         # seats: the node item's `reserved`, in the placement's transaction
         ("table", ("NODE#*",)): {"UpdateItem"},
@@ -49,7 +49,9 @@ EXPECTED = {
         ("table", ("SESSION#*",)): {"GetItem", "PutItem", "DeleteItem", "BatchWriteItem"},
         ("table", ("AUDIT#*",)): {"PutItem", "Query"},
         ("table", ("ACCESSLOG#*",)): {"PutItem", "Query"},
-        ("gsi1", ("MODERATORS", "OWNER#*", "SESSIONS#*")): {"Query"},
+        ("gsi1", ("MODERATORS", "OWNER#*", "PLANS#*", "SESSIONS#*")): {"Query"},
+        # the admins' forecast reads scheduled meetings per day
+        ("gsi2", ("PLANDAY#*",)): {"Query"},
     },
 }
 RESOURCES = {"table": TABLE, "gsi1": GSI1, "gsi2": GSI2}

@@ -138,7 +138,7 @@ def test_the_api_routes_every_endpoint_to_its_function(translated):
                   ("POST", "/api/rooms/{room}/guests/{guest}/admit"),
                   ("POST", "/api/admin/moderators/{id}/{action}"), ("GET", "/api/admin/audit")]:
         assert route in routes, route
-    assert len(routes) == 7 + 12 + 3 + 10
+    assert len(routes) == 7 + 15 + 3 + 11
 
 
 def test_no_secret_is_in_the_template_or_repo_config(app):

@@ -1,6 +1,6 @@
 // "Verwaltung", for the ministry's admins: teachers (list, search, create one or a list
-// from a spreadsheet, block, unblock, export, erase), the audit log, and an authority's
-// disclosure request. Every action on someone's data asks for the reason the audit log
+// from a spreadsheet, block, unblock, export, erase), tomorrow morning's forecast from the
+// scheduled meetings, the audit log, and an authority's disclosure request. Every action on someone's data asks for the reason the audit log
 // keeps.
 
 import { get, post } from './api.js';
@@ -26,6 +26,7 @@ export async function render(main) {
     teachers.section,
     createSection(teachers.reload),
     importSection(teachers.reload),
+    forecastSection(),
     auditSection(),
     disclosureSection(teachers),
   );
@@ -263,6 +264,60 @@ function importSection(reload) {
     field(t('admin_import_text'), text),
     h('div', { class: 'row' }, check, create),
     report,
+  );
+}
+
+// Tomorrow 06:00–12:00 in the admin's own time, in 30-minute slots: what the teachers have
+// scheduled, and the seats and media nodes it asks for.
+function forecastSection() {
+  const body = h('tbody');
+  const summary = h('p', { 'data-testid': 'forecast-peak' });
+  const load = async () => {
+    const start = new Date();
+    start.setDate(start.getDate() + 1);
+    start.setHours(6, 0, 0, 0);
+    const from = start.getTime();
+    const until = from + 6 * 3_600_000;
+    try {
+      const f = await get(`/api/admin/forecast?from=${from}&until=${until}&slot=30`);
+      body.replaceChildren(
+        ...f.slots.map((s) =>
+          h(
+            'tr',
+            { 'data-testid': 'forecast-slot' },
+            h('td', { class: 'title' }, formatTime(s.starts_at)),
+            h('td', { 'data-label': t('forecast_meetings') }, String(s.meetings)),
+            h('td', { 'data-label': t('forecast_participants') }, String(s.expected_participants)),
+            h('td', { 'data-label': t('forecast_seats') }, String(s.seats)),
+            h('td', { 'data-label': t('forecast_nodes') }, String(s.nodes)),
+          ),
+        ),
+      );
+      const peak = f.slots.reduce((a, s) => (s.nodes > a.nodes ? s : a), { nodes: 0, expected_participants: 0 });
+      summary.textContent = peak.nodes
+        ? t('forecast_peak', peak.expected_participants, peak.nodes, f.node_capacity)
+        : t('forecast_none');
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  };
+  load();
+  return h(
+    'section',
+    { class: 'card', 'aria-labelledby': 'forecast-title' },
+    h('h2', { id: 'forecast-title' }, t('forecast_title')),
+    h('p', { class: 'muted' }, t('forecast_intro')),
+    summary,
+    h(
+      'div',
+      { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-labelledby': 'forecast-title' },
+      h(
+        'table',
+        { id: 'forecast', class: 'stack' },
+        h('thead', {}, h('tr', {}, ['forecast_time', 'forecast_meetings', 'forecast_participants', 'forecast_seats', 'forecast_nodes'].map((k) => h('th', { scope: 'col' }, t(k))))),
+        body,
+      ),
+    ),
   );
 }
 

@@ -1,4 +1,5 @@
-// "Meine Räume": create, rename, configure, delete rooms; invite links; past meetings.
+// "Meine Räume": create, rename, configure, delete rooms; invite links; past and scheduled
+// meetings.
 
 import { del, get, patch, post } from './api.js';
 import { formatTime, t } from './i18n.js';
@@ -39,15 +40,127 @@ export async function render(main) {
   });
   main.append(h('h1', {}, t('rooms_title')), form, list);
   try {
-    const { rooms } = await get('/api/rooms');
+    const [{ rooms }, { scheduled }] = await Promise.all([get('/api/rooms'), get('/api/schedule')]);
     if (rooms.length === 0) list.append(h('li', { class: 'empty muted' }, t('rooms_empty')));
-    for (const r of rooms) list.append(roomItem(r));
+    for (const r of rooms) list.append(roomItem(r, scheduled.filter((s) => s.room_id === r.id)));
   } catch (err) {
     toast(errorText(err), 'error');
   }
 }
 
-function roomItem(room) {
+// How many the teacher expects: seats are reserved for them when the meeting starts.
+function expectedField(room) {
+  const input = h('input', {
+    type: 'number',
+    min: 1,
+    max: 1000,
+    inputmode: 'numeric',
+    'data-testid': 'room-expected',
+    value: room.settings.expected_participants ?? '',
+  });
+  input.addEventListener('change', async () => {
+    const n = input.value.trim() === '' ? 0 : Number(input.value);
+    if (!Number.isInteger(n) || n < 0 || n > 1000) {
+      input.value = room.settings.expected_participants ?? '';
+      return toast(t('error_generic', t('setting_expected')), 'error');
+    }
+    try {
+      const r = await patch(`/api/rooms/${room.id}`, { settings: { expected_participants: n } });
+      room.settings = r.settings;
+      toast(t('saved'));
+    } catch (err) {
+      input.value = room.settings.expected_participants ?? '';
+      toast(errorText(err), 'error');
+    }
+  });
+  return field(t('setting_expected'), input);
+}
+
+// The room's scheduled meetings (date, start, length, expected participants), with a form
+// to schedule one; seats for them are reserved when the meeting is about to begin.
+function scheduleSection(room, scheduled) {
+  const list = h('ul', { 'data-testid': 'scheduled-meetings', class: 'meetings' });
+  const show = () => {
+    list.replaceChildren(
+      ...(scheduled.length
+        ? scheduled.map((s) =>
+            h(
+              'li',
+              { class: 'row spread', 'data-testid': 'scheduled-meeting' },
+              h('span', {}, t('schedule_line', formatTime(s.starts_at), s.minutes, s.expected_participants)),
+              h(
+                'button',
+                {
+                  type: 'button',
+                  class: 'secondary',
+                  'data-testid': 'delete-scheduled',
+                  onclick: async () => {
+                    try {
+                      await del(`/api/rooms/${room.id}/schedule/${s.id}`);
+                      scheduled = scheduled.filter((x) => x.id !== s.id);
+                      show();
+                      toast(t('schedule_deleted'));
+                    } catch (err) {
+                      toast(errorText(err), 'error');
+                    }
+                  },
+                },
+                t('schedule_delete'),
+              ),
+            ),
+          )
+        : [h('li', { class: 'muted' }, t('schedule_none'))]),
+    );
+  };
+  const pad = (n) => String(n).padStart(2, '0');
+  const tomorrow = new Date(Date.now() + 86_400_000);
+  const date = h('input', {
+    type: 'date',
+    required: true,
+    'data-testid': 'schedule-date',
+    value: `${tomorrow.getFullYear()}-${pad(tomorrow.getMonth() + 1)}-${pad(tomorrow.getDate())}`,
+  });
+  const time = h('input', { type: 'time', required: true, 'data-testid': 'schedule-time', value: '08:00' });
+  const minutes = h('input', { type: 'number', min: 5, max: 600, required: true, 'data-testid': 'schedule-minutes', value: 45 });
+  const expected = h('input', {
+    type: 'number',
+    min: 1,
+    max: 1000,
+    required: true,
+    'data-testid': 'schedule-expected',
+    value: room.settings.expected_participants ?? 16,
+  });
+  const form = h(
+    'form',
+    { class: 'row' },
+    field(t('schedule_date'), date),
+    field(t('schedule_time'), time),
+    field(t('schedule_minutes'), minutes),
+    field(t('schedule_expected'), expected),
+    h('button', { type: 'submit', 'data-testid': 'schedule-submit' }, t('schedule_submit')),
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    // The date and time as the teacher means them: in this browser's time zone.
+    const startsAt = new Date(`${date.value}T${time.value}`).getTime();
+    try {
+      const s = await post(`/api/rooms/${room.id}/schedule`, {
+        starts_at: startsAt,
+        minutes: Number(minutes.value),
+        expected_participants: Number(expected.value),
+      });
+      scheduled = [...scheduled, s].sort((a, b) => a.starts_at - b.starts_at);
+      show();
+      toast(t('schedule_done', formatTime(s.starts_at)));
+    } catch (err) {
+      toast(errorText(err), 'error');
+    }
+  });
+  show();
+  return h('details', { 'data-testid': 'schedule' }, h('summary', {}, t('schedule_title')), form, list);
+}
+
+function roomItem(room, scheduled = []) {
   const title = h('h2', { class: 'room-name' }, room.name);
   const invite = h('input', {
     'data-testid': 'invite-url',
@@ -108,6 +221,7 @@ function roomItem(room) {
       });
       return h('label', { class: 'check' }, box, ' ', t(label));
     }),
+    expectedField(room),
   );
   const meetings = h('ul', { 'data-testid': 'past-meetings', class: 'meetings' });
   const item = h(
@@ -121,6 +235,7 @@ function roomItem(room) {
     ),
     h('div', { class: 'row invite' }, invite, copy, rotate),
     settings,
+    scheduleSection(room, scheduled),
     h('details', { ontoggle: (e) => e.target.open && loadMeetings(room.id, meetings) },
       h('summary', {}, t('past_meetings')), meetings),
     h(

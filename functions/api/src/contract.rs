@@ -142,6 +142,10 @@ pub fn guest_id() -> Object {
     id("a guest's id")
 }
 
+pub fn schedule_id() -> Object {
+    id("a scheduled meeting's id")
+}
+
 pub fn participant() -> Object {
     string()
         .pattern(Some(format!("^[mg]:{UUID}$")))

@@ -60,6 +60,9 @@ pub struct ApiConfig {
     /// portal: the request does not wait for the log). A Lambda writes it before answering,
     /// since it may be frozen right after.
     pub log_after_response: bool,
+    /// How the admins' forecast counts media nodes (the fleet's or the in-process node's
+    /// capacity).
+    pub forecast: aula_domain::services::ForecastPolicy,
 }
 
 /// What the privacy page says about where data is processed and how deletion reaches backups.

@@ -74,6 +74,26 @@ pub struct WithQuery {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SchedulePath {
+    #[param(schema_with = contract::room_id)]
+    pub room: RoomId,
+    #[param(schema_with = contract::schedule_id)]
+    pub schedule: ScheduleId,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ForecastQuery {
+    /// From this instant on: milliseconds since the epoch (UTC).
+    pub from: i64,
+    /// Up to this instant (at most a day after `from`): milliseconds since the epoch (UTC).
+    pub until: i64,
+    /// Minutes per slot: 15 or 30 (default 30).
+    pub slot: Option<u32>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SpanQuery {
     /// From this instant on: milliseconds since the epoch (UTC).
@@ -237,6 +257,10 @@ pub struct SettingsIn {
     pub guests_may_share_screen: Option<bool>,
     pub guests_may_send_video: Option<bool>,
     pub mute_on_join: Option<bool>,
+    /// How many the teacher expects in the room's meetings (seats are reserved for them);
+    /// 0 clears it (then the last meetings' peak decides).
+    #[schema(minimum = 0, maximum = 1000)]
+    pub expected_participants: Option<u32>,
 }
 
 impl SettingsIn {
@@ -249,6 +273,11 @@ impl SettingsIn {
             .guests_may_send_video
             .unwrap_or(s.guests_may_send_video);
         s.mute_on_join = self.mute_on_join.unwrap_or(s.mute_on_join);
+        match self.expected_participants {
+            Some(0) => s.expected_participants = None,
+            Some(n) => s.expected_participants = Some(n),
+            None => {}
+        }
         s
     }
 }
@@ -276,6 +305,34 @@ pub struct RoomsOut {
 #[derive(Serialize, ToSchema)]
 pub struct MeetingsOut {
     pub meetings: Vec<Meeting>,
+}
+
+/// A meeting to schedule in the room.
+#[derive(Deserialize, ToSchema)]
+pub struct ScheduleIn {
+    /// When it begins: milliseconds since the epoch (UTC); not over already, at most a
+    /// year ahead.
+    pub starts_at: i64,
+    /// How long it lasts, in minutes (5–600; default 45).
+    #[schema(minimum = 5, maximum = 600)]
+    pub minutes: Option<u32>,
+    /// How many are expected (the teacher included): seats are reserved for them.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub expected_participants: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ScheduledOut {
+    /// Earliest first.
+    pub scheduled: Vec<ScheduledMeeting>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ForecastOut {
+    pub slot_minutes: u32,
+    /// Participants a media node takes at most, as the forecast counts nodes.
+    pub node_capacity: u32,
+    pub slots: Vec<services::ForecastSlot>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -79,6 +79,11 @@ uuid_id!(
     MeetingId,
     "meeting id"
 );
+uuid_id!(
+    /// A meeting a teacher has scheduled.
+    ScheduleId,
+    "schedule id"
+);
 /// A media node: a UUID (a node started by hand, or in-process in the local portal) or the
 /// EC2 instance ARN of a fleet node (whose role may write only the registry item named by
 /// its own ARN). Stored inline so it stays `Copy` like the other ids.
@@ -378,6 +383,9 @@ pub trait IdGenerator: Send + Sync {
     }
     fn meeting_id(&self) -> MeetingId {
         MeetingId::from_uuid(self.uuid())
+    }
+    fn schedule_id(&self) -> ScheduleId {
+        ScheduleId::from_uuid(self.uuid())
     }
     fn node_id(&self) -> NodeId {
         NodeId::from_uuid(self.uuid())

@@ -26,6 +26,7 @@ pub enum RecordKind {
     Placement,
     AdmissionQueue,
     RoomTicket,
+    ScheduledMeeting,
 }
 
 /// Whose personal data a record holds.
@@ -64,6 +65,8 @@ pub enum Retention {
     AfterCreation { seconds: i64 },
     /// Seconds after the last heartbeat.
     AfterHeartbeat { seconds: i64 },
+    /// A fixed span after the scheduled end of what the record plans.
+    AfterScheduledEnd { seconds: i64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,7 +86,7 @@ pub struct RecordSpec {
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 16] = [
+    pub const ALL: [RecordKind; 17] = [
         RecordKind::Moderator,
         RecordKind::ModeratorEmail,
         RecordKind::Room,
@@ -100,6 +103,7 @@ impl RecordKind {
         RecordKind::Placement,
         RecordKind::AdmissionQueue,
         RecordKind::RoomTicket,
+        RecordKind::ScheduledMeeting,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -120,6 +124,7 @@ impl RecordKind {
             RecordKind::Placement => "placement",
             RecordKind::AdmissionQueue => "admission_queue",
             RecordKind::RoomTicket => "room_ticket",
+            RecordKind::ScheduledMeeting => "scheduled_meeting",
         }
     }
 
@@ -209,6 +214,10 @@ pub const INVENTORY: &[RecordSpec] = &[
             f("guests_may_share_screen", "setting"),
             f("guests_may_send_video", "setting"),
             f("mute_on_join", "setting"),
+            f(
+                "expected_participants",
+                "how many the teacher expects in the room's meetings (seats reserved for it)",
+            ),
             f("invite_token", "the secret of the invite link"),
             f("created_at", "when the room was created"),
             f("last_used_at", "when the room was last used"),
@@ -477,6 +486,25 @@ pub const INVENTORY: &[RecordSpec] = &[
                 "places ahead when it was taken (for the estimate)",
             ),
             f("issued_at", "when it was taken"),
+            EXPIRES_AT,
+        ],
+    },
+    RecordSpec {
+        kind: RecordKind::ScheduledMeeting,
+        description: "a meeting a teacher has scheduled in a room: when, how long and how many are expected (seats are reserved for it, and the media fleet is started ahead of it); no names",
+        subject: Subject::Moderator,
+        purposes: OPERATION,
+        retention: Retention::AfterScheduledEnd {
+            seconds: retention::SCHEDULE.whole_seconds(),
+        },
+        fields: &[
+            f("id", "random id"),
+            f("room_id", "the room"),
+            f("owner", "the teacher who scheduled it"),
+            f("starts_at", "when it begins"),
+            f("minutes", "how long it is planned to last"),
+            f("expected_participants", "how many are expected"),
+            f("created_at", "when it was scheduled"),
             EXPIRES_AT,
         ],
     },

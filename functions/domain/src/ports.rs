@@ -5,8 +5,8 @@
 use crate::{
     AccessLogEntry, AdmissionQueue, AuditEntry, ChatMessage, Conversation, Email, Guest, GuestId,
     InviteToken, MediaNode, Meeting, MessageId, Moderator, ModeratorId, NodeId, ObjectClass,
-    ObjectKey, Placement, RateKey, Room, RoomId, RoomTicket, Session, SessionId, StoredObject,
-    Timestamp,
+    ObjectKey, Placement, RateKey, Room, RoomId, RoomTicket, ScheduledMeeting, Session, SessionId,
+    StoredObject, Timestamp,
 };
 use async_trait::async_trait;
 
@@ -93,6 +93,39 @@ pub trait MeetingStore: Send + Sync {
     /// The room's meetings, newest first.
     async fn meetings_of(&self, room: RoomId, now: Timestamp) -> StoreResult<Vec<Meeting>>;
 }
+
+/// Meetings teachers have scheduled. Each lives in its room (deleting the room deletes its
+/// schedule) and expires the day after it was to end.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Creates or replaces a scheduled meeting.
+    async fn put_scheduled(&self, s: &ScheduledMeeting) -> StoreResult<()>;
+    /// The room's scheduled meetings, earliest first.
+    async fn scheduled_of_room(
+        &self,
+        room: RoomId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>>;
+    /// The owner's scheduled meetings in all their rooms, earliest first.
+    async fn scheduled_of(
+        &self,
+        owner: ModeratorId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>>;
+    /// Every scheduled meeting beginning in `[from, until)`, earliest first (for the
+    /// forecast). A span longer than [`MAX_SCHEDULE_SPAN`] is cut to it.
+    async fn scheduled_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>>;
+    /// Removes it; removing a missing one is not an error.
+    async fn delete_scheduled(&self, s: &ScheduledMeeting) -> StoreResult<()>;
+}
+
+/// The longest span `scheduled_between` answers for.
+pub const MAX_SCHEDULE_SPAN: crate::Span = crate::Span::days(2);
 
 /// What happened to a post.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +384,7 @@ pub trait Store:
     + RoomStore
     + GuestStore
     + MeetingStore
+    + ScheduleStore
     + ChatStore
     + AccessLogStore
     + NodeRegistryStore
@@ -368,6 +402,7 @@ impl<T> Store for T where
         + RoomStore
         + GuestStore
         + MeetingStore
+        + ScheduleStore
         + ChatStore
         + AccessLogStore
         + NodeRegistryStore

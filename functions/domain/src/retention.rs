@@ -75,6 +75,12 @@ pub fn placement_expiry(at: Timestamp) -> Expiry {
 pub fn rate_expiry(window_start: Timestamp) -> Expiry {
     Expiry::at(window_start.plus(RATE_WINDOW))
 }
+/// A scheduled meeting is kept this long after it was to end: through its day, for the
+/// forecast and for placement, and not longer.
+pub const SCHEDULE: Span = Span::days(1);
+pub fn schedule_expiry(ends_at: Timestamp) -> Expiry {
+    Expiry::at(ends_at.plus(SCHEDULE))
+}
 pub fn heartbeat_expiry(at: Timestamp) -> Expiry {
     Expiry::at(at.plus(NODE_HEARTBEAT))
 }

@@ -359,6 +359,14 @@ async fn state() -> Result<ApiState> {
             .filter(|v| !v.trim().is_empty()),
         turn,
         log_after_response: false,
+        // The fleet's NodeCapacity (infra/media-nodes.yaml), as the portal's forecast counts.
+        forecast: aula_domain::services::ForecastPolicy {
+            node_capacity: std::env::var("AULA_NODE_CAPACITY")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(500),
+            ..Default::default()
+        },
     };
     ApiState::new(
         Arc::new(AwsStore::new(&sdk, AwsConfig::from_env())),

@@ -27,6 +27,7 @@ pub fn router() -> R {
         .routes(routes!(admin_erase_room))
         .routes(routes!(admin_disclosure))
         .routes(routes!(admin_audit))
+        .routes(routes!(admin_forecast))
 }
 
 #[utoipa::path(
@@ -320,4 +321,36 @@ async fn admin_audit(
         )
         .await?;
     Ok(Json(AuditOut { entries }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/admin/forecast",
+    tag = "privacy",
+    summary = "The forecast from the teachers' scheduled meetings (admins): per slot, the meetings on, the participants expected, the seats placement reserves and the media nodes those need (plus a tenth spare). At most a day.",
+    params(ForecastQuery),
+    responses((status = 200, body = ForecastOut))
+)]
+async fn admin_forecast(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ForecastQuery>,
+) -> ApiResult<Json<ForecastOut>> {
+    let slot_minutes = q.slot.unwrap_or(30);
+    let policy = st.config.forecast;
+    let slots = st
+        .aula
+        .forecast(
+            &caller,
+            Timestamp::from_millis(q.from),
+            Timestamp::from_millis(q.until),
+            slot_minutes,
+            policy,
+        )
+        .await?;
+    Ok(Json(ForecastOut {
+        slot_minutes,
+        node_capacity: policy.node_capacity,
+        slots,
+    }))
 }

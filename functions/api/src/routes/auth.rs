@@ -57,7 +57,8 @@ async fn privacy_notice(State(st): State<ApiState>) -> Json<PrivacyOut> {
                 Retention::UntilErased => None,
                 Retention::AfterLastUse { seconds }
                 | Retention::AfterCreation { seconds }
-                | Retention::AfterHeartbeat { seconds } => Some(seconds),
+                | Retention::AfterHeartbeat { seconds }
+                | Retention::AfterScheduledEnd { seconds } => Some(seconds),
             };
             RecordOut {
                 kind: spec.kind.name(),

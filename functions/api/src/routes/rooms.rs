@@ -24,6 +24,9 @@ pub fn router() -> R {
         .routes(routes!(admit))
         .routes(routes!(deny))
         .routes(routes!(join_grant))
+        .routes(routes!(my_schedule))
+        .routes(routes!(schedule_meeting))
+        .routes(routes!(delete_scheduled))
 }
 
 fn room_out(st: &ApiState, r: Room) -> RoomOut {
@@ -291,6 +294,7 @@ async fn join_grant(
                     grant.room,
                     &grant.participant.to_string(),
                     grant.role == services::GrantRole::Moderator,
+                    grant.settings.expected_participants,
                     services::PlacementPolicy::default(),
                     input.unreachable.as_deref(),
                 )
@@ -328,4 +332,66 @@ async fn join_grant(
         lobby: grant.lobby,
     })
     .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/schedule",
+    tag = "rooms",
+    summary = "The caller's scheduled meetings in all their rooms, earliest first (each is kept until the day after it was to end).",
+    responses((status = 200, body = ScheduledOut))
+)]
+async fn my_schedule(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<ScheduledOut>> {
+    let scheduled = st.aula.my_schedule(&caller).await?;
+    Ok(Json(ScheduledOut { scheduled }))
+}
+
+#[utoipa::path(
+    post,
+    path = "/api/rooms/{room}/schedule",
+    tag = "rooms",
+    summary = "Schedules a meeting of the room: seats for the expected participants are reserved from half an hour before it begins, and the media fleet is started ahead of it.",
+    params(RoomPath),
+    request_body = ScheduleIn,
+    responses((status = 201, body = ScheduledMeeting))
+)]
+async fn schedule_meeting(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(RoomPath { room }): Path<RoomPath>,
+    Body(input): Body<ScheduleIn>,
+) -> ApiResult<(StatusCode, Json<ScheduledMeeting>)> {
+    let plan = st
+        .aula
+        .schedule_meeting(
+            &caller,
+            room,
+            services::NewSchedule {
+                starts_at: Timestamp::from_millis(input.starts_at),
+                minutes: input.minutes,
+                expected_participants: input.expected_participants,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(plan)))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/api/rooms/{room}/schedule/{schedule}",
+    tag = "rooms",
+    summary = "Deletes a scheduled meeting of the room.",
+    params(SchedulePath),
+    responses((status = 204))
+)]
+async fn delete_scheduled(
+    State(st): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Path(SchedulePath { room, schedule }): Path<SchedulePath>,
+) -> ApiResult<StatusCode> {
+    st.aula.delete_scheduled(&caller, room, schedule).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -9,6 +9,7 @@ mod placement;
 mod privacy;
 mod queue;
 mod rooms;
+mod schedule;
 pub mod throttle;
 
 pub use auth::{
@@ -21,6 +22,9 @@ pub use privacy::{
 };
 pub use queue::{Entry, Queued};
 pub use rooms::{GrantRole, JoinGrant, ParticipantView, Participants, RoomChanges, RoomView};
+pub use schedule::{
+    ForecastPolicy, ForecastSlot, MAX_FORECAST, NewSchedule, SCHEDULE_AHEAD, forecast,
+};
 
 use crate::ids::IdGenerator;
 use crate::ports::{Store, StoreError};

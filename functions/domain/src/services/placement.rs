@@ -1,5 +1,6 @@
 //! Which media node a room's meetings run on, and a seat there for everyone who gets a join
-//! grant. A room's expected size (its last meetings' peak, or a default) is reserved on a
+//! grant. A room's expected size (its scheduled meeting's, its setting, its last meetings'
+//! peak, or a default: see [`Seating::expected`]) is reserved on a
 //! node when its first grant is issued, in one conditional write with the node's reserved
 //! seats, so the reservations on a node never add up to more than its capacity however
 //! many grants are issued at once. Every grant takes one of the room's seats (a holder
@@ -68,16 +69,20 @@ pub(super) fn free_seats(nodes: &[MediaNode]) -> u64 {
 pub(super) struct Seating {
     room: RoomId,
     now: Timestamp,
+    /// The room's own setting, carried on the room record the caller has read already.
+    setting: Option<u32>,
     nodes: Option<Vec<MediaNode>>,
     placement: Option<Option<Placement>>,
     expected: Option<u32>,
 }
 
 impl Seating {
-    pub(super) fn new(room: RoomId, now: Timestamp) -> Self {
+    /// `setting`: the room's expected participants as its teacher set them, if any.
+    pub(super) fn new(room: RoomId, now: Timestamp, setting: Option<u32>) -> Self {
         Seating {
             room,
             now,
+            setting,
             nodes: None,
             placement: None,
             expected: None,
@@ -104,14 +109,23 @@ impl Seating {
         self.placement = None;
     }
 
-    /// The seats to reserve for the room: the highest peak of its last meetings, or the
-    /// policy's default when it has none.
+    /// The seats to reserve for the room: the expected participants of its scheduled
+    /// meeting on now (from half an hour before it begins), else what the teacher set for
+    /// the room, else the highest peak of its last meetings, else the policy's default.
+    /// Read only when a reservation is made (once per meeting), never for a pupil who
+    /// takes a seat in one.
     pub(super) async fn expected(
         &mut self,
         aula: &Aula,
         policy: PlacementPolicy,
     ) -> ServiceResult<u32> {
         if let Some(e) = self.expected {
+            return Ok(e);
+        }
+        let plans = aula.store.scheduled_of_room(self.room, self.now).await?;
+        if let Some(e) = super::schedule::scheduled_size(&plans, self.now).or(self.setting) {
+            let e = e.max(1);
+            self.expected = Some(e);
             return Ok(e);
         }
         let meetings = aula.store.meetings_of(self.room, self.now).await?;
@@ -139,7 +153,7 @@ impl Aula {
         policy: PlacementPolicy,
         unreachable: Option<&str>,
     ) -> ServiceResult<MediaNode> {
-        let mut seating = Seating::new(room, self.now());
+        let mut seating = Seating::new(room, self.now(), None);
         self.place_seated(&mut seating, holder, policy, unreachable)
             .await
     }

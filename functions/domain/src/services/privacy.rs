@@ -7,7 +7,7 @@ use crate::retention;
 use crate::{
     AccessLogEntry, AccountStatus, AuditAction, AuditEntry, AuditReason, ChatMessage, Email,
     FederalState, Guest, Meeting, Moderator, ModeratorId, ObjectClass, Organisation, PersonName,
-    Role, Room, RoomId, Timestamp,
+    Role, Room, RoomId, ScheduledMeeting, Timestamp,
 };
 use serde::Serialize;
 
@@ -52,6 +52,8 @@ pub struct RoomExport {
     pub room: Room,
     pub guests: Vec<Guest>,
     pub meetings: Vec<Meeting>,
+    /// Meetings scheduled in the room, earliest first.
+    pub scheduled: Vec<ScheduledMeeting>,
     /// The room chat and every private conversation, oldest first.
     pub messages: Vec<ChatMessage>,
 }
@@ -127,11 +129,13 @@ impl Aula {
         let now = self.now();
         let guests = self.store.guests_of(room.id, now).await?;
         let meetings = self.store.meetings_of(room.id, now).await?;
+        let scheduled = self.store.scheduled_of_room(room.id, now).await?;
         let messages = self.store.messages_of_room(room.id, now).await?;
         Ok(RoomExport {
             room,
             guests,
             meetings,
+            scheduled,
             messages,
         })
     }
@@ -154,8 +158,8 @@ impl Aula {
         })
     }
 
-    /// Deletes the account with everything it owns: rooms (with their chats, meetings and
-    /// guests), sessions and stored exports.
+    /// Deletes the account with everything it owns: rooms (with their chats, meetings,
+    /// scheduled meetings and guests), sessions and stored exports.
     async fn erase_moderator_data(&self, id: ModeratorId) -> ServiceResult<()> {
         let now = self.now();
         // Expired rooms still physically present go too: erasure is not "hidden".
@@ -165,6 +169,10 @@ impl Aula {
         }
         for room in self.store.rooms_of(id, now).await? {
             self.store.delete_room(room.id).await?;
+        }
+        // A schedule can outlive its room's record (the room expired and was swept first).
+        for plan in self.store.scheduled_of(id, far_past).await? {
+            self.store.delete_scheduled(&plan).await?;
         }
         for key in self
             .store

@@ -54,17 +54,19 @@ pub enum Entry {
 
 impl Aula {
     /// A seat for `holder` on the node of `room`, or the room's place in the queue.
-    /// `moderator`: the room's teacher.
+    /// `moderator`: the room's teacher. `expected`: the room's expected participants as
+    /// its settings say (from the room record the grant has read).
     pub async fn admit(
         &self,
         room: RoomId,
         holder: &str,
         moderator: bool,
+        expected: Option<u32>,
         policy: PlacementPolicy,
         unreachable: Option<&str>,
     ) -> ServiceResult<Entry> {
         let now = self.now();
-        let mut seating = Seating::new(room, now);
+        let mut seating = Seating::new(room, now, expected);
         let holds_seat = !moderator
             && seating.placement(self).await?.is_some_and(|p| {
                 // The room's reservation counts a seat for the holder, or has one free:

@@ -146,6 +146,7 @@ impl Aula {
         settings: RoomSettings,
     ) -> ServiceResult<Room> {
         let owner = Self::moderator_id(caller)?;
+        settings.check()?;
         let now = self.now();
         let room = Room {
             id: self.ids.room_id(),
@@ -195,6 +196,7 @@ impl Aula {
             r.name = name;
         }
         if let Some(settings) = changes.settings {
+            settings.check()?;
             r.settings = settings;
         }
         let now = self.now();

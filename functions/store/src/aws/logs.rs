@@ -16,7 +16,7 @@ fn access_log_pk(e: &AccessLogEntry) -> String {
     format!("ACCESSLOG#{}#{shard}", day(e.time))
 }
 
-fn day(t: Timestamp) -> String {
+pub(super) fn day(t: Timestamp) -> String {
     // The RFC 3339 form starts with the UTC date.
     t.to_rfc3339().chars().take(10).collect()
 }

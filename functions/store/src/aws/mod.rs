@@ -17,6 +17,7 @@
 //! | `audit`            | `AUDIT#<yyyy-mm>`            | `<time>#<id>`                   |                                  |                      |
 //! | `rate_counter`     | `RATE#<key>`                 | `<window start>`                |                                  |                      |
 //! | `placement`        | `ROOM#<room>`                | `PLACEMENT`                     | `PLACED#<node>` / `<placed>#<room>` |                   |
+//! | `scheduled_meeting`| `ROOM#<room>`                | `PLAN#<starts>#<id>`            | `PLANS#<owner>` / `<starts>#<id>` | `PLANDAY#<yyyy-mm-dd>` / `<starts>#<id>` |
 //!
 //! A session is its own partition and carries the account's role, so checking a session
 //! cookie reads that one item and nothing of the account: the chat function's IAM policy

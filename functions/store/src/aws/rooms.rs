@@ -14,7 +14,7 @@ pub(super) fn room_pk(id: RoomId) -> String {
 }
 
 fn room_item(r: &Room) -> Item {
-    item(
+    let mut i = item(
         RecordKind::Room,
         [
             ("pk", s(room_pk(r.id))),
@@ -38,7 +38,11 @@ fn room_item(r: &Room) -> Item {
             ("last_used_at", n(r.last_used_at.millis())),
             ("expires_at", n(r.expires_at.epoch_secs())),
         ],
-    )
+    );
+    if let Some(e) = r.settings.expected_participants {
+        i.insert("expected_participants".into(), n(e));
+    }
+    i
 }
 
 fn room_from(i: &Item) -> StoreResult<Room> {
@@ -52,6 +56,7 @@ fn room_from(i: &Item) -> StoreResult<Room> {
             guests_may_share_screen: f.bool("guests_may_share_screen")?,
             guests_may_send_video: f.bool("guests_may_send_video")?,
             mute_on_join: f.bool("mute_on_join")?,
+            expected_participants: f.opt_num("expected_participants")?,
         },
         invite_token: f.parse("invite_token", InviteToken::parse)?,
         created_at: f.ts("created_at")?,
@@ -122,6 +127,138 @@ fn meeting_from(i: &Item) -> StoreResult<Meeting> {
         peak_participants: f.num("peak_participants")?,
         expires_at: f.expiry()?,
     })
+}
+
+fn scheduled_sk(p: &ScheduledMeeting) -> String {
+    format!("PLAN#{}#{}", padded(p.starts_at), p.id)
+}
+
+fn scheduled_item(p: &ScheduledMeeting) -> Item {
+    let order = format!("{}#{}", padded(p.starts_at), p.id);
+    item(
+        RecordKind::ScheduledMeeting,
+        [
+            ("pk", s(room_pk(p.room_id))),
+            ("sk", s(scheduled_sk(p))),
+            ("gsi1pk", s(format!("PLANS#{}", p.owner))),
+            ("gsi1sk", s(order.clone())),
+            (
+                "gsi2pk",
+                s(format!("PLANDAY#{}", super::logs::day(p.starts_at))),
+            ),
+            ("gsi2sk", s(order)),
+            ("id", s(p.id.to_string())),
+            ("room_id", s(p.room_id.to_string())),
+            ("owner", s(p.owner.to_string())),
+            ("starts_at", n(p.starts_at.millis())),
+            ("minutes", n(p.minutes)),
+            ("expected_participants", n(p.expected_participants)),
+            ("created_at", n(p.created_at.millis())),
+            ("expires_at", n(p.expires_at.epoch_secs())),
+        ],
+    )
+}
+
+fn scheduled_from(i: &Item) -> StoreResult<ScheduledMeeting> {
+    let f = Fields::of(i, RecordKind::ScheduledMeeting);
+    Ok(ScheduledMeeting {
+        id: f.parse("id", ScheduleId::parse)?,
+        room_id: f.parse("room_id", RoomId::parse)?,
+        owner: f.parse("owner", ModeratorId::parse)?,
+        starts_at: f.ts("starts_at")?,
+        minutes: f.num("minutes")?,
+        expected_participants: f.num("expected_participants")?,
+        created_at: f.ts("created_at")?,
+        expires_at: f.expiry()?,
+    })
+}
+
+fn earliest_first(mut plans: Vec<ScheduledMeeting>) -> Vec<ScheduledMeeting> {
+    plans.sort_by_key(|p| (p.starts_at, p.id));
+    plans
+}
+
+/// Scheduled meetings live in their room's partition (sk `PLAN#<start>#<id>`, before the
+/// room item `ROOM`, so deleting the room deletes them first), listed per owner through gsi1
+/// (`PLANS#<owner>`) and per UTC day of their start through gsi2 (`PLANDAY#<day>`), which the
+/// forecast reads.
+#[async_trait]
+impl ScheduleStore for AwsStore {
+    async fn put_scheduled(&self, p: &ScheduledMeeting) -> StoreResult<()> {
+        self.put(scheduled_item(p), "saving a scheduled meeting")
+            .await
+    }
+
+    async fn scheduled_of_room(
+        &self,
+        room: RoomId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        let items = self
+            .query_range(
+                room_pk(room),
+                prefix("PLAN#"),
+                true,
+                "listing scheduled meetings",
+            )
+            .await?;
+        live(items, now, scheduled_from).map(earliest_first)
+    }
+
+    async fn scheduled_of(
+        &self,
+        owner: ModeratorId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        let items = self
+            .query_index(
+                "gsi1",
+                format!("PLANS#{owner}"),
+                "listing scheduled meetings",
+            )
+            .await?;
+        live(items, now, scheduled_from).map(earliest_first)
+    }
+
+    async fn scheduled_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        let until = until.min(from.plus(MAX_SCHEDULE_SPAN));
+        let mut plans = Vec::new();
+        let mut day_start = from;
+        let last = super::logs::day(until.minus(Span::MILLISECOND));
+        loop {
+            let today = super::logs::day(day_start);
+            let items = self
+                .query_index(
+                    "gsi2",
+                    format!("PLANDAY#{today}"),
+                    "listing scheduled meetings",
+                )
+                .await?;
+            plans.extend(
+                live(items, now, scheduled_from)?
+                    .into_iter()
+                    .filter(|p| from <= p.starts_at && p.starts_at < until),
+            );
+            if today >= last {
+                return Ok(earliest_first(plans));
+            }
+            day_start = day_start.plus(Span::days(1));
+        }
+    }
+
+    async fn delete_scheduled(&self, p: &ScheduledMeeting) -> StoreResult<()> {
+        self.delete(
+            room_pk(p.room_id),
+            &scheduled_sk(p),
+            "deleting a scheduled meeting",
+        )
+        .await
+    }
 }
 
 #[async_trait]
@@ -206,7 +343,8 @@ impl RoomStore for AwsStore {
     #[tracing::instrument(skip_all, fields(room = %id))]
     async fn delete_room(&self, id: RoomId) -> StoreResult<()> {
         // Everything of the room shares its partition; the room item (sk `ROOM`) sorts
-        // after `GUEST#`, `IDEMP#`, `MEETING#` and `MSG#`, so it goes last.
+        // after `GUEST#`, `IDEMP#`, `MEETING#`, `MSG#`, `PLACEMENT` and `PLAN#`, so it goes
+        // last.
         let items = self
             .query_range(room_pk(id), None, true, "deleting a room")
             .await?;

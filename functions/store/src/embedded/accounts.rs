@@ -314,7 +314,7 @@ impl SessionStore for SqliteStore {
         keep: SessionId,
     ) -> StoreResult<()> {
         self.run("deleting the other sessions", move |c| {
-            c.execute(
+            c.cached_exec(
                 "DELETE FROM session WHERE moderator_id = ?1 AND id <> ?2",
                 params![moderator.to_string(), keep.to_string()],
             )

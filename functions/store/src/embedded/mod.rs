@@ -77,8 +77,9 @@ const SCHEMA: [&str; 8] = [
 ];
 
 /// Tables that hold expiring records, for the sweeper.
-const EXPIRING_TABLES: [RecordKind; 13] = [
+const EXPIRING_TABLES: [RecordKind; 14] = [
     RecordKind::Placement,
+    RecordKind::ScheduledMeeting,
     RecordKind::AdmissionQueue,
     RecordKind::RoomTicket,
     RecordKind::Session,
@@ -245,6 +246,7 @@ impl SqliteStore {
                     .try_for_each(|tables| conn.execute_batch(tables))
             })
             .and_then(|_| accounts::migrate(&conn))
+            .and_then(|_| rooms::migrate(&conn))
             .map_err(backend("creating the embedded schema"))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS room (
     guests_may_share_screen INTEGER NOT NULL,
     guests_may_send_video INTEGER NOT NULL,
     mute_on_join INTEGER NOT NULL,
+    expected_participants INTEGER,
     invite_token TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
     last_used_at INTEGER NOT NULL,
@@ -42,7 +43,34 @@ CREATE TABLE IF NOT EXISTS meeting (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS meeting_by_room ON meeting (room_id, started_at);
+CREATE TABLE IF NOT EXISTS scheduled_meeting (
+    id TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    starts_at INTEGER NOT NULL,
+    minutes INTEGER NOT NULL,
+    expected_participants INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS scheduled_by_room ON scheduled_meeting (room_id, starts_at);
+CREATE INDEX IF NOT EXISTS scheduled_by_owner ON scheduled_meeting (owner, starts_at);
+CREATE INDEX IF NOT EXISTS scheduled_by_start ON scheduled_meeting (starts_at);
 "#;
+
+/// Databases created before a room had an expected size get the column (SQLite's `CREATE
+/// TABLE IF NOT EXISTS` leaves an old table as it was).
+pub(super) fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let has: bool = c.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('room') WHERE name = 'expected_participants'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has {
+        c.execute_batch("ALTER TABLE room ADD COLUMN expected_participants INTEGER")?;
+    }
+    Ok(())
+}
 
 fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
     Ok(Room {
@@ -54,6 +82,7 @@ fn room_from_row(row: &Row<'_>) -> rusqlite::Result<Room> {
             guests_may_share_screen: row.get("guests_may_share_screen")?,
             guests_may_send_video: row.get("guests_may_send_video")?,
             mute_on_join: row.get("mute_on_join")?,
+            expected_participants: row.get("expected_participants")?,
         },
         invite_token: col(row, "invite_token", |s: String| InviteToken::parse(&s))?,
         created_at: ts(row, "created_at")?,
@@ -87,14 +116,126 @@ fn meeting_from_row(row: &Row<'_>) -> rusqlite::Result<Meeting> {
     })
 }
 
+fn scheduled_from_row(row: &Row<'_>) -> rusqlite::Result<ScheduledMeeting> {
+    Ok(ScheduledMeeting {
+        id: col(row, "id", |s: String| ScheduleId::parse(&s))?,
+        room_id: col(row, "room_id", |s: String| RoomId::parse(&s))?,
+        owner: col(row, "owner", |s: String| ModeratorId::parse(&s))?,
+        starts_at: ts(row, "starts_at")?,
+        minutes: row.get("minutes")?,
+        expected_participants: row.get("expected_participants")?,
+        created_at: ts(row, "created_at")?,
+        expires_at: expiry(row)?,
+    })
+}
+
+impl SqliteStore {
+    async fn scheduled_where(
+        &self,
+        condition: &'static str,
+        arg: String,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        self.read("listing scheduled meetings", move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT * FROM scheduled_meeting WHERE {condition} AND expires_at * 1000 > ?2 ORDER BY starts_at, id"
+                ))
+                .map_err(db("listing scheduled meetings"))?;
+            st.query_map(params![arg, now.millis()], scheduled_from_row)
+                .and_then(|rows| rows.collect())
+                .map_err(read_err("scheduled meeting", "listing scheduled meetings"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn put_scheduled(&self, p: &ScheduledMeeting) -> StoreResult<()> {
+        let p = p.clone();
+        self.run("saving a scheduled meeting", move |c| {
+            c.cached_exec(
+                "INSERT OR REPLACE INTO scheduled_meeting (id, room_id, owner, starts_at, minutes, expected_participants, created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    p.id.to_string(),
+                    p.room_id.to_string(),
+                    p.owner.to_string(),
+                    p.starts_at.millis(),
+                    p.minutes,
+                    p.expected_participants,
+                    p.created_at.millis(),
+                    p.expires_at.epoch_secs(),
+                ],
+            )
+            .map(|_| ())
+            .map_err(db("saving a scheduled meeting"))
+        })
+        .await
+    }
+
+    async fn scheduled_of_room(
+        &self,
+        room: RoomId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        self.scheduled_where("room_id = ?1", room.to_string(), now)
+            .await
+    }
+
+    async fn scheduled_of(
+        &self,
+        owner: ModeratorId,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        self.scheduled_where("owner = ?1", owner.to_string(), now)
+            .await
+    }
+
+    async fn scheduled_between(
+        &self,
+        from: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> StoreResult<Vec<ScheduledMeeting>> {
+        let until = until.min(from.plus(MAX_SCHEDULE_SPAN));
+        self.read("listing scheduled meetings", move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT * FROM scheduled_meeting WHERE starts_at >= ?1 AND starts_at < ?2
+                     AND expires_at * 1000 > ?3 ORDER BY starts_at, id",
+                )
+                .map_err(db("listing scheduled meetings"))?;
+            st.query_map(
+                params![from.millis(), until.millis(), now.millis()],
+                scheduled_from_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(read_err("scheduled meeting", "listing scheduled meetings"))
+        })
+        .await
+    }
+
+    async fn delete_scheduled(&self, p: &ScheduledMeeting) -> StoreResult<()> {
+        let id = p.id.to_string();
+        self.run_forgetting("deleting a scheduled meeting", move |c| {
+            c.cached_exec("DELETE FROM scheduled_meeting WHERE id = ?1", params![id])
+                .map(|_| ())
+                .map_err(db("deleting a scheduled meeting"))
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl RoomStore for SqliteStore {
     async fn create_room(&self, r: &Room) -> StoreResult<()> {
         let r = r.clone();
         self.run("creating a room", move |c| {
             c.cached_exec(
-                "INSERT INTO room (id, owner, name, lobby, guests_may_share_screen, guests_may_send_video, mute_on_join, invite_token, created_at, last_used_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO room (id, owner, name, lobby, guests_may_share_screen, guests_may_send_video, mute_on_join, invite_token, created_at, last_used_at, expires_at, expected_participants)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     r.id.to_string(),
                     r.owner.to_string(),
@@ -107,6 +248,7 @@ impl RoomStore for SqliteStore {
                     r.created_at.millis(),
                     r.last_used_at.millis(),
                     r.expires_at.epoch_secs(),
+                    r.settings.expected_participants,
                 ],
             )
             .map(|_| ())
@@ -181,7 +323,8 @@ impl RoomStore for SqliteStore {
             let n = c
                 .cached_exec(
                     "UPDATE room SET name = ?2, lobby = ?3, guests_may_share_screen = ?4, guests_may_send_video = ?5,
-                     mute_on_join = ?6, invite_token = ?7, last_used_at = ?8, expires_at = ?9
+                     mute_on_join = ?6, invite_token = ?7, last_used_at = ?8, expires_at = ?9,
+                     expected_participants = ?11
                      WHERE id = ?1 AND expires_at * 1000 > ?10",
                     params![
                         r.id.to_string(),
@@ -194,6 +337,7 @@ impl RoomStore for SqliteStore {
                         r.last_used_at.millis(),
                         r.expires_at.epoch_secs(),
                         now.millis(),
+                        r.settings.expected_participants,
                     ],
                 )
                 .map_err(db("updating a room"))?;
@@ -219,6 +363,7 @@ impl RoomStore for SqliteStore {
                 "DELETE FROM chat_message WHERE room_id = ?1",
                 "DELETE FROM guest WHERE room_id = ?1",
                 "DELETE FROM meeting WHERE room_id = ?1",
+                "DELETE FROM scheduled_meeting WHERE room_id = ?1",
                 "DELETE FROM placement WHERE room_id = ?1",
                 "DELETE FROM room WHERE id = ?1",
             ] {

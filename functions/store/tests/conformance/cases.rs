@@ -212,6 +212,27 @@ pub async fn using_a_room_keeps_it_alive<S: TestStore>(s: &S) {
     );
 }
 
+pub async fn a_rooms_expected_participants_are_kept_changed_and_cleared<S: TestStore>(s: &S) {
+    let mut room = room_of(IDS.moderator_id(), T0);
+    assert_eq!(room.settings.expected_participants, None);
+    s.create_room(&room).await.expect("created");
+    assert_eq!(s.room(room.id, T0).await.expect("read"), Some(room.clone()));
+    room.settings.expected_participants = Some(30);
+    s.update_room(&room, T0).await.expect("set");
+    let read = s.room(room.id, T0).await.expect("read").expect("live");
+    assert_eq!(read.settings.expected_participants, Some(30));
+    assert_eq!(
+        s.room_by_invite(&room.invite_token, T0)
+            .await
+            .expect("read")
+            .map(|r| r.settings.expected_participants),
+        Some(Some(30))
+    );
+    room.settings.expected_participants = None;
+    s.update_room(&room, T0).await.expect("cleared");
+    assert_eq!(s.room(room.id, T0).await.expect("read"), Some(room));
+}
+
 pub async fn a_rotated_invite_link_no_longer_finds_the_room<S: TestStore>(s: &S) {
     let mut room = room_of(IDS.moderator_id(), T0);
     s.create_room(&room).await.expect("created");
@@ -468,13 +489,17 @@ pub async fn the_store_holds_no_field_the_inventory_does_not_declare<S: TestStor
     // One record of every kind, with every optional field filled.
     let m = moderator_with(unique_email());
     s.create_moderator(&m).await.expect("moderator");
-    let room = room_of(m.id, T0);
+    let mut room = room_of(m.id, T0);
+    room.settings.expected_participants = Some(24);
     s.create_room(&room).await.expect("room");
     let guest = guest_of(room.id, "Lena", T0);
     s.put_guest(&guest).await.expect("guest");
     s.put_meeting(&meeting_of(room.id, T0, Some(T0.plus(SECOND))))
         .await
         .expect("meeting");
+    s.put_scheduled(&scheduled_in(&room, T0.plus(Span::days(1)), 24))
+        .await
+        .expect("scheduled meeting");
     s.post_message(&message(
         room.id,
         Conversation::Room,
@@ -502,6 +527,7 @@ pub async fn the_store_holds_no_field_the_inventory_does_not_declare<S: TestStor
         RecordKind::Room,
         RecordKind::Guest,
         RecordKind::Meeting,
+        RecordKind::ScheduledMeeting,
         RecordKind::ChatMessage,
         RecordKind::AccessLog,
         RecordKind::MediaNode,
@@ -534,4 +560,132 @@ pub async fn the_store_holds_no_field_the_inventory_does_not_declare<S: TestStor
             "{kind_name} declares fields it never stores: {missing:?}"
         );
     }
+}
+
+pub fn scheduled_in(room: &Room, starts_at: Timestamp, expected: u32) -> ScheduledMeeting {
+    let minutes = 45;
+    ScheduledMeeting {
+        id: IDS.schedule_id(),
+        room_id: room.id,
+        owner: room.owner,
+        starts_at,
+        minutes,
+        expected_participants: expected,
+        created_at: T0,
+        expires_at: retention::schedule_expiry(starts_at.plus(Span::seconds(minutes as i64 * 60))),
+    }
+}
+
+pub async fn scheduled_meetings_list_by_room_owner_and_start_and_are_gone_the_day_after_they_end<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let owner = IDS.moderator_id();
+    let maths = room_of(owner, T0);
+    let german = room_of(owner, T0);
+    let elsewhere = room_of(IDS.moderator_id(), T0);
+    for r in [&maths, &german, &elsewhere] {
+        s.create_room(r).await.expect("room");
+    }
+    let hour = Span::seconds(3600);
+    // Tomorrow 8:00 and 9:00 in maths, 8:00 the day after in German, 8:00 tomorrow elsewhere.
+    let tomorrow = T0.plus(Span::days(1));
+    let first = scheduled_in(&maths, tomorrow, 30);
+    let second = scheduled_in(&maths, tomorrow.plus(hour), 28);
+    let later = scheduled_in(&german, tomorrow.plus(Span::days(1)), 12);
+    let other = scheduled_in(&elsewhere, tomorrow, 25);
+    // Stored out of order: every list comes back earliest first.
+    for p in [&later, &second, &other, &first] {
+        s.put_scheduled(p).await.expect("scheduled");
+    }
+
+    assert_eq!(
+        s.scheduled_of_room(maths.id, T0).await.expect("list"),
+        vec![first.clone(), second.clone()]
+    );
+    assert_eq!(
+        s.scheduled_of(owner, T0).await.expect("list"),
+        vec![first.clone(), second.clone(), later.clone()]
+    );
+    // Tomorrow's morning (the table may hold other tests' plans: only ours are compared).
+    let mine = [first.clone(), second.clone(), later.clone(), other.clone()];
+    let morning = s
+        .scheduled_between(tomorrow.minus(hour), tomorrow.plus(hour), T0)
+        .await
+        .expect("between");
+    let morning = ours(morning, &mine, |p| p.id);
+    assert_eq!(morning.len(), 2, "the end of the span is excluded");
+    assert!(morning.contains(&first) && morning.contains(&other));
+    assert!(morning[0].starts_at <= morning[1].starts_at);
+    // A span over midnight finds both days' plans.
+    let both = s
+        .scheduled_between(tomorrow, tomorrow.plus(Span::days(1)).plus(hour), T0)
+        .await
+        .expect("between");
+    assert_eq!(ours(both, &mine, |p| p.id).len(), 4);
+
+    // Changed (the same id): replaced, not doubled.
+    let bigger = ScheduledMeeting {
+        expected_participants: 32,
+        ..first.clone()
+    };
+    s.put_scheduled(&bigger).await.expect("replaced");
+    assert_eq!(
+        s.scheduled_of_room(maths.id, T0).await.expect("list"),
+        vec![bigger.clone(), second.clone()]
+    );
+
+    // A plan lives until a day after it was to end, and not a second longer.
+    let ends = first.starts_at.plus(Span::seconds(45 * 60));
+    let last_second = ends.plus(Span::days(1)).minus(SECOND);
+    assert_eq!(
+        s.scheduled_of_room(maths.id, last_second)
+            .await
+            .expect("list"),
+        vec![bigger.clone(), second.clone()]
+    );
+    let after = ends.plus(Span::days(1)).plus(SECOND);
+    assert_eq!(
+        s.scheduled_of_room(maths.id, after).await.expect("list"),
+        vec![second.clone()]
+    );
+    assert!(
+        !s.scheduled_of(owner, after.plus(hour))
+            .await
+            .expect("list")
+            .iter()
+            .any(|p| p.room_id == maths.id)
+    );
+
+    s.delete_scheduled(&second).await.expect("deleted");
+    s.delete_scheduled(&second)
+        .await
+        .expect("deleting twice is fine");
+    assert_eq!(
+        s.scheduled_of_room(maths.id, T0).await.expect("list"),
+        vec![bigger]
+    );
+}
+
+pub async fn deleting_a_room_deletes_its_scheduled_meetings<S: TestStore>(s: &S) {
+    let owner = IDS.moderator_id();
+    let room = room_of(owner, T0);
+    let kept_room = room_of(owner, T0);
+    s.create_room(&room).await.expect("room");
+    s.create_room(&kept_room).await.expect("room");
+    let tomorrow = T0.plus(Span::days(1));
+    s.put_scheduled(&scheduled_in(&room, tomorrow, 30))
+        .await
+        .expect("scheduled");
+    let kept = scheduled_in(&kept_room, tomorrow, 20);
+    s.put_scheduled(&kept).await.expect("scheduled");
+
+    s.delete_room(room.id).await.expect("deleted");
+
+    assert_eq!(
+        s.scheduled_of_room(room.id, T0).await.expect("list"),
+        vec![]
+    );
+    assert_eq!(s.scheduled_of(owner, T0).await.expect("list"), vec![kept]);
 }
