@@ -348,6 +348,7 @@ const de = {
   record_rate_counter: 'Ein Zähler für falsche Passwörter, damit niemand Passwörter durchprobieren kann – nur als verschlüsselter Schlüssel, nie die E-Mail- oder IP-Adresse selbst.',
   record_placement: 'Welcher Medienserver die Besprechungen eines Raums trägt und wie viele Plätze dort reserviert sind.',
   record_admission_queue: 'Wenn alle Medienserver voll sind: zwei Zähler der Warteschlange (wie viele Plätze in der Schlange vergeben und wie viele schon eingelassen wurden). Keine Daten über Personen.',
+  record_scheduled_meeting: 'Eine geplante Besprechung in einem Raum: wann sie beginnt, wie lange sie dauert und wie viele erwartet werden, damit dafür Plätze reserviert werden und sie in der Prognose der Verwaltung erscheint – keine Namen.',
   record_room_ticket: 'Der Platz eines Raums in der Warteschlange, solange alle Medienserver voll sind: nur der Raum und seine Nummer, nichts darüber, wer wartet.',
   purpose_operating_the_service: 'damit Aula funktioniert',
   purpose_abuse_detection_and_attack_defence: 'Schutz vor Missbrauch und Angriffen',

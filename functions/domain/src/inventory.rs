@@ -491,7 +491,7 @@ pub const INVENTORY: &[RecordSpec] = &[
     },
     RecordSpec {
         kind: RecordKind::ScheduledMeeting,
-        description: "a meeting a teacher has scheduled in a room: when, how long and how many are expected (seats are reserved for it, and the media fleet is started ahead of it); no names",
+        description: "a meeting a teacher has scheduled in a room: when, how long and how many are expected (seats are reserved for it, and it counts in the operator's forecast); no names",
         subject: Subject::Moderator,
         purposes: OPERATION,
         retention: Retention::AfterScheduledEnd {

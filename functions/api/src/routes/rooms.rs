@@ -353,7 +353,7 @@ async fn my_schedule(
     post,
     path = "/api/rooms/{room}/schedule",
     tag = "rooms",
-    summary = "Schedules a meeting of the room: seats for the expected participants are reserved from half an hour before it begins, and the media fleet is started ahead of it.",
+    summary = "Schedules a meeting of the room: seats for the expected participants are reserved from half an hour before it begins, and it counts in the operator's forecast.",
     params(RoomPath),
     request_body = ScheduleIn,
     responses((status = 201, body = ScheduledMeeting))
