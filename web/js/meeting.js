@@ -333,6 +333,7 @@ class Meeting {
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectedTimer);
+    this.disconnectedTimer = null;
     const ws = this.ws;
     this.ws = null;
     ws?.close();
