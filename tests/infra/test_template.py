@@ -347,3 +347,59 @@ def test_scaling_metric_is_what_the_agent_publishes(infra):
     assert 'targets: ["127.0.0.1:9464"]' in scrape
     assert re.search(r"^ +AutoScalingGroupName: \$\{Prefix\}-media-nodes$", scrape, re.M)
     assert res(infra, "MetricsLogGroup")["RetentionInDays"] == 1
+
+
+def run_drain_watcher(infra, tmp_path, health_code: str, rounds: int = 8) -> list[str]:
+    """Runs the node's drain watcher for `rounds` health checks with curl, aws, systemctl and
+    sleep replaced: /healthz answers `health_code` (000: no answer). Returns the aws calls."""
+    import os
+    import subprocess
+
+    script = heredoc(user_data(infra), "/usr/local/bin/aula-drain-watch")
+    for var, value in {"${Prefix}": "aula", "${AWS::Region}": "eu-central-1", "${HostedZoneId}": "Z1"}.items():
+        script = script.replace(var, value)
+    (tmp_path / "watch").write_text(script)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    stubs = {
+        "curl": """case "$*" in
+  *api/token*) echo token ;;
+  *instance-id*) echo i-0123 ;;
+  *target-lifecycle-state*) echo InService ;;
+  *healthz*)
+    [ "$HEALTH_CODE" = 000 ] && { printf 000; exit 28; }
+    # -f (--fail): no output and exit 22 on an HTTP error, as curl does.
+    for a in "$@"; do
+      case "$a" in --fail) fail=1 ;; --*) ;; -*f*) fail=1 ;; esac
+    done
+    [ -n "${fail:-}" ] && [ "$HEALTH_CODE" -ge 400 ] && exit 22
+    printf '%s' "$HEALTH_CODE" ;;
+  *) exit 22 ;;
+esac""",
+        "aws": 'echo "$*" >> "$AWS_CALLS"',
+        "systemctl": "exit 0",
+        "sleep": """n=$(( $(cat "$ROUNDS_FILE" 2>/dev/null || echo 0) + 1 )); echo $n > "$ROUNDS_FILE"
+[ "$n" -ge "$ROUNDS" ] && kill -9 $PPID; exit 0""",
+    }
+    for name, body in stubs.items():
+        (bin_ / name).write_text("#!/bin/bash\n" + body + "\n")
+        (bin_ / name).chmod(0o755)
+    calls = tmp_path / "aws-calls"
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}", HEALTH_CODE=health_code, AWS_CALLS=str(calls),
+               ROUNDS_FILE=str(tmp_path / "rounds"), ROUNDS=str(rounds))
+    subprocess.run(["bash", str(tmp_path / "watch")], env=env, timeout=30, check=False)
+    assert int((tmp_path / "rounds").read_text()) == rounds, "the watcher looked at the node every round"
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_the_drain_watcher_reports_a_node_that_stops_answering_as_unhealthy(infra, tmp_path):
+    calls = run_drain_watcher(infra, tmp_path, "000")
+    assert any(c.startswith("autoscaling set-instance-health") and "Unhealthy" in c and "i-0123" in c for c in calls), calls
+
+
+def test_the_drain_watcher_leaves_a_node_that_drains_by_itself_or_is_healthy_in_service(infra, tmp_path):
+    for code in ("503", "200"):
+        work = tmp_path / code
+        work.mkdir()
+        calls = run_drain_watcher(infra, work, code)
+        assert not [c for c in calls if "set-instance-health" in c], f"/healthz {code}: {calls}"
