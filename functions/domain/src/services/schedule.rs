@@ -5,11 +5,11 @@
 //! forecast drives the fleet's scheduled scaling (the planner).
 
 use super::{Aula, Caller, ServiceError, ServiceResult};
+pub use crate::model::schedule::{ForecastPolicy, ForecastSlot};
 use crate::{
     ParseError, RoomId, ScheduleId, ScheduledMeeting, Span, Timestamp, check_expected_participants,
     retention,
 };
-use serde::Serialize;
 
 /// What a teacher fills in to schedule a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,47 +37,9 @@ fn plausible(field: &'static str, t: Timestamp) -> Result<Timestamp, ParseError>
     }
 }
 
-/// How a forecast counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForecastPolicy {
-    /// Participants a media node takes at most (`AULA_NODE_CAPACITY`, the fleet's
-    /// `NodeCapacity`).
-    pub node_capacity: u32,
-    /// Nodes kept spare for nodes that drain or fail, as a share in tenths of the nodes the
-    /// seats fill (1: a tenth more, as infra/README.md sizes the exam morning).
-    pub spare_tenths: u32,
-}
-
-impl Default for ForecastPolicy {
-    fn default() -> Self {
-        ForecastPolicy {
-            node_capacity: 500,
-            spare_tenths: 1,
-        }
-    }
-}
-
 /// The longest forecast, so that the meetings it reads (those beginning up to the longest
 /// meeting before it) stay within [`crate::ports::MAX_SCHEDULE_SPAN`].
 pub const MAX_FORECAST: Span = Span::days(1);
-
-/// One slot of a forecast: what the schedule asks for at some time in `[starts_at,
-/// starts_at + slot)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ForecastSlot {
-    pub starts_at: Timestamp,
-    /// Scheduled meetings on during the slot (or whose seats are reserved already: from
-    /// [`ScheduledMeeting::EARLY`] before they begin).
-    pub meetings: u32,
-    pub expected_participants: u64,
-    /// Seats placement reserves for them: each meeting's expected participants, a meeting
-    /// bigger than a node taking a whole node (it cannot be split).
-    pub seats: u64,
-    /// Media nodes that hold those seats (each meeting on one node, packed largest first),
-    /// plus the spare share.
-    pub nodes: u32,
-}
 
 /// The forecast for `[from, until)` in slots of `slot`: pure arithmetic over `plans`.
 pub fn forecast(
