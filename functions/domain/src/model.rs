@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub mod schedule;
-pub use schedule::{MAX_EXPECTED_PARTICIPANTS, ScheduledMeeting, check_expected_participants};
+pub use schedule::{
+    CLASS_SEATS, GROW_SEATS, MAX_EXPECTED_PARTICIPANTS, ScheduledMeeting,
+    check_expected_participants,
+};
 
 /// What a moderator account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 /// bigger room gets a whole node).
 pub const MAX_EXPECTED_PARTICIPANTS: u32 = 1000;
 
+/// Seats placement reserves for a room nothing tells the size of (no scheduled meeting, no
+/// setting, no earlier meeting): a class and its teacher. A room the forecast counts is
+/// scheduled, so it reserves its announced size instead.
+pub const CLASS_SEATS: u32 = 16;
+
+/// Seats a held reservation grows by when every seat is taken and one more comes: an
+/// unplanned room of 17 holds 20.
+pub const GROW_SEATS: u32 = 4;
+
 /// Checks an announced number of participants (a room's setting or a scheduled meeting's).
 pub fn check_expected_participants(n: u32) -> Result<u32, ParseError> {
     if (1..=MAX_EXPECTED_PARTICIPANTS).contains(&n) {
@@ -87,6 +96,23 @@ impl Default for ForecastPolicy {
             node_capacity: 500,
             spare_tenths: 1,
         }
+    }
+}
+
+impl ForecastPolicy {
+    /// `filled` nodes and the spare share of them, rounded up.
+    pub fn with_spare(&self, filled: u32) -> u32 {
+        filled.saturating_add(filled.saturating_mul(self.spare_tenths).div_ceil(10))
+    }
+
+    /// Nodes for `rooms` meetings of `seats` each: the forecast's count for them in closed
+    /// form (packing rooms of one size puts `capacity / seats` whole rooms on every node),
+    /// the one rule infra/README.md sizes a morning with:
+    /// `rooms.div_ceil(capacity / seats)` plus a tenth.
+    pub fn nodes_for_rooms(&self, rooms: u32, seats: u32) -> u32 {
+        let capacity = self.node_capacity.max(1);
+        let per_node = capacity / seats.clamp(1, capacity);
+        self.with_spare(rooms.div_ceil(per_node))
     }
 }
 
