@@ -1,5 +1,5 @@
 //! Scheduled meetings and the forecast types built from them (the arithmetic is in
-//! [`crate::services::schedule`]).
+//! [`crate::services::forecast`]).
 
 use crate::{Expiry, ModeratorId, ParseError, RoomId, ScheduleId, Span, Timestamp};
 use serde::{Deserialize, Serialize};

@@ -6,7 +6,7 @@
 //! minutes, before it begins), and lower it back to the configured minimum when the stretch
 //! ends. Scaling on load alone would lag the bell by the minutes a node takes to boot.
 //!
-//! Nodes needed (the forecast's rule, [`super::schedule::forecast`]): every meeting on one
+//! Nodes needed (the forecast's rule, [`crate::services::forecast`]): every meeting on one
 //! node, reserving its expected participants (a meeting bigger than a node takes a whole
 //! node), packed largest first onto nodes of `NodeCapacity`, plus a tenth spare, rounded up:
 //! `nodes = packed + ceil(packed / 10)`; for rooms all of size `s`,
