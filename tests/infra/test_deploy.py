@@ -156,3 +156,15 @@ def test_only_the_cloudfront_resources_were_left_out(stack, app):
 
 def test_web_bucket_output_names_the_frontend_bucket(stack):
     assert stack["outputs"]["WebBucketName"] == f"{stack['prefix']}-web-123456789012-{REGION}"
+
+
+def test_the_fleet_planner_exists_with_its_role_and_runs_on_two_schedules(stack):
+    p = stack["prefix"]
+    cfg = client("lambda").get_function_configuration(FunctionName=f"{p}-planner")
+    assert cfg["Role"].endswith(f":role/{p}-planner-{REGION}")
+    env = {k: str(v) for k, v in cfg["Environment"]["Variables"].items()}
+    assert (env["AULA_FLEET_GROUP"], env["AULA_FLEET_MIN_NODES"], env["AULA_FLEET_MAX_NODES"],
+            env["AULA_NODE_CAPACITY"]) == (f"{p}-media-nodes", "2", "40", "500")
+    rules = client("events").list_rule_names_by_target(TargetArn=cfg["FunctionArn"])["RuleNames"]
+    crons = {client("events").describe_rule(Name=r)["ScheduleExpression"] for r in rules}
+    assert crons == {"cron(0 17 * * ? *)", "cron(30 4 * * ? *)"}

@@ -95,7 +95,7 @@ def test_every_function_has_its_own_role_and_sam_adds_none(app, translated):
     for fn in FUNCTIONS:
         assert app["Resources"][f"{fn.capitalize()}Function"]["Properties"]["Role"] == {
             "Fn::GetAtt": [role_of(fn), "Arn"]}
-    assert set(all_roles(translated)) == {role_of(fn) for fn in FUNCTIONS}
+    assert set(all_roles(translated)) == {role_of(fn) for fn in FUNCTIONS} | {"PlannerRole"}
     assert not [r for r in translated["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
 
 
@@ -256,3 +256,20 @@ def test_media_nodes_may_change_only_node_names_in_their_zone(infra):
     }
     assert st["DnsChangeStatus"]["Action"] == "route53:GetChange"
     assert st["DnsChangeStatus"]["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:route53:::change/*"}
+
+
+def test_the_planner_reads_only_the_forecast_and_sets_only_the_media_fleets_floor(app):
+    by_sid = {s["Sid"]: s for s in statements(app, "PlannerRole")}
+    assert set(by_sid) == {"Logs", "ForecastIndex", "FleetFloor"}
+    assert by_sid["Logs"]["Resource"] == {"Fn::GetAtt": ["PlannerLogGroup", "Arn"]}
+    forecast = by_sid["ForecastIndex"]
+    assert forecast["Action"] == "dynamodb:Query" and forecast["Resource"] == GSI2
+    assert forecast["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["PLANDAY#*"]},
+        "Null": {"dynamodb:LeadingKeys": "false"}}
+    fleet = by_sid["FleetFloor"]
+    assert set(fleet["Action"]) == {"autoscaling:PutScheduledUpdateGroupAction",
+                                    "autoscaling:DeleteScheduledAction"}
+    # the one group the media stack names ${Prefix}-media-nodes, not every group
+    assert fleet["Resource"] == {"Fn::Sub": "arn:aws:autoscaling:${AWS::Region}:${AWS::AccountId}:"
+                                            "autoScalingGroup:*:autoScalingGroupName/${Prefix}-media-nodes"}

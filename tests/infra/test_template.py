@@ -403,3 +403,28 @@ def test_the_drain_watcher_leaves_a_node_that_drains_by_itself_or_is_healthy_in_
         work.mkdir()
         calls = run_drain_watcher(infra, work, code)
         assert not [c for c in calls if "set-instance-health" in c], f"/healthz {code}: {calls}"
+
+
+def test_the_fleet_planner_runs_evenings_and_early_mornings_on_the_media_stacks_bounds(app, infra):
+    f = app["Resources"]["PlannerFunction"]
+    assert f["Type"] == "AWS::Serverless::Function"
+    assert f["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "aula-planner"}}
+    p = f["Properties"]
+    assert p["Role"] == {"Fn::GetAtt": ["PlannerRole", "Arn"]}
+    assert p["LoggingConfig"] == {"LogGroup": {"Ref": "PlannerLogGroup"}}
+    assert res(app, "PlannerLogGroup")["RetentionInDays"] == 30
+    assert p["Environment"]["Variables"] == {
+        # the group infra/media-nodes.yaml names
+        "AULA_FLEET_GROUP": {"Fn::Sub": "${Prefix}-media-nodes"},
+        "AULA_FLEET_MIN_NODES": {"Ref": "MediaFleetMinNodes"},
+        "AULA_FLEET_MAX_NODES": {"Ref": "MediaFleetMaxNodes"},
+        "AULA_NODE_CAPACITY": {"Ref": "NodeCapacity"},
+    }
+    assert infra["Resources"]["NodeGroup"]["Properties"]["AutoScalingGroupName"] == {
+        "Fn::Sub": "${Prefix}-media-nodes"}
+    # the same defaults as the media stack's bounds and node capacity
+    for mine, theirs in [("MediaFleetMinNodes", "MinNodes"), ("MediaFleetMaxNodes", "MaxNodes"),
+                         ("NodeCapacity", "NodeCapacity")]:
+        assert app["Parameters"][mine]["Default"] == infra["Parameters"][theirs]["Default"], mine
+    schedules = {e["Properties"]["Schedule"] for e in p["Events"].values() if e["Type"] == "Schedule"}
+    assert schedules == {"cron(0 17 * * ? *)", "cron(30 4 * * ? *)"}

@@ -5,10 +5,16 @@ use crate::retention;
 use crate::{
     AccessLogId, AuditId, AuditReason, ChatBody, Email, Expiry, FederalState, GuestId,
     IdempotencyKey, InviteToken, MeetingId, MessageId, ModeratorId, Nickname, NodeId, Organisation,
-    ParseError, PersonName, RoomId, RoomName, ScheduleId, SessionId, Span, Timestamp,
+    ParseError, PersonName, RoomId, RoomName, SessionId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+pub mod schedule;
+pub use schedule::{
+    CLASS_SEATS, GROW_SEATS, MAX_EXPECTED_PARTICIPANTS, ScheduledMeeting,
+    check_expected_participants,
+};
 
 /// What a moderator account may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -132,22 +138,6 @@ pub struct RoomSettings {
     pub expected_participants: Option<u32>,
 }
 
-/// The most participants a teacher may announce for one meeting (a node seats 500; a
-/// bigger room gets a whole node).
-pub const MAX_EXPECTED_PARTICIPANTS: u32 = 1000;
-
-/// Checks an announced number of participants (a room's setting or a scheduled meeting's).
-pub fn check_expected_participants(n: u32) -> Result<u32, ParseError> {
-    if (1..=MAX_EXPECTED_PARTICIPANTS).contains(&n) {
-        Ok(n)
-    } else {
-        Err(ParseError::Invalid {
-            field: "expected participants",
-            reason: "must be between 1 and 1000",
-        })
-    }
-}
-
 impl RoomSettings {
     /// Refuses settings no room may have.
     pub fn check(&self) -> Result<(), ParseError> {
@@ -249,56 +239,6 @@ pub struct Meeting {
     pub ended_at: Option<Timestamp>,
     pub peak_participants: u32,
     pub expires_at: Expiry,
-}
-
-/// A meeting a teacher has scheduled in one of their rooms: when it begins, how long it
-/// lasts and how many are expected. Placement reserves that many seats when it begins, and
-/// the operator's forecast (and the fleet's scheduled scaling) counts it. No names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ScheduledMeeting {
-    pub id: ScheduleId,
-    pub room_id: RoomId,
-    pub owner: ModeratorId,
-    pub starts_at: Timestamp,
-    /// How long it is planned to last.
-    pub minutes: u32,
-    pub expected_participants: u32,
-    pub created_at: Timestamp,
-    pub expires_at: Expiry,
-}
-
-impl ScheduledMeeting {
-    /// The shortest and longest meeting one may schedule, and the default (a school lesson).
-    pub const MIN_MINUTES: u32 = 5;
-    pub const MAX_MINUTES: u32 = 600;
-    pub const DEFAULT_MINUTES: u32 = 45;
-    /// A meeting's seats are reserved for it from this long before it begins (teachers
-    /// open the room early; a class arrives before the bell).
-    pub const EARLY: Span = Span::seconds(30 * 60);
-
-    pub fn ends_at(&self) -> Timestamp {
-        self.starts_at
-            .plus(Span::seconds(i64::from(self.minutes) * 60))
-    }
-
-    /// Whether a meeting of the room at `now` is this one: from [`Self::EARLY`] before it
-    /// begins until it is to end.
-    pub fn covers(&self, now: Timestamp) -> bool {
-        self.starts_at.minus(Self::EARLY) <= now && now < self.ends_at()
-    }
-
-    /// Checks a planned length in minutes.
-    pub fn check_minutes(m: u32) -> Result<u32, ParseError> {
-        if (Self::MIN_MINUTES..=Self::MAX_MINUTES).contains(&m) {
-            Ok(m)
-        } else {
-            Err(ParseError::Invalid {
-                field: "minutes",
-                reason: "must be between 5 and 600",
-            })
-        }
-    }
 }
 
 /// Someone who can write in a room's chat.

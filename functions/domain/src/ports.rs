@@ -213,6 +213,31 @@ pub trait NodeProbe: Send + Sync {
     async fn answers(&self, node: &MediaNode) -> bool;
 }
 
+/// Scheduled changes to the media fleet's floor (an Auto Scaling group's one-time
+/// scheduled actions in production). The fleet planner is its only user.
+#[async_trait]
+pub trait FleetScaler: Send + Sync {
+    /// Puts the named action that sets the group's minimum to `min_nodes` at `at`,
+    /// replacing an action of that name.
+    async fn put_floor(
+        &self,
+        action: &str,
+        at: Timestamp,
+        min_nodes: u32,
+    ) -> Result<(), FleetError>;
+    /// Removes the named action; removing one that is not there is not an error.
+    async fn remove(&self, action: &str) -> Result<(), FleetError>;
+}
+
+/// Why the fleet could not be changed.
+#[derive(Debug, thiserror::Error)]
+#[error("the fleet's scaling failed while {doing}")]
+pub struct FleetError {
+    pub doing: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     async fn put_object(&self, o: &StoredObject) -> StoreResult<()>;

@@ -5,6 +5,7 @@
 
 mod auth;
 mod chat;
+pub mod fleet;
 mod placement;
 mod privacy;
 mod queue;
@@ -24,6 +25,7 @@ pub use queue::{Entry, Queued};
 pub use rooms::{GrantRole, JoinGrant, ParticipantView, Participants, RoomChanges, RoomView};
 pub use schedule::{
     ForecastPolicy, ForecastSlot, MAX_FORECAST, NewSchedule, SCHEDULE_AHEAD, forecast,
+    stored_forecast,
 };
 
 use crate::ids::IdGenerator;

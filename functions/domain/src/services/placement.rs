@@ -36,8 +36,8 @@ pub struct PlacementPolicy {
 impl Default for PlacementPolicy {
     fn default() -> Self {
         PlacementPolicy {
-            default_seats: 16,
-            grow_seats: 4,
+            default_seats: crate::CLASS_SEATS,
+            grow_seats: crate::GROW_SEATS,
             retry_after_secs: 15,
         }
     }

@@ -5,11 +5,12 @@
 //! forecast drives the fleet's scheduled scaling (the planner).
 
 use super::{Aula, Caller, ServiceError, ServiceResult};
+pub use crate::model::schedule::{ForecastPolicy, ForecastSlot};
+use crate::ports::ScheduleStore;
 use crate::{
     ParseError, RoomId, ScheduleId, ScheduledMeeting, Span, Timestamp, check_expected_participants,
     retention,
 };
-use serde::Serialize;
 
 /// What a teacher fills in to schedule a meeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,47 +38,9 @@ fn plausible(field: &'static str, t: Timestamp) -> Result<Timestamp, ParseError>
     }
 }
 
-/// How a forecast counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForecastPolicy {
-    /// Participants a media node takes at most (`AULA_NODE_CAPACITY`, the fleet's
-    /// `NodeCapacity`).
-    pub node_capacity: u32,
-    /// Nodes kept spare for nodes that drain or fail, as a share in tenths of the nodes the
-    /// seats fill (1: a tenth more, as infra/README.md sizes the exam morning).
-    pub spare_tenths: u32,
-}
-
-impl Default for ForecastPolicy {
-    fn default() -> Self {
-        ForecastPolicy {
-            node_capacity: 500,
-            spare_tenths: 1,
-        }
-    }
-}
-
 /// The longest forecast, so that the meetings it reads (those beginning up to the longest
 /// meeting before it) stay within [`crate::ports::MAX_SCHEDULE_SPAN`].
 pub const MAX_FORECAST: Span = Span::days(1);
-
-/// One slot of a forecast: what the schedule asks for at some time in `[starts_at,
-/// starts_at + slot)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ForecastSlot {
-    pub starts_at: Timestamp,
-    /// Scheduled meetings on during the slot (or whose seats are reserved already: from
-    /// [`ScheduledMeeting::EARLY`] before they begin).
-    pub meetings: u32,
-    pub expected_participants: u64,
-    /// Seats placement reserves for them: each meeting's expected participants, a meeting
-    /// bigger than a node taking a whole node (it cannot be split).
-    pub seats: u64,
-    /// Media nodes that hold those seats (each meeting on one node, packed largest first),
-    /// plus the spare share.
-    pub nodes: u32,
-}
 
 /// The forecast for `[from, until)` in slots of `slot`: pure arithmetic over `plans`.
 pub fn forecast(
@@ -103,13 +66,12 @@ pub fn forecast(
             .map(|p| p.expected_participants.min(capacity))
             .collect();
         let filled = pack(&mut seats, capacity);
-        let spare = (filled * policy.spare_tenths).div_ceil(10);
         slots.push(ForecastSlot {
             starts_at: at,
             meetings: u32::try_from(on.len()).unwrap_or(u32::MAX),
             expected_participants: on.iter().map(|p| u64::from(p.expected_participants)).sum(),
             seats: seats.iter().map(|&s| u64::from(s)).sum(),
-            nodes: filled + spare,
+            nodes: policy.with_spare(filled),
         });
         at = end;
     }
@@ -225,7 +187,7 @@ impl Aula {
             .await
     }
 
-    /// [`Aula::forecast`] without a caller: for the planner, which runs as the operator.
+    /// [`Aula::forecast`] without a caller.
     pub async fn schedule_forecast(
         &self,
         from: Timestamp,
@@ -233,41 +195,61 @@ impl Aula {
         slot_minutes: u32,
         policy: ForecastPolicy,
     ) -> ServiceResult<Vec<ForecastSlot>> {
-        plausible("from", from)?;
-        plausible("until", until)?;
-        if slot_minutes != 15 && slot_minutes != 30 {
-            return Err(ParseError::Invalid {
-                field: "slot",
-                reason: "15 or 30 minutes",
-            }
-            .into());
-        }
-        if until <= from || until.minus(MAX_FORECAST) > from {
-            return Err(ParseError::Invalid {
-                field: "until",
-                reason: "after from, and at most a day after it",
-            }
-            .into());
-        }
-        // Meetings that began before `from` may still be on (up to the longest meeting);
-        // those beginning up to EARLY after `until` already hold seats in its last slot.
-        let longest = Span::seconds(i64::from(ScheduledMeeting::MAX_MINUTES) * 60);
-        let plans = self
-            .store
-            .scheduled_between(
-                from.minus(longest),
-                until.plus(ScheduledMeeting::EARLY),
-                self.now(),
-            )
-            .await?;
-        Ok(forecast(
-            &plans,
+        stored_forecast(
+            self.store.as_ref(),
+            self.now(),
             from,
             until,
-            Span::seconds(i64::from(slot_minutes) * 60),
+            slot_minutes,
             policy,
-        ))
+        )
+        .await
     }
+}
+
+/// The forecast of `[from, until)` from the meetings scheduled in `store`: what the admin
+/// page shows and the fleet planner (which has no caller and no other port) acts on.
+pub async fn stored_forecast(
+    store: &dyn ScheduleStore,
+    now: Timestamp,
+    from: Timestamp,
+    until: Timestamp,
+    slot_minutes: u32,
+    policy: ForecastPolicy,
+) -> ServiceResult<Vec<ForecastSlot>> {
+    plausible("from", from)?;
+    plausible("until", until)?;
+    if slot_minutes != 15 && slot_minutes != 30 {
+        return Err(ParseError::Invalid {
+            field: "slot",
+            reason: "15 or 30 minutes",
+        }
+        .into());
+    }
+    if until <= from || until.minus(MAX_FORECAST) > from {
+        return Err(ParseError::Invalid {
+            field: "until",
+            reason: "after from, and at most a day after it",
+        }
+        .into());
+    }
+    // Meetings that began before `from` may still be on (up to the longest meeting);
+    // those beginning up to EARLY after `until` already hold seats in its last slot.
+    let longest = Span::seconds(i64::from(ScheduledMeeting::MAX_MINUTES) * 60);
+    let plans = store
+        .scheduled_between(
+            from.minus(longest),
+            until.plus(ScheduledMeeting::EARLY),
+            now,
+        )
+        .await?;
+    Ok(forecast(
+        &plans,
+        from,
+        until,
+        Span::seconds(i64::from(slot_minutes) * 60),
+        policy,
+    ))
 }
 
 #[cfg(test)]
@@ -334,6 +316,27 @@ mod tests {
         assert_eq!(s.seats, 32_000);
         // 31 rooms of 16 fit in 500 seats: 2,000 rooms take 65 nodes, plus 7 spare.
         assert_eq!(s.nodes, 65 + 7);
+    }
+
+    #[test]
+    fn the_sizing_guides_arithmetic_counts_the_nodes_the_forecast_shows() {
+        // infra/README.md: 2,000 rooms scheduled with 16 or with 17, or unplanned rooms of
+        // 17 that grew from 16 to 20 seats.
+        let policy = ForecastPolicy::default();
+        for (seats, nodes) in [
+            (16, 72),
+            (17, 76),
+            (crate::CLASS_SEATS + crate::GROW_SEATS, 88),
+        ] {
+            let plans: Vec<_> = (0..2000).map(|n| plan(n, BELL, 90, seats)).collect();
+            let s = forecast(&plans, BELL, at(30), Span::seconds(30 * 60), policy)[0];
+            assert_eq!(s.nodes, nodes, "rooms of {seats}");
+            assert_eq!(
+                policy.nodes_for_rooms(2000, seats),
+                nodes,
+                "rooms of {seats}"
+            );
+        }
     }
 
     #[test]
