@@ -6,6 +6,7 @@ AWS::ApiGatewayV2::* entirely) plus the shape of functions, logs and secrets. Th
 distribution (which moto cannot create at all) is checked in test_cloudfront.py."""
 
 import json
+from pathlib import Path
 import re
 
 import pytest
@@ -418,13 +419,21 @@ def test_the_fleet_planner_runs_evenings_and_early_mornings_on_the_media_stacks_
         "AULA_FLEET_GROUP": {"Fn::Sub": "${Prefix}-media-nodes"},
         "AULA_FLEET_MIN_NODES": {"Ref": "MediaFleetMinNodes"},
         "AULA_FLEET_MAX_NODES": {"Ref": "MediaFleetMaxNodes"},
+        "AULA_FLEET_SCHOOL_DAY_NODES": {"Ref": "MediaFleetExamMorningMinNodes"},
         "AULA_NODE_CAPACITY": {"Ref": "NodeCapacity"},
     }
     assert infra["Resources"]["NodeGroup"]["Properties"]["AutoScalingGroupName"] == {
         "Fn::Sub": "${Prefix}-media-nodes"}
     # the same defaults as the media stack's bounds and node capacity
     for mine, theirs in [("MediaFleetMinNodes", "MinNodes"), ("MediaFleetMaxNodes", "MaxNodes"),
+                         ("MediaFleetExamMorningMinNodes", "ExamMorningMinNodes"),
                          ("NodeCapacity", "NodeCapacity")]:
         assert app["Parameters"][mine]["Default"] == infra["Parameters"][theirs]["Default"], mine
+    # the school day the planner respects is the one the media stack's own actions keep
+    fleet_rs = (Path(__file__).parents[2] / "functions/domain/src/services/fleet.rs").read_text()
+    up, release = res(infra, "ExamMorningScaleUp"), res(infra, "ExamMorningRelease")
+    assert up["TimeZone"] == release["TimeZone"] == "Europe/Berlin" and "chrono_tz::Europe::Berlin" in fleet_rs
+    assert (up["Recurrence"], release["Recurrence"]) == ("30 6 * * 1-5", "0 14 * * 1-5")
+    assert "SCHOOL_DAY_FROM: (u32, u32) = (6, 30)" in fleet_rs and "SCHOOL_DAY_UNTIL: (u32, u32) = (14, 0)" in fleet_rs
     schedules = {e["Properties"]["Schedule"] for e in p["Events"].values() if e["Type"] == "Schedule"}
     assert schedules == {"cron(0 17 * * ? *)", "cron(30 4 * * ? *)"}

@@ -18,7 +18,8 @@ use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 pub struct PlannerConfig {
     /// The media fleet's Auto Scaling group (`AULA_FLEET_GROUP`).
     pub group: String,
-    /// Its configured `MinNodes`/`MaxNodes` (`AULA_FLEET_MIN_NODES`, `AULA_FLEET_MAX_NODES`).
+    /// Its configured `MinNodes`/`MaxNodes` (`AULA_FLEET_MIN_NODES`, `AULA_FLEET_MAX_NODES`)
+    /// and `ExamMorningMinNodes` (`AULA_FLEET_SCHOOL_DAY_NODES`).
     pub bounds: FleetBounds,
     /// `NodeCapacity` of the fleet (`AULA_NODE_CAPACITY`).
     pub policy: ForecastPolicy,
@@ -38,6 +39,7 @@ impl PlannerConfig {
         let bounds = FleetBounds {
             min_nodes: number("AULA_FLEET_MIN_NODES")?,
             max_nodes: number("AULA_FLEET_MAX_NODES")?,
+            school_day_nodes: number("AULA_FLEET_SCHOOL_DAY_NODES")?,
         };
         anyhow::ensure!(
             bounds.min_nodes <= bounds.max_nodes,

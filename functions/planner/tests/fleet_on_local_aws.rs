@@ -69,6 +69,7 @@ fn config(group: &str) -> PlannerConfig {
         bounds: FleetBounds {
             min_nodes: 2,
             max_nodes: 100,
+            school_day_nodes: 0,
         },
         policy: ForecastPolicy::default(),
     }

@@ -18,11 +18,43 @@ use super::{ForecastPolicy, ForecastSlot, ServiceError};
 use crate::ports::{FleetError, FleetScaler, ScheduleStore};
 use crate::{Span, Timestamp};
 
-/// The group's configured bounds (the media stack's `MinNodes` and `MaxNodes`).
+/// The group's configured bounds (the media stack's `MinNodes` and `MaxNodes`), and its
+/// school-day floor (`ExamMorningMinNodes`; 0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FleetBounds {
     pub min_nodes: u32,
     pub max_nodes: u32,
+    pub school_day_nodes: u32,
+}
+
+/// The media stack keeps `school_day_nodes` warm from 06:30 to 14:00 Berlin time on weekdays
+/// with recurring actions of its own (infra/media-nodes.yaml, `ExamMorningScaleUp` and
+/// `ExamMorningRelease`; a test holds the two to the same times). The planner's actions set
+/// the same minimum, so they respect that floor: a raise never sets less, and a lower inside
+/// the window goes back to it, not below (else a peak at 8:00 would end the floor at 8:30).
+pub const SCHOOL_DAY_ZONE: chrono_tz::Tz = chrono_tz::Europe::Berlin;
+pub const SCHOOL_DAY_FROM: (u32, u32) = (6, 30);
+pub const SCHOOL_DAY_UNTIL: (u32, u32) = (14, 0);
+
+impl FleetBounds {
+    /// The minimum the group's own actions keep at `t`.
+    pub fn floor_at(&self, t: Timestamp) -> u32 {
+        use chrono::{Datelike, Timelike};
+        let Some(local) = chrono::DateTime::from_timestamp_millis(t.millis())
+            .map(|utc| utc.with_timezone(&SCHOOL_DAY_ZONE))
+        else {
+            return self.min_nodes;
+        };
+        let minute = local.hour() * 60 + local.minute();
+        let from = SCHOOL_DAY_FROM.0 * 60 + SCHOOL_DAY_FROM.1;
+        let until = SCHOOL_DAY_UNTIL.0 * 60 + SCHOOL_DAY_UNTIL.1;
+        let weekday = local.weekday().number_from_monday() <= 5;
+        if weekday && (from..until).contains(&minute) {
+            self.min_nodes.max(self.school_day_nodes)
+        } else {
+            self.min_nodes
+        }
+    }
 }
 
 /// What the planner puts on the group.
@@ -34,8 +66,9 @@ pub struct FleetPlan {
     pub nodes: u32,
     /// The nodes the peak asks for; more than `nodes` when the maximum caps it.
     pub wanted: u32,
-    /// When the floor goes back to the group's minimum: the end of that stretch.
+    /// When the floor goes back down: the end of that stretch.
     pub lower_at: Timestamp,
+    /// The floor then: the group's minimum, or its school-day floor inside that window.
     pub floor: u32,
 }
 
@@ -77,12 +110,16 @@ pub fn plan(
         .unwrap_or(peak);
     let wanted = slots[peak].nodes;
     let soonest = now.plus(Span::seconds(60));
+    let raise_at = slots[first].starts_at.max(soonest);
+    let lower_at = slots[last].starts_at.plus(slot).max(soonest.plus(slot));
     Some(FleetPlan {
-        raise_at: slots[first].starts_at.max(soonest),
-        nodes: wanted.min(bounds.max_nodes.max(floor)),
+        raise_at,
+        nodes: wanted
+            .max(bounds.floor_at(raise_at))
+            .min(bounds.max_nodes.max(floor)),
         wanted,
-        lower_at: slots[last].starts_at.plus(slot).max(soonest.plus(slot)),
-        floor,
+        lower_at,
+        floor: bounds.floor_at(lower_at),
     })
 }
 
@@ -155,6 +192,7 @@ mod tests {
     const BOUNDS: FleetBounds = FleetBounds {
         min_nodes: 2,
         max_nodes: 100,
+        school_day_nodes: 0,
     };
 
     fn at(minutes: i64) -> Timestamp {
@@ -216,6 +254,40 @@ mod tests {
     }
 
     #[test]
+    fn on_a_school_day_the_planner_lowers_to_the_stacks_school_day_floor_and_never_raises_below_it()
+    {
+        let school = FleetBounds {
+            school_day_nodes: 20,
+            ..BOUNDS
+        };
+        // Tuesday: the exam ends at 9:30 Berlin, inside the floor's 6:30-14:00.
+        let p = planned(&rooms(0, 2000, BELL, 90, 16), school).expect("a plan");
+        assert_eq!(
+            (p.nodes, p.floor),
+            (72, 20),
+            "down to the school-day floor, not to 2"
+        );
+        // A morning that needs 11 nodes does not take the floor from 20 down to 11 at 7:30.
+        let p = planned(&rooms(0, 300, BELL, 45, 16), school).expect("a plan");
+        assert_eq!((p.wanted, p.nodes, p.floor), (11, 20, 20));
+        // An afternoon lesson ending at 15:00 Berlin, and a Saturday's exam ending at 9:30,
+        // go back to the minimum.
+        let saturday = BELL.plus(Span::days(4));
+        for (starts_at, minutes) in [(at(6 * 60), 60), (saturday, 90)] {
+            let from = starts_at.minus(Span::seconds(4 * 3600));
+            let slots = forecast(
+                &rooms(0, 2000, starts_at, minutes, 16),
+                from,
+                starts_at.plus(Span::seconds(4 * 3600)),
+                SLOT,
+                ForecastPolicy::default(),
+            );
+            let p = plan(&slots, SLOT, school, from).expect("a plan");
+            assert_eq!(p.floor, 2, "lowered at {}", p.lower_at);
+        }
+    }
+
+    #[test]
     fn meetings_spread_over_the_morning_are_raised_for_once_to_the_busiest_slot() {
         // 600 rooms at 8:00 (45 min), 1,200 at 8:45 while the first ones end, 300 at 10:00.
         let mut plans = rooms(0, 600, BELL, 45, 16);
@@ -244,8 +316,8 @@ mod tests {
     #[test]
     fn the_floor_never_goes_above_the_groups_maximum() {
         let capped = FleetBounds {
-            min_nodes: 2,
             max_nodes: 40,
+            ..BOUNDS
         };
         let p = planned(&rooms(0, 2000, BELL, 90, 16), capped).expect("a plan");
         assert_eq!((p.nodes, p.wanted), (40, 72));
