@@ -22,11 +22,14 @@ const DISCONNECTED_GRACE_MS = 4_000;
 const PING_EVERY_MS = 500;
 const SILENCE_MS = 2_000;
 /** A media connection whose last this many connectivity checks (the browser's STUN
- * requests, about one a second once one goes unanswered) all went unanswered is treated as
- * disconnected. The browser's own verdict comes after 5–6 s on an idle machine and has
- * taken over 10 s on a loaded one; a node that lost our packets answers nothing, while
- * three checks in a row lost on a poor line are rare (at 3 % loss, one in 37,000). */
+ * requests, about one a second once one goes unanswered) all went unanswered, over at least
+ * UNANSWERED_MS, is treated as disconnected. The browser's own verdict comes after 5–6 s on
+ * an idle machine and has taken over 10 s on a loaded one; a node that lost our packets
+ * answers nothing, while three checks in a row lost on a poor line are rare (at 3 % loss,
+ * one in 37,000). The time matters on a fresh connection, whose checks go out every half
+ * second or faster: a node busy for a second is not a lost one. */
 const UNANSWERED_CHECKS = 3;
+const UNANSWERED_MS = 2_500;
 /** The portal keeps naming a node we lost while it answers its health check (our own
  * network, or a moment's hiccup, may be what failed): ask again this many times, about
  * every 0.75 s, before trying that node once more. */
@@ -299,8 +302,8 @@ export class Signalling {
   }
 
   /** The connections among ours whose last UNANSWERED_CHECKS connectivity checks went
-   * unanswered. Per connection, `this.checks` keeps the
-   * responses seen and how many requests had gone out when the last one came. */
+   * unanswered over UNANSWERED_MS. Per connection, `this.checks` keeps the responses seen,
+   * and when the last one was seen and how many requests had gone out then. */
   async unansweredConnections(subscribeStats) {
     this.checks ||= new WeakMap();
     const unanswered = [];
@@ -319,8 +322,8 @@ export class Signalling {
       const requests = selected.requestsSent || 0;
       const responses = selected.responsesReceived || 0;
       if (!seen || seen.pair !== selected.id || responses > seen.responses) {
-        this.checks.set(pc, { pair: selected.id, responses, requestsThen: requests });
-      } else if (requests - seen.requestsThen >= UNANSWERED_CHECKS) {
+        this.checks.set(pc, { pair: selected.id, responses, requestsThen: requests, at: Date.now() });
+      } else if (requests - seen.requestsThen >= UNANSWERED_CHECKS && Date.now() - seen.at >= UNANSWERED_MS) {
         unanswered.push(pc);
       }
     }
