@@ -89,6 +89,45 @@ export function css(value) {
   return JSON.stringify(String(value));
 }
 
+// ---- German: "Sie", never "du" ------------------------------------------------------------
+
+// Aula addresses everyone, teacher and pupil, with "Sie" (a teacher who saw "du" in the
+// meeting and "Sie" elsewhere took it for a mistake). These are the words that give a "du"
+// away: the pronouns, singular and plural, and the second-person verb forms the pages could
+// use. "ihr" is left out: it is also "her" ("ihr Konto").
+const DU_FORMS = new RegExp(
+  `(?<!\\p{L})(${[
+    'du', 'dich', 'dir', 'dein', 'deine', 'deinen', 'deinem', 'deiner', 'deines',
+    'euch', 'euer', 'eure', 'euren', 'eurem', 'eurer', 'eures',
+    'bist', 'hast', 'kannst', 'wirst', 'wurdest', 'musst', 'darfst', 'sollst', 'willst', 'möchtest',
+  ].join('|')})(?!\\p{L})`,
+  'giu',
+);
+
+/** The words of a German text that address the reader with "du" (none: []). */
+export function duForms(text) {
+  return [...String(text).matchAll(DU_FORMS)].map((m) => m[0]);
+}
+
+/**
+ * Everything `page` shows or reads out in German addresses the reader with "Sie": its visible
+ * text, its last message (toast), and the labels, titles and placeholders a screen reader or
+ * a hovering mouse gives.
+ */
+export async function expectNoDuForm(page, who) {
+  const text = await page.evaluate(() =>
+    [
+      document.body.innerText,
+      // The last message that popped up, also once it has gone again.
+      document.getElementById('toast')?.textContent ?? '',
+      ...[...document.querySelectorAll('[aria-label], [title], [placeholder]')].flatMap((el) =>
+        ['aria-label', 'title', 'placeholder'].map((a) => el.getAttribute(a) ?? ''),
+      ),
+    ].join('\n'),
+  );
+  assert.deepEqual(duForms(text), [], `${who} is addressed with "Sie" everywhere on the page:\n${text}`);
+}
+
 // ---- waiting ------------------------------------------------------------------------------
 
 /**

@@ -17,6 +17,7 @@ import {
   chatMessages,
   expectVideoPlaying,
   expectAudioFlowing,
+  expectNoDuForm,
   received,
   tilePicture,
   eventually,
@@ -92,6 +93,7 @@ suite.test(
     const annaPreview = anna.page.locator('[data-testid=prejoin-preview]');
     await eventually('the pupil sees her camera before joining', async () => (await videoOf(annaPreview)).width > 0);
     await screenshot(anna.page, 'prejoin-guest');
+    await expectNoDuForm(anna.page, 'the pupil on the invite page');
     await anna.page.locator('#prejoin-camera-off').check();
     await eventually('the preview no longer shows the camera', async () => !(await annaPreview.isVisible()));
     await anna.page.locator('#nickname').fill('Anna');
@@ -339,6 +341,8 @@ suite.test(
     await teacher.page.locator('[data-testid=hands] li', { hasText: 'Ben' }).locator('button[data-action=lower-hand]').click();
     await eventually('Ben\'s hand is down for the teacher', async () => (await handQueue(teacher.page)).join() === 'Anna');
     await eventually('and on Ben\'s own page', async () => (await pressed(ben.page, '#raise-hand')) === 'false');
+    await ben.page.locator('#toast', { hasText: 'Hand' }).waitFor({ timeout: WAIT });
+    await expectNoDuForm(ben.page, 'the pupil whose hand the teacher lowered');
 
     // Ben again: now after Anna.
     await ben.page.locator('#raise-hand').click();
