@@ -751,6 +751,25 @@ export async function screenshot(page, name) {
   return file;
 }
 
+/**
+ * Saves NAME.png as the page is (1280×800 for a desktop person), then the same page at a
+ * phone's 390×844 as phone-NAME.png (the layout follows the width, as on a phone), and puts
+ * the window back; fails if the narrow page scrolls sideways. For screens a test reaches
+ * only on the desktop.
+ */
+export async function screenshotBoth(page, name) {
+  await screenshot(page, name);
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  // The layout settles in a frame or two (a resize observer sizes the meeting's tiles).
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await page.waitForTimeout(300);
+  await screenshot(page, `phone-${name}`);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (size) await page.setViewportSize(size);
+  assert.ok(wide <= 390, `${name} fits a phone's width without sideways scrolling (the page is ${wide} px wide)`);
+}
+
 // ---- steps: accounts and rooms ------------------------------------------------------------
 
 /** Logs the teacher in on /login; ends on /rooms. */

@@ -22,6 +22,7 @@ import {
   tilePicture,
   eventually,
   screenshot,
+  screenshotBoth,
   sleep,
   WAIT,
   MEDIA_WAIT,
@@ -151,7 +152,7 @@ suite.test(
     // Three tiles in a 16:10 window: two rows, each tile more than a third of the stage wide.
     assert.ok(sizes[0].width > stage.width / 3, `the tiles use the stage (${JSON.stringify({ sizes, stage })})`);
     for (const g of [anna, ben]) await expectVideoPlaying(page, g.pid);
-    await screenshot(page, 'meeting-gallery');
+    await screenshotBoth(page, 'meeting-gallery');
 
     // The keyboard: G switches back (the cursor not in a field).
     await page.evaluate(() => document.activeElement?.blur());
@@ -319,7 +320,7 @@ suite.test(
     const text = await help.innerText();
     for (const key of ['M', 'V', 'H', 'C', 'P', 'G', 'S']) assert.match(text, new RegExp(`^${key}$`, 'm'), `the help lists ${key}`);
     assert.match(text, /Mikrofon/);
-    await screenshot(page, 'meeting-shortcuts');
+    await screenshotBoth(page, 'meeting-shortcuts');
     await page.keyboard.press('Escape');
     await help.waitFor({ state: 'detached', timeout: WAIT });
   },

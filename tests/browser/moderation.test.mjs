@@ -27,6 +27,7 @@ import {
   WAIT,
   MEDIA_WAIT,
   QUIET,
+  screenshotBoth,
 } from './harness.mjs';
 
 const suite = aulaSuite('moderation');
@@ -116,6 +117,7 @@ suite.test(
     await benKnock.locator('button[data-action=deny]').click();
     await farewell(ben.page, 'denied').waitFor({ timeout: WAIT });
     await expectNoDuForm(ben.page, 'the pupil the teacher did not let in');
+    await screenshotBoth(ben.page, 'farewell-denied');
     await benKnock.first().waitFor({ state: 'hidden', timeout: WAIT });
     await sleep(QUIET);
     assert.ok(!(await participantItem(teacher.page, benPid).isVisible()), 'Ben never joined');
@@ -225,6 +227,7 @@ suite.test(
 
     await clickAndConfirm(teacher.page, teacher.page.locator('#end-meeting'));
     await farewell(anna.page, 'ended').waitFor({ timeout: WAIT });
+    await screenshotBoth(anna.page, 'farewell-ended');
 
     // The meeting record is written when the last participant has left.
     const meetings = await eventually(
