@@ -136,6 +136,15 @@ suite.test(
     await eventually('the second check finds every address taken', async () =>
       (await page.locator('.problems li').count()) === 50,
     );
+
+    // The list of teachers reads as a German list does, numbers by their value.
+    await page.reload();
+    await eventually('the list shows the imported teachers', async () => (await page.locator('#teachers tbody tr').count()) >= 49);
+    const imports = (await page.locator('#teachers tbody td.title').allInnerTexts())
+      .map((n) => n.split(',')[0].trim())
+      .filter((n) => n.startsWith('Import'));
+    assert.deepEqual(imports.slice(0, 7), ['Import1', 'Import2', 'Import3', 'Import4', 'Import5', 'Import6', 'Import8'], `in order: ${imports.join(', ')}`);
+    assert.ok(imports.indexOf('Import9') < imports.indexOf('Import10'), `Import9 before Import10: ${imports.join(', ')}`);
   },
   { timeout: 180_000 },
 );

@@ -82,7 +82,11 @@ function teacherSection(self) {
   };
   const reload = async () => {
     try {
-      all = (await get('/api/admin/moderators')).moderators;
+      // As a German list is read: "Ärger" beside "Arndt", not after "Zorn"; "Klasse 2" before "Klasse 10".
+      const order = new Intl.Collator('de', { numeric: true, sensitivity: 'base' });
+      all = (await get('/api/admin/moderators')).moderators.sort(
+        (a, b) => order.compare(a.last_name, b.last_name) || order.compare(a.first_name, b.first_name),
+      );
       show();
     } catch (err) {
       toast(errorText(err), 'error');
