@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
-import { aulaSuite, createRoom, eventually, logIn, portalBinary, screenshot, WAIT } from './harness.mjs';
+import { aulaSuite, createRoom, eventually, logIn, portalBinary, screenshot, screenshotBoth, WAIT } from './harness.mjs';
 
 const suite = aulaSuite('admin');
 const run = promisify(execFile);
@@ -91,8 +91,10 @@ suite.test(
     assert.equal(await problems.count(), 2, 'exactly the two bad lines are listed');
     assert.match(await page.locator('.problems li[data-line="8"]').innerText(), /E-Mail/);
     assert.match(await page.locator('.problems li[data-line="32"]').innerText(), /Bundesland/);
+    // In German only: the API's English detail stays off the German page.
+    assert.doesNotMatch(await page.locator('.problems').innerText(), /not valid|federal state/);
     assert.equal((await portal.accounts()).length, before, 'checking creates nothing');
-    await screenshot(page, 'admin-import-checked');
+    await screenshotBoth(page, 'admin-import-checked');
 
     await page.locator('#import-create').click();
     // 48 Argon2id hashes: seconds on a loaded machine with the dev build.
@@ -120,7 +122,7 @@ suite.test(
     assert.ok(imported, 'the teacher of the file exists');
     assert.equal(imported.organisation, 'Gymnasium "Am See"');
     assert.equal(imported.must_change_password, true);
-    await screenshot(page, 'admin-import-done');
+    await screenshotBoth(page, 'admin-import-done');
 
     // A teacher of the list logs in with the delivered password and must set an own one.
     const teacher = await s.person('teacher');
@@ -134,6 +136,15 @@ suite.test(
     await eventually('the second check finds every address taken', async () =>
       (await page.locator('.problems li').count()) === 50,
     );
+
+    // The list of teachers reads as a German list does, numbers by their value.
+    await page.reload();
+    await eventually('the list shows the imported teachers', async () => (await page.locator('#teachers tbody tr').count()) >= 49);
+    const imports = (await page.locator('#teachers tbody td.title').allInnerTexts())
+      .map((n) => n.split(',')[0].trim())
+      .filter((n) => n.startsWith('Import'));
+    assert.deepEqual(imports.slice(0, 7), ['Import1', 'Import2', 'Import3', 'Import4', 'Import5', 'Import6', 'Import8'], `in order: ${imports.join(', ')}`);
+    assert.ok(imports.indexOf('Import9') < imports.indexOf('Import10'), `Import9 before Import10: ${imports.join(', ')}`);
   },
   { timeout: 180_000 },
 );
@@ -243,7 +254,7 @@ suite.test(
     assert.equal(await expectedAt('07:30'), '30');
     assert.equal(await expectedAt('09:00'), '30');
     assert.equal(await expectedAt('09:30'), '0');
-    await screenshot(a.page, 'admin-forecast');
+    await screenshotBoth(a.page, 'admin-forecast');
 
     await line.locator('[data-testid=delete-scheduled]').click();
     await eventually('the plan is gone from the room', async () => (await line.count()) === 0);

@@ -89,6 +89,45 @@ export function css(value) {
   return JSON.stringify(String(value));
 }
 
+// ---- German: "Sie", never "du" ------------------------------------------------------------
+
+// Aula addresses everyone, teacher and pupil, with "Sie" (a teacher who saw "du" in the
+// meeting and "Sie" elsewhere took it for a mistake). These are the words that give a "du"
+// away: the pronouns, singular and plural, and the second-person verb forms the pages could
+// use. "ihr" is left out: it is also "her" ("ihr Konto").
+const DU_FORMS = new RegExp(
+  `(?<!\\p{L})(${[
+    'du', 'dich', 'dir', 'dein', 'deine', 'deinen', 'deinem', 'deiner', 'deines',
+    'euch', 'euer', 'eure', 'euren', 'eurem', 'eurer', 'eures',
+    'bist', 'hast', 'kannst', 'wirst', 'wurdest', 'musst', 'darfst', 'sollst', 'willst', 'möchtest',
+  ].join('|')})(?!\\p{L})`,
+  'giu',
+);
+
+/** The words of a German text that address the reader with "du" (none: []). */
+export function duForms(text) {
+  return [...String(text).matchAll(DU_FORMS)].map((m) => m[0]);
+}
+
+/**
+ * Everything `page` shows or reads out in German addresses the reader with "Sie": its visible
+ * text, its last message (toast), and the labels, titles and placeholders a screen reader or
+ * a hovering mouse gives.
+ */
+export async function expectNoDuForm(page, who) {
+  const text = await page.evaluate(() =>
+    [
+      document.body.innerText,
+      // The last message that popped up, also once it has gone again.
+      document.getElementById('toast')?.textContent ?? '',
+      ...[...document.querySelectorAll('[aria-label], [title], [placeholder]')].flatMap((el) =>
+        ['aria-label', 'title', 'placeholder'].map((a) => el.getAttribute(a) ?? ''),
+      ),
+    ].join('\n'),
+  );
+  assert.deepEqual(duForms(text), [], `${who} is addressed with "Sie" everywhere on the page:\n${text}`);
+}
+
 // ---- waiting ------------------------------------------------------------------------------
 
 /**
@@ -710,6 +749,25 @@ export async function screenshot(page, name) {
   const file = path.join(ARTIFACTS, `${slug(name)}.png`);
   await page.screenshot({ path: file, fullPage: true, timeout: WAIT });
   return file;
+}
+
+/**
+ * Saves NAME.png as the page is (1280×800 for a desktop person), then the same page at a
+ * phone's 390×844 as phone-NAME.png (the layout follows the width, as on a phone), and puts
+ * the window back; fails if the narrow page scrolls sideways. For screens a test reaches
+ * only on the desktop.
+ */
+export async function screenshotBoth(page, name) {
+  await screenshot(page, name);
+  const size = page.viewportSize();
+  await page.setViewportSize({ width: 390, height: 844 });
+  // The layout settles in a frame or two (a resize observer sizes the meeting's tiles).
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  await page.waitForTimeout(300);
+  await screenshot(page, `phone-${name}`);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  if (size) await page.setViewportSize(size);
+  assert.ok(wide <= 390, `${name} fits a phone's width without sideways scrolling (the page is ${wide} px wide)`);
 }
 
 // ---- steps: accounts and rooms ------------------------------------------------------------

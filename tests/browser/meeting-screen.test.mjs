@@ -17,10 +17,12 @@ import {
   chatMessages,
   expectVideoPlaying,
   expectAudioFlowing,
+  expectNoDuForm,
   received,
   tilePicture,
   eventually,
   screenshot,
+  screenshotBoth,
   sleep,
   WAIT,
   MEDIA_WAIT,
@@ -92,6 +94,7 @@ suite.test(
     const annaPreview = anna.page.locator('[data-testid=prejoin-preview]');
     await eventually('the pupil sees her camera before joining', async () => (await videoOf(annaPreview)).width > 0);
     await screenshot(anna.page, 'prejoin-guest');
+    await expectNoDuForm(anna.page, 'the pupil on the invite page');
     await anna.page.locator('#prejoin-camera-off').check();
     await eventually('the preview no longer shows the camera', async () => !(await annaPreview.isVisible()));
     await anna.page.locator('#nickname').fill('Anna');
@@ -149,7 +152,7 @@ suite.test(
     // Three tiles in a 16:10 window: two rows, each tile more than a third of the stage wide.
     assert.ok(sizes[0].width > stage.width / 3, `the tiles use the stage (${JSON.stringify({ sizes, stage })})`);
     for (const g of [anna, ben]) await expectVideoPlaying(page, g.pid);
-    await screenshot(page, 'meeting-gallery');
+    await screenshotBoth(page, 'meeting-gallery');
 
     // The keyboard: G switches back (the cursor not in a field).
     await page.evaluate(() => document.activeElement?.blur());
@@ -317,7 +320,7 @@ suite.test(
     const text = await help.innerText();
     for (const key of ['M', 'V', 'H', 'C', 'P', 'G', 'S']) assert.match(text, new RegExp(`^${key}$`, 'm'), `the help lists ${key}`);
     assert.match(text, /Mikrofon/);
-    await screenshot(page, 'meeting-shortcuts');
+    await screenshotBoth(page, 'meeting-shortcuts');
     await page.keyboard.press('Escape');
     await help.waitFor({ state: 'detached', timeout: WAIT });
   },
@@ -339,6 +342,8 @@ suite.test(
     await teacher.page.locator('[data-testid=hands] li', { hasText: 'Ben' }).locator('button[data-action=lower-hand]').click();
     await eventually('Ben\'s hand is down for the teacher', async () => (await handQueue(teacher.page)).join() === 'Anna');
     await eventually('and on Ben\'s own page', async () => (await pressed(ben.page, '#raise-hand')) === 'false');
+    await ben.page.locator('#toast', { hasText: 'Hand' }).waitFor({ timeout: WAIT });
+    await expectNoDuForm(ben.page, 'the pupil whose hand the teacher lowered');
 
     // Ben again: now after Anna.
     await ben.page.locator('#raise-hand').click();
@@ -462,5 +467,100 @@ suite.test(
     assert.equal(await tones(page), before, 'no tone with "Töne" off');
     assert.equal(await tones(anna.page), 0, 'the pupil heard no tone at all');
     assert.equal(await anna.page.locator('#toggle-sounds').isVisible(), false, 'nor has she a switch for tones');
+  },
+);
+
+/**
+ * How the page shows `name` in `locator`'s element: its text, and whether the name is cut
+ * off (by the element or a box around it that hides what overflows, or by the window's
+ * edge); if cut, whether with "…" and the full name in a `title` or `aria-label` there.
+ */
+function nameShown(locator, name) {
+  return locator.evaluate((el, name) => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const rects = [...range.getClientRects()].filter((r) => r.width > 0);
+    const text = { left: Math.min(...rects.map((r) => r.left)), right: Math.max(...rects.map((r) => r.right)) };
+    let cutBy = null;
+    if (text.left < -1 || text.right > innerWidth + 1) cutBy = 'the window';
+    for (let a = el; a && a !== document.body && !cutBy; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX === 'visible') continue;
+      const left = a.getBoundingClientRect().left + a.clientLeft;
+      if (text.left < left - 1 || text.right > left + a.clientWidth + 1) cutBy = a;
+    }
+    const around = [];
+    for (let a = el; a; a = a.parentElement) around.push(a);
+    const full = around.some((a) => (a.getAttribute('title') ?? '').includes(name) || (a.getAttribute('aria-label') ?? '').includes(name));
+    return {
+      text: el.textContent,
+      shown: rects.length > 0,
+      cut: cutBy === null ? null : cutBy === 'the window' ? cutBy : `${cutBy.tagName.toLowerCase()}.${[...cutBy.classList].join('.')}`,
+      ellipsis: cutBy instanceof Element && getComputedStyle(cutBy).textOverflow === 'ellipsis',
+      full,
+    };
+  }, name);
+}
+
+/** `name` stands in full in the element, or is cut with "…" and the full name in a title. */
+async function expectFullName(locator, name, where) {
+  await locator.waitFor({ timeout: WAIT });
+  const r = await nameShown(locator, name);
+  assert.ok(r.shown && r.text.includes(name), `${where}: the whole name "${name}" is there (${JSON.stringify(r)})`);
+  assert.ok(r.cut === null || (r.ellipsis && r.full), `${where}: "${name}" is shown in full, or cut with "…" and the full name on hover (${JSON.stringify(r)})`);
+}
+
+suite.test(
+  'long names stand in full wherever a name is shown (pre-join screen, tiles, participants, raised hands, chat), on the teacher\'s 1280×800 screen and on a pupil\'s phone, or cut with "…" where a tile is small and the full name on hover',
+  async (s) => {
+    const teacherName = { first_name: 'Anne-Katrin', last_name: 'Müller-Lüdenscheidt' };
+    const full = `${teacherName.first_name} ${teacherName.last_name}`;
+    const pupilName = 'Maximilian-Alexander Rottluff';
+    const data = await suite.portal.provisionTeacher(teacherName);
+    const teacher = await s.person('teacher');
+    await logIn(teacher.page, data);
+    const room = await createRoom(teacher.page, 'Kunst 10c');
+    await room.locator.locator('a[data-testid=open-room]').click();
+    const page = teacher.page;
+    await expectFullName(page.locator('[data-testid=prejoin-name]'), full, 'the teacher\'s pre-join screen');
+    await passPrejoin(page);
+    teacher.pid = await connected(page);
+
+    const max = await s.person('guest Max', { phone: true });
+    await max.page.goto(room.inviteUrl);
+    await max.page.locator('#nickname').fill(pupilName);
+    await max.page.locator('#join-submit').click();
+    max.pid = await connected(max.page);
+    await expectVideoPlaying(page, max.pid);
+    await expectVideoPlaying(max.page, teacher.pid);
+    await max.page.locator('#raise-hand').click();
+    await page.locator('#raise-hand').click();
+    await eventually('both hands are up for the pupil', async () => (await handQueue(max.page)).length === 2);
+    await sendChat(page, 'room', 'Heute zeichnen wir Porträts.');
+    // On the phone the chat opens below the stage when asked for.
+    if (!(await max.page.locator('#panel-chat').isVisible())) await max.page.locator('#toggle-chat').click();
+    await sendChat(max.page, 'room', 'Mit Bleistift?');
+    await chatMessages(page, 'Mit Bleistift?').waitFor({ timeout: WAIT });
+
+    // The teacher, in the speaker view (the pupil large) and in the gallery.
+    const atTeacher = {
+      'the pupil\'s tile': tile(page, max.pid).locator('figcaption .name'),
+      'the participants list': participantItem(page, max.pid).locator('span').first(),
+      'the raised hands': page.locator(`[data-testid=hands] li[data-participant="${max.pid}"] .name`),
+      'the chat': chatMessages(page, 'Mit Bleistift?').locator('.meta'),
+    };
+    for (const [where, locator] of Object.entries(atTeacher)) await expectFullName(locator, pupilName, `teacher, speaker view, ${where}`);
+    await screenshot(page, 'meeting-long-names');
+    await page.locator('#toggle-view').click();
+    await expectFullName(atTeacher['the pupil\'s tile'], pupilName, 'teacher, gallery, the pupil\'s tile');
+
+    // The pupil on the phone: the teacher's tile, the chat, then the people sheet with the hands.
+    const p = max.page;
+    await expectFullName(tile(p, teacher.pid).locator('figcaption .name'), full, 'pupil\'s phone, the teacher\'s tile');
+    await expectFullName(chatMessages(p, 'Porträts').locator('.meta'), full, 'pupil\'s phone, the chat');
+    await screenshot(p, 'phone-meeting-long-names');
+    await p.locator('#toggle-people').click();
+    await expectFullName(participantItem(p, teacher.pid).locator('span').first(), full, 'pupil\'s phone, the participants');
+    await expectFullName(p.locator(`[data-testid=hands] li[data-participant="${teacher.pid}"] .name`), full, 'pupil\'s phone, the raised hands');
+    await screenshot(p, 'phone-meeting-long-names-people');
   },
 );

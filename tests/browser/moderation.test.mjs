@@ -19,6 +19,7 @@ import {
   expectVideoPlaying,
   expectAudioFlowing,
   expectAudioStopped,
+  expectNoDuForm,
   eventually,
   sleep,
   css,
@@ -26,6 +27,7 @@ import {
   WAIT,
   MEDIA_WAIT,
   QUIET,
+  screenshotBoth,
 } from './harness.mjs';
 
 const suite = aulaSuite('moderation');
@@ -79,9 +81,11 @@ suite.test(
     const waitingText = await anna.page.locator('[data-testid=lobby-waiting]').innerText();
     const page = await anna.page.locator('body').innerText();
     assert.equal(page.split(waitingText.trim()).length - 1, 1, 'the waiting guest reads the lobby sentence once');
+    await expectNoDuForm(anna.page, 'the pupil waiting in the lobby');
     const knock = teacher.page.locator('[data-testid=lobby] li[data-participant]');
     await knock.first().waitFor({ timeout: WAIT });
     assert.equal(await knock.count(), 1, 'one guest waits in the lobby');
+    await expectNoDuForm(teacher.page, 'the teacher with a pupil knocking');
     const annaPid = await knock.getAttribute('data-participant');
     assert.equal(
       await anna.page.locator(`${STATUS}[data-state=connected]`).count(),
@@ -97,6 +101,8 @@ suite.test(
     await expectVideoPlaying(teacher.page, anna.pid);
     await expectVideoPlaying(anna.page, teacher.pid);
     await expectNoModeratorControls(anna.page);
+    await expectNoDuForm(anna.page, 'the admitted pupil in the meeting');
+    await expectNoDuForm(teacher.page, 'the teacher in the meeting');
     // Admitted means admitted everywhere: she can chat too.
     await sendChat(anna.page, 'room', 'Danke fürs Reinlassen!');
     await chatMessages(teacher.page, 'Danke fürs Reinlassen!').waitFor({ state: 'attached', timeout: WAIT });
@@ -110,6 +116,8 @@ suite.test(
     const benPid = await benKnock.getAttribute('data-participant');
     await benKnock.locator('button[data-action=deny]').click();
     await farewell(ben.page, 'denied').waitFor({ timeout: WAIT });
+    await expectNoDuForm(ben.page, 'the pupil the teacher did not let in');
+    await screenshotBoth(ben.page, 'farewell-denied');
     await benKnock.first().waitFor({ state: 'hidden', timeout: WAIT });
     await sleep(QUIET);
     assert.ok(!(await participantItem(teacher.page, benPid).isVisible()), 'Ben never joined');
@@ -172,6 +180,9 @@ suite.test(
     await expectAudioFlowing(ben.page, anna.pid);
     await participantItem(teacher.page, anna.pid).locator('button[data-action=mute]').click();
     await expectShownMuted(teacher.page, anna.pid);
+    // She is told, as a teacher would be: with "Sie".
+    await anna.page.locator('#toast', { hasText: 'stummgeschaltet' }).waitFor({ timeout: WAIT });
+    await expectNoDuForm(anna.page, 'the pupil the teacher muted');
     // An icon shipped with the page, not an emoji that shows as a box without an emoji font.
     await tile(ben.page, anna.pid).locator('svg[data-icon=mic-off]').waitFor({ timeout: WAIT });
     await expectAudioStopped(ben.page, anna.pid);
@@ -181,6 +192,7 @@ suite.test(
     // Remove Anna: she is told, and she is gone for the others.
     await participantItem(teacher.page, anna.pid).locator('button[data-action=remove]').click();
     await farewell(anna.page, 'removed').waitFor({ timeout: WAIT });
+    await expectNoDuForm(anna.page, 'the removed pupil');
     await participantItem(teacher.page, anna.pid).waitFor({ state: 'hidden', timeout: WAIT });
     await tile(teacher.page, anna.pid).waitFor({ state: 'hidden', timeout: WAIT });
     await tile(ben.page, anna.pid).waitFor({ state: 'hidden', timeout: WAIT });
@@ -215,6 +227,7 @@ suite.test(
 
     await clickAndConfirm(teacher.page, teacher.page.locator('#end-meeting'));
     await farewell(anna.page, 'ended').waitFor({ timeout: WAIT });
+    await screenshotBoth(anna.page, 'farewell-ended');
 
     // The meeting record is written when the last participant has left.
     const meetings = await eventually(

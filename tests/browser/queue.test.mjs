@@ -10,7 +10,7 @@ import {
   clickAndConfirm,
   connected,
   eventually,
-  screenshot,
+  screenshotBoth,
   STATUS,
   MEDIA_WAIT,
   WAIT,
@@ -43,7 +43,7 @@ suite.test(
       { timeout: MEDIA_WAIT },
     );
     assert.notEqual(await status.getAttribute('data-state'), 'connected', 'waiting is not connected');
-    await screenshot(paul.page, 'queue-waiting');
+    await screenshotBoth(paul.page, 'queue-waiting');
     // Still waiting a few polls later (the front asks every ~2 s): the seats are taken.
     await paul.page.waitForTimeout(3_000);
     assert.match(await status.innerText(), /Warteschlange/, 'no seat yet, still in line');

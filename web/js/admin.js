@@ -4,7 +4,7 @@
 // keeps.
 
 import { get, post } from './api.js';
-import { formatTime, t } from './i18n.js';
+import { formatTime, language, t } from './i18n.js';
 import { LIMITS } from './limits.js';
 import { navigate } from './nav.js';
 import { me } from './session.js';
@@ -82,7 +82,11 @@ function teacherSection(self) {
   };
   const reload = async () => {
     try {
-      all = (await get('/api/admin/moderators')).moderators;
+      // As a German list is read: "Ärger" beside "Arndt", not after "Zorn"; "Klasse 2" before "Klasse 10".
+      const order = new Intl.Collator('de', { numeric: true, sensitivity: 'base' });
+      all = (await get('/api/admin/moderators')).moderators.sort(
+        (a, b) => order.compare(a.last_name, b.last_name) || order.compare(a.first_name, b.first_name),
+      );
       show();
     } catch (err) {
       toast(errorText(err), 'error');
@@ -240,8 +244,10 @@ function importSection(reload) {
         { id: 'import-summary' },
         dryRun ? t('admin_import_checked', out.valid, bad.length) : t('admin_import_done', out.valid, bad.length),
       );
+      // The API's detail is English: on a German page the translated problem says it alone.
+      const detail = (l) => (l.detail && language() === 'en' ? h('span', { class: 'muted' }, ` (${l.detail})`) : null);
       const problems = bad.length
-        ? h('ul', { class: 'problems' }, bad.map((l) => h('li', { 'data-line': l.line }, t('admin_import_line', l.line, l.email || '–', t(`import_${l.problem}`)), l.detail ? h('span', { class: 'muted' }, ` (${l.detail})`) : null)))
+        ? h('ul', { class: 'problems' }, bad.map((l) => h('li', { 'data-line': l.line }, t('admin_import_line', l.line, l.email || '–', t(`import_${l.problem}`)), detail(l))))
         : null;
       const created = dryRun ? [] : out.lines.filter((l) => l.initial_password).map((l) => ({ ...l.account, initial_password: l.initial_password }));
       report.replaceChildren(summary, problems ?? '', created.length ? handOver(created) : '');
@@ -272,6 +278,16 @@ function importSection(reload) {
 function forecastSection() {
   const body = h('tbody');
   const summary = h('p', { 'data-testid': 'forecast-peak' });
+  const wrap = h(
+    'div',
+    { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-labelledby': 'forecast-title', hidden: true },
+    h(
+      'table',
+      { id: 'forecast', class: 'stack' },
+      h('thead', {}, h('tr', {}, ['forecast_time', 'forecast_meetings', 'forecast_participants', 'forecast_seats', 'forecast_nodes'].map((k) => h('th', { scope: 'col' }, t(k))))),
+      body,
+    ),
+  );
   const load = async () => {
     const start = new Date();
     start.setDate(start.getDate() + 1);
@@ -297,6 +313,8 @@ function forecastSection() {
       summary.textContent = peak.nodes
         ? t('forecast_peak', peak.expected_participants, peak.nodes, f.node_capacity)
         : t('forecast_none');
+      // "Nothing planned" says it all: twelve rows of zeros below it would only bury it.
+      wrap.hidden = !peak.nodes;
     } catch (err) {
       toast(errorText(err), 'error');
     }
@@ -308,16 +326,7 @@ function forecastSection() {
     h('h2', { id: 'forecast-title' }, t('forecast_title')),
     h('p', { class: 'muted' }, t('forecast_intro')),
     summary,
-    h(
-      'div',
-      { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-labelledby': 'forecast-title' },
-      h(
-        'table',
-        { id: 'forecast', class: 'stack' },
-        h('thead', {}, h('tr', {}, ['forecast_time', 'forecast_meetings', 'forecast_participants', 'forecast_seats', 'forecast_nodes'].map((k) => h('th', { scope: 'col' }, t(k))))),
-        body,
-      ),
-    ),
+    wrap,
   );
 }
 

@@ -165,10 +165,10 @@ const de = {
   running: 'läuft',
   // join
   join_title: 'Besprechung beitreten',
-  nickname: 'Dein Name (Spitzname genügt)',
+  nickname: 'Ihr Name (Spitzname genügt)',
   join_submit: 'Beitreten',
   join_invalid: 'Dieser Einladungslink gilt nicht (mehr).',
-  lobby_waiting: 'Du bist im Warteraum. Die Lehrkraft lässt dich gleich herein …',
+  lobby_waiting: 'Sie sind im Warteraum. Die Lehrkraft lässt Sie gleich herein …',
   // meeting
   state_joining: 'Verbinde …',
   state_connected: 'Verbunden',
@@ -186,7 +186,6 @@ const de = {
   end_meeting: 'Für alle beenden',
   end_confirm: 'Die Besprechung für alle beenden?',
   participants: 'Teilnehmende',
-  // The own entry: neutral, because teachers are addressed with "Sie" and pupils with "du".
   you: 'Ich',
   moderator: 'Lehrkraft',
   muted: 'stumm',
@@ -204,15 +203,12 @@ const de = {
   admit: 'Einlassen',
   deny: 'Abweisen',
   knocks: '{0} möchte beitreten.',
-  you_were_muted: 'Du wurdest stummgeschaltet. Du kannst dein Mikrofon selbst wieder einschalten.',
-  farewell_removed: 'Du wurdest aus der Besprechung entfernt.',
-  farewell_denied: 'Die Lehrkraft hat dich nicht eingelassen.',
+  you_were_muted: 'Sie wurden stummgeschaltet. Sie können Ihr Mikrofon selbst wieder einschalten.',
+  farewell_removed: 'Sie wurden aus der Besprechung entfernt.',
+  farewell_denied: 'Die Lehrkraft hat Sie nicht eingelassen.',
   farewell_ended: 'Die Besprechung wurde beendet.',
-  farewell_replaced: 'Du bist in einem anderen Fenster beigetreten.',
-  farewell_left: 'Du hast die Besprechung verlassen.',
-  // The same for a teacher (pages for teachers say "Sie").
-  farewell_replaced_formal: 'Sie sind in einem anderen Fenster beigetreten.',
-  farewell_left_formal: 'Sie haben die Besprechung verlassen.',
+  farewell_replaced: 'Sie sind in einem anderen Fenster beigetreten.',
+  farewell_left: 'Sie haben die Besprechung verlassen.',
   back_to_rooms: 'Zurück zu meinen Räumen',
   devices: 'Geräte',
   microphone: 'Mikrofon',
@@ -272,7 +268,7 @@ const de = {
   hands_count: '{0} Meldungen',
   hand_raised_nth: 'meldet sich ({0}.)',
   lower_hand: 'Senken',
-  hand_lowered: 'Die Lehrkraft hat deine Hand gesenkt.',
+  hand_lowered: 'Die Lehrkraft hat Ihre Hand gesenkt.',
   mute_all: 'Alle stumm',
   lower_hands: 'Hände senken',
   lobby_on: 'Warteraum an',
@@ -717,7 +713,8 @@ const en = {
   not_found: 'There is no such page.',
 };
 
-const dictionaries = { de, en };
+/** Every text by language (exported for the test that reads all German texts). */
+export const dictionaries = { de, en };
 let lang = localStorage.getItem('aula.lang') === 'en' ? 'en' : 'de';
 
 export function language() {
@@ -734,11 +731,6 @@ export function setLanguage(l) {
 export function t(key, ...args) {
   const s = dictionaries[lang][key] ?? de[key] ?? key;
   return s.replace(/\{(\d)\}/g, (_, i) => String(args[Number(i)] ?? ''));
-}
-
-/** Whether there is a text for `key` (in the chosen language or German). */
-export function has(key) {
-  return key in dictionaries[lang] || key in de;
 }
 
 /** Fills every element with `data-i18n` (static parts of the page). */

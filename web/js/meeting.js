@@ -7,7 +7,7 @@
 // this file holds that state, the page layout and the meeting's life (join, leave, end).
 
 import { get } from './api.js';
-import { has, t } from './i18n.js';
+import { t } from './i18n.js';
 import { LIMITS } from './limits.js';
 import { icon } from './icons.js';
 import { Chat } from './meeting/chat.js';
@@ -318,7 +318,7 @@ class Meeting {
     this.body.hidden = true;
     this.lobbyWait?.remove();
     const back = this.role === 'moderator' ? h('a', { href: '/rooms', class: 'button' }, t('back_to_rooms')) : null;
-    this.main.append(h('section', { class: 'card', 'data-testid': 'farewell', 'data-reason': reason }, h('p', {}, t(farewellKey(reason, this.role))), back));
+    this.main.append(h('section', { class: 'card', 'data-testid': 'farewell', 'data-reason': reason }, h('p', {}, t(`farewell_${reason}`)), back));
     window.__aula = undefined;
   }
 
@@ -345,12 +345,6 @@ class Meeting {
 
 /** A phone held upright or sideways (the stylesheet's phone layout has the same query). */
 const PHONE = '(max-width: 600px), (max-height: 500px)';
-
-/** Teachers are addressed with "Sie", pupils with "du". */
-function farewellKey(reason, role) {
-  const key = `farewell_${reason}`;
-  return role === 'moderator' && has(`${key}_formal`) ? `${key}_formal` : key;
-}
 
 // The parts' methods become the meeting's; a name given twice would silently shadow one.
 for (const part of [Signalling, Media, People, Chat, Stage, Controls, Sounds]) {
