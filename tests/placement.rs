@@ -324,3 +324,55 @@ async fn a_node_without_seats_never_gets_a_room_not_even_when_the_rooms_node_is_
         cluster.probe.down.lock().expect("lock").clear();
     }
 }
+
+#[tokio::test]
+async fn when_a_rooms_node_dies_a_class_asking_at_once_all_lands_on_one_node_with_one_seat_each() {
+    let cluster = Cluster::new();
+    let (room, dead, _) = cluster.a_room_on_one_of_two_nodes("guest:teacher").await;
+    for _ in 0..2 {
+        cluster.register(0, 100).await;
+    }
+    // Killed a moment ago: the whole class notices at once and asks for a new grant.
+    cluster.probe.fail(&dead);
+    let mut class = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let aula = cluster.aula.clone();
+        let lost = dead.address.clone();
+        class.spawn(async move {
+            aula.place(
+                room,
+                &format!("guest:pupil-{i}"),
+                PlacementPolicy::default(),
+                Some(&lost),
+            )
+            .await
+        });
+    }
+    let mut landed = HashSet::new();
+    while let Some(done) = class.join_next().await {
+        landed.insert(done.expect("ran").expect("placed").id);
+    }
+    assert_eq!(landed.len(), 1, "everyone is on the same node");
+    assert!(!landed.contains(&dead.id));
+
+    let now = cluster.clock.now();
+    let placement = cluster
+        .aula
+        .store
+        .placement(room, now)
+        .await
+        .expect("read")
+        .expect("placed");
+    assert!(landed.contains(&placement.node_id));
+    let holders: HashSet<_> = placement.holders.iter().collect();
+    assert_eq!(holders.len(), 12, "one seat for each pupil, none twice");
+    assert!(placement.holders.len() as u32 <= placement.seats);
+    for n in cluster.aula.store.live_nodes(now).await.expect("list") {
+        let seats = if n.id == placement.node_id {
+            placement.seats
+        } else {
+            0
+        };
+        assert_eq!(n.reserved, seats, "only the room's node holds its seats");
+    }
+}

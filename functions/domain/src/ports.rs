@@ -334,8 +334,9 @@ pub enum Reserved {
     Placed,
     /// The node's reserved seats would have gone over its capacity: nothing was written.
     NodeFull,
-    /// Another live placement of the room exists (a concurrent request placed it).
-    Taken,
+    /// Another live placement of the room exists (a concurrent request placed it): the
+    /// one the failed write found, so the caller takes a seat there without reading again.
+    Taken(Placement),
 }
 
 #[async_trait]
@@ -344,7 +345,8 @@ pub trait PlacementStore: Send + Sync {
     async fn placement(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<Placement>>;
     /// Places the room on `p.node_id` and reserves `p.seats` there, in one atomic write:
     /// only if the node is registered and its reserved seats stay within `capacity`, and
-    /// only if no other live placement of the room exists that is not on `replacing`.
+    /// only if no other live placement of the room exists that is not on `replacing`
+    /// (then `Taken` with that placement).
     async fn reserve(
         &self,
         p: &Placement,

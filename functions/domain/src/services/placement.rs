@@ -63,6 +63,15 @@ pub(super) fn free_seats(nodes: &[MediaNode]) -> u64 {
         .sum()
 }
 
+/// What placing a room came to.
+enum Reservation {
+    Placed(MediaNode),
+    /// A concurrent request placed the room first, here.
+    Taken(Placement),
+    /// No node had room for it.
+    Full,
+}
+
 /// What one admission has read from the store about a room's seating. The queue and
 /// placement both need the live nodes, the room's placement and its expected size; a join
 /// grant reads each once (the grant is on the path a class waits on at 8:00).
@@ -89,6 +98,21 @@ impl Seating {
         }
     }
 
+    /// Reads the live nodes and the room's placement at once (each only if not read yet):
+    /// every grant needs both, and the loaded store answers each in a round trip.
+    pub(super) async fn read(&mut self, aula: &Aula) -> ServiceResult<()> {
+        if self.nodes.is_none() && self.placement.is_none() {
+            let (nodes, placement) = futures_util::future::try_join(
+                aula.store.live_nodes(self.now),
+                aula.store.placement(self.room, self.now),
+            )
+            .await?;
+            self.nodes = Some(nodes);
+            self.placement = Some(placement);
+        }
+        Ok(())
+    }
+
     pub(super) async fn nodes(&mut self, aula: &Aula) -> ServiceResult<&[MediaNode]> {
         if self.nodes.is_none() {
             self.nodes = Some(aula.store.live_nodes(self.now).await?);
@@ -105,8 +129,9 @@ impl Seating {
         Ok(self.placement.as_ref().and_then(Option::as_ref))
     }
 
-    fn forget_placement(&mut self) {
-        self.placement = None;
+    /// The placement a concurrent request made, as our refused write found it.
+    fn placed_meanwhile(&mut self, p: Placement) {
+        self.placement = Some(Some(p));
     }
 
     /// The seats to reserve for the room: the expected participants of its scheduled
@@ -122,13 +147,21 @@ impl Seating {
         if let Some(e) = self.expected {
             return Ok(e);
         }
-        let plans = aula.store.scheduled_of_room(self.room, self.now).await?;
+        // Without a setting the last meetings may be needed too: read them alongside.
+        let (room, now, setting) = (self.room, self.now, self.setting);
+        let (plans, meetings) =
+            futures_util::future::try_join(aula.store.scheduled_of_room(room, now), async move {
+                match setting {
+                    Some(_) => Ok(Vec::new()),
+                    None => aula.store.meetings_of(room, now).await,
+                }
+            })
+            .await?;
         if let Some(e) = super::schedule::scheduled_size(&plans, self.now).or(self.setting) {
             let e = e.max(1);
             self.expected = Some(e);
             return Ok(e);
         }
-        let meetings = aula.store.meetings_of(self.room, self.now).await?;
         let peak = meetings
             .iter()
             .filter(|m| m.ended_at.is_some())
@@ -168,6 +201,7 @@ impl Aula {
         unreachable: Option<&str>,
     ) -> ServiceResult<MediaNode> {
         let (room, now) = (seating.room, seating.now);
+        seating.read(self).await?;
         let mut nodes = seating.nodes(self).await?.to_vec();
         if let Some(address) = unreachable
             && let Some(reported) = nodes.iter().find(|n| n.address == address)
@@ -175,7 +209,10 @@ impl Aula {
             let gone = if now.minus(retention::NODE_SUSPECT_AFTER) > reported.last_heartbeat {
                 tracing::warn!(node = %reported.id, "a client reports the node unreachable and its heartbeat is quiet: passed over");
                 true
-            } else if !self.probe.answers(reported).await {
+            } else if !self
+                .probe_reading_expected(seating, reported, policy)
+                .await?
+            {
                 tracing::warn!(node = %reported.id, "a client reports the node unreachable and it does not answer its health check: passed over");
                 true
             } else {
@@ -219,27 +256,40 @@ impl Aula {
             }
             let replacing = current.map(|p| p.node_id);
             let expected = seating.expected(self, policy).await?;
-            seating.forget_placement();
             match self
                 .reserve_somewhere(room, holder, expected, &nodes, replacing)
                 .await?
             {
-                Some(node) => return Ok(node),
-                None if seating
-                    .placement(self)
-                    .await?
-                    .is_some_and(|p| Some(p.node_id) != replacing) =>
-                {
-                    continue;
-                }
-                None => return Err(full()),
+                Reservation::Placed(node) => return Ok(node),
+                // Another grant placed the room first: take a seat in its placement (no
+                // second try at placing, which would lose the same way).
+                Reservation::Taken(winner) => seating.placed_meanwhile(winner),
+                Reservation::Full => return Err(full()),
             }
         }
         Err(ServiceError::Internal("a concurrent placement vanished"))
     }
 
+    /// Whether the reported node answers its health check. The room's expected size is
+    /// read meanwhile: a node that does not answer loses the room, which is then placed
+    /// at that size elsewhere.
+    async fn probe_reading_expected(
+        &self,
+        seating: &mut Seating,
+        reported: &MediaNode,
+        policy: PlacementPolicy,
+    ) -> ServiceResult<bool> {
+        let (answers, expected) = futures_util::future::join(
+            self.probe.answers(reported),
+            seating.expected(self, policy),
+        )
+        .await;
+        expected?;
+        Ok(answers)
+    }
+
     /// Reserves the room's seats on the less loaded of two random nodes with room for them,
-    /// trying a few pairs. `None`: no node had room (or a concurrent placement won).
+    /// trying a few pairs.
     async fn reserve_somewhere(
         &self,
         room: RoomId,
@@ -247,7 +297,7 @@ impl Aula {
         expected: u32,
         nodes: &[MediaNode],
         replacing: Option<crate::NodeId>,
-    ) -> ServiceResult<Option<MediaNode>> {
+    ) -> ServiceResult<Reservation> {
         let now = self.now();
         // A room bigger than a node gets a whole node; it cannot be split. A node without a
         // seat (a portal whose in-process node takes no rooms registers with capacity 0) is
@@ -283,9 +333,9 @@ impl Aula {
             {
                 Reserved::Placed => {
                     tracing::info!(node = %node.id, seats = placement.seats, "room placed");
-                    return Ok(Some(node.clone()));
+                    return Ok(Reservation::Placed(node.clone()));
                 }
-                Reserved::Taken => return Ok(None),
+                Reserved::Taken(winner) => return Ok(Reservation::Taken(winner)),
                 // The registry's figure was behind a concurrent reservation: read the
                 // nodes' seats again (only those the caller may use) and pick another pair.
                 Reserved::NodeFull => {
@@ -301,7 +351,7 @@ impl Aula {
             }
         }
         tracing::warn!(nodes = nodes.len(), "no media node can take a new room");
-        Ok(None)
+        Ok(Reservation::Full)
     }
 
     /// Two different indices below `n` (the same one twice when `n` is 1), or `None`.

@@ -67,6 +67,7 @@ impl Aula {
     ) -> ServiceResult<Entry> {
         let now = self.now();
         let mut seating = Seating::new(room, now, expected);
+        seating.read(self).await?;
         let holds_seat = !moderator
             && seating.placement(self).await?.is_some_and(|p| {
                 // The room's reservation counts a seat for the holder, or has one free:

@@ -101,21 +101,19 @@ impl Aula {
                 if *guest_room != room {
                     return Err(ServiceError::NotFound("the room"));
                 }
-                let g = self
-                    .store
-                    .guest(room, *id, now)
-                    .await?
-                    .ok_or(ServiceError::Unauthenticated)?;
+                // Both at once: a guest's every request reads both, on the class's path.
+                let (g, r) = futures_util::future::join(
+                    self.store.guest(room, *id, now),
+                    self.store.room(room, now),
+                )
+                .await;
+                let g = g?.ok_or(ServiceError::Unauthenticated)?;
                 match g.admission {
                     Admission::Admitted => {}
                     Admission::Waiting => return Err(ServiceError::InLobby),
                     Admission::Denied => return Err(ServiceError::Denied),
                 }
-                let r = self
-                    .store
-                    .room(room, now)
-                    .await?
-                    .ok_or(ServiceError::NotFound("the room"))?;
+                let r = r?.ok_or(ServiceError::NotFound("the room"))?;
                 Ok(Participation {
                     room: r,
                     me: Participant::Guest(*id),
@@ -291,17 +289,22 @@ impl Aula {
     /// What a join grant for the room's media node carries: for the owner (as moderator)
     /// and admitted guests; a waiting guest is told to wait, a removed one is refused.
     pub async fn join_grant(&self, caller: &Caller, room: RoomId) -> ServiceResult<JoinGrant> {
-        let p = match self.participation(caller, room).await {
+        // A moderator's name is read alongside the room (the grant carries it).
+        let name = async {
+            match caller {
+                Caller::Moderator { id, .. } => self.store.moderator(*id).await,
+                _ => Ok(None),
+            }
+        };
+        let (p, moderator) =
+            futures_util::future::join(self.participation(caller, room), name).await;
+        let p = match p {
             Err(ServiceError::InLobby) => return self.lobby_grant(caller, room).await,
             p => p?,
         };
         let (role, display_name) = match p.me {
-            Participant::Moderator(id) => {
-                let m = self
-                    .store
-                    .moderator(id)
-                    .await?
-                    .ok_or(ServiceError::Unauthenticated)?;
+            Participant::Moderator(_) => {
+                let m = moderator?.ok_or(ServiceError::Unauthenticated)?;
                 (
                     GrantRole::Moderator,
                     format!("{} {}", m.first_name, m.last_name),

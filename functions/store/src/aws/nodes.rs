@@ -9,6 +9,7 @@
 use super::AwsStore;
 use super::codec::{Fields, Item, is_live, item, live, n, padded, s};
 use super::rooms::room_pk;
+use super::table::{Transacted, condition_failed};
 use crate::backend;
 use async_trait::async_trait;
 use aula_domain::inventory::RecordKind;
@@ -209,7 +210,7 @@ impl PlacementStore for AwsStore {
             && cur.expires_at.is_live_at(now)
             && Some(cur.node_id) != replacing
         {
-            return Ok(Reserved::Taken);
+            return Ok(Reserved::Taken(cur.clone()));
         }
         let mut writes = vec![
             self.put_item_if(
@@ -233,18 +234,39 @@ impl PlacementStore for AwsStore {
         if let Some((old, seats)) = give_back {
             writes.push(self.add_reserved(old, -i64::from(seats), None)?);
         }
-        if self.transact(writes.clone(), doing).await? {
-            return Ok(Reserved::Placed);
-        }
-        if give_back.is_some() {
-            // Perhaps only the old node's record was gone: try without giving back.
-            writes.pop();
-            if self.transact(writes, doing).await? {
-                return Ok(Reserved::Placed);
+        // The transaction's items: 0 the placement, 1 the node's seats, 2 the old node's.
+        loop {
+            let reasons = match self.transact_why(writes.clone(), doing).await? {
+                Transacted::Committed => return Ok(Reserved::Placed),
+                Transacted::Cancelled(reasons) => reasons,
+            };
+            if condition_failed(&reasons, 0) {
+                // A concurrent request placed the room first: its placement came back with
+                // the refusal (read it only if it did not).
+                let found = match reasons[0].item() {
+                    Some(i) => Some(placement_from(i)?),
+                    None => self.placement_any(p.room_id, doing).await?,
+                };
+                if let Some(winner) =
+                    found.filter(|w| w.expires_at.is_live_at(now) && Some(w.node_id) != replacing)
+                {
+                    return Ok(Reserved::Taken(winner));
+                }
+                break;
             }
+            if condition_failed(&reasons, 1) {
+                return Ok(Reserved::NodeFull);
+            }
+            if condition_failed(&reasons, 2) {
+                // The old node's record is gone (it died): nothing to give back there.
+                writes.pop();
+                continue;
+            }
+            // Cancelled for another reason (a concurrent transaction on the same items).
+            break;
         }
         match self.placement(p.room_id, now).await? {
-            Some(cur) if Some(cur.node_id) != replacing => Ok(Reserved::Taken),
+            Some(cur) if Some(cur.node_id) != replacing => Ok(Reserved::Taken(cur)),
             _ => Ok(Reserved::NodeFull),
         }
     }
@@ -259,11 +281,14 @@ impl PlacementStore for AwsStore {
         now: Timestamp,
     ) -> StoreResult<bool> {
         let doing = "taking a seat";
+        // The reservation as a refused write last found it (read again when none came back).
+        let mut found: Option<Placement> = None;
         for _ in 0..SEAT_ATTEMPTS {
-            let Some(mut p) = self
-                .placement_any(room, doing)
-                .await?
-                .filter(|p| p.node_id == node && p.expires_at.is_live_at(now))
+            let current = match found.take() {
+                Some(p) => Some(p),
+                None => self.placement_any(room, doing).await?,
+            };
+            let Some(mut p) = current.filter(|p| p.node_id == node && p.expires_at.is_live_at(now))
             else {
                 return Ok(false);
             };
@@ -297,13 +322,16 @@ impl PlacementStore for AwsStore {
                     (":held", n(held)),
                 ],
             )?);
-            if self.transact(writes, doing).await? {
-                return Ok(true);
-            }
-            // Either the reservation changed under us (read again and retry) or the node
-            // has no seats left to grow by.
-            let again = self.placement_any(room, doing).await?;
-            if again.is_some_and(|a| a.seats == seen && a.holders.len() == held) {
+            let (grows, put) = (writes.len() == 2, writes.len() - 1);
+            let reasons = match self.transact_why(writes, doing).await? {
+                Transacted::Committed => return Ok(true),
+                Transacted::Cancelled(reasons) => reasons,
+            };
+            if condition_failed(&reasons, put) {
+                // The reservation changed under us: try again on what the write found.
+                found = reasons[put].item().map(placement_from).transpose()?;
+            } else if grows && condition_failed(&reasons, 0) {
+                // The node has no seats left to grow by.
                 return Ok(false);
             }
         }

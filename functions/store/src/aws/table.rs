@@ -6,8 +6,23 @@ use super::codec::{Item, s};
 use crate::backend;
 use aula_domain::ports::*;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, DeleteRequest, Put, TransactWriteItem, WriteRequest,
+    AttributeValue, CancellationReason, Delete, DeleteRequest, Put,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
+
+/// How a transaction ended.
+pub(super) enum Transacted {
+    Committed,
+    /// Nothing was written; why, item by item in the transaction's order.
+    Cancelled(Vec<CancellationReason>),
+}
+
+/// Whether the transaction's item at `index` was refused by its condition.
+pub(super) fn condition_failed(reasons: &[CancellationReason], index: usize) -> bool {
+    reasons
+        .get(index)
+        .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+}
 
 impl AwsStore {
     pub(super) async fn get(
@@ -173,6 +188,20 @@ impl AwsStore {
         items: Vec<TransactWriteItem>,
         doing: &'static str,
     ) -> StoreResult<bool> {
+        Ok(matches!(
+            self.transact_why(items, doing).await?,
+            Transacted::Committed
+        ))
+    }
+
+    /// A transaction, and when it is cancelled the reason for each item (with the item as
+    /// it was for a conditional put that failed: see [`AwsStore::put_item_if`]).
+    pub(super) async fn transact_why(
+        &self,
+        items: Vec<TransactWriteItem>,
+        doing: &'static str,
+    ) -> StoreResult<Transacted> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         match self
             .ddb
             .transact_write_items()
@@ -180,14 +209,13 @@ impl AwsStore {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_transaction_canceled_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(backend(doing)(e)),
+            Ok(_) => Ok(Transacted::Committed),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    Ok(Transacted::Cancelled(c.cancellation_reasons().to_vec()))
+                }
+                _ => Err(backend(doing)(e)),
+            },
         }
     }
 
@@ -212,6 +240,11 @@ impl AwsStore {
             .set_item(Some(item))
             .set_condition_expression((!condition.is_empty()).then(|| condition.to_owned()))
             .set_expression_attribute_values((!values.is_empty()).then_some(values))
+            // A failed condition says what it found, so a caller that lost a race learns
+            // the winner's item from its own write instead of reading it again.
+            .set_return_values_on_condition_check_failure(
+                (!condition.is_empty()).then_some(ReturnValuesOnConditionCheckFailure::AllOld),
+            )
             .build()
             .map_err(backend("building a transaction"))?;
         Ok(TransactWriteItem::builder().put(put).build())

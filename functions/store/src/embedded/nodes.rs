@@ -225,7 +225,7 @@ impl PlacementStore for SqliteStore {
                 && cur.expires_at.is_live_at(now)
                 && Some(cur.node_id) != replacing
             {
-                return Ok(Reserved::Taken);
+                return Ok(Reserved::Taken(cur.clone()));
             }
             let Some(reserved) = node_reserved(&tx, p.node_id, now).map_err(db(doing))? else {
                 return Ok(Reserved::NodeFull);

@@ -71,6 +71,7 @@ conformance!(
     the_audit_log_lists_by_time_and_expires_after_a_year,
     a_room_keeps_its_placement_and_of_two_concurrent_placements_one_wins,
     concurrent_reservations_never_take_a_node_over_its_capacity,
+    when_a_rooms_node_dies_many_concurrent_moves_end_on_one_node_and_every_loser_learns_it_from_its_own_write,
     seats_go_to_distinct_holders_grow_within_capacity_and_come_back_on_release,
     a_room_keeps_one_place_in_the_queue_places_are_numbered_once_and_the_mark_only_rises,
 );

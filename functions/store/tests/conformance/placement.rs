@@ -98,16 +98,22 @@ pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_win
         });
     }
     let mut winners = Vec::new();
+    let mut told = Vec::new();
     while let Some(done) = racers.join_next().await {
         let (node, outcome) = done.expect("ran");
         match outcome.expect("answered") {
             Reserved::Placed => winners.push(node),
-            Reserved::Taken => {}
+            Reserved::Taken(winner) => told.push(winner.node_id),
             Reserved::NodeFull => panic!("a node with room for the seats refused them"),
         }
     }
     let placed = s.placement(room, T0).await.expect("read").expect("placed");
     assert_eq!(winners, vec![placed.node_id], "exactly one placement won");
+    assert_eq!(
+        told,
+        vec![placed.node_id; 3],
+        "every loser is told where the room went"
+    );
     let other = if placed.node_id == a { b } else { a };
     assert_eq!(
         reserved_on(s, placed.node_id, T0).await,
@@ -122,7 +128,7 @@ pub async fn a_room_keeps_its_placement_and_of_two_concurrent_placements_one_win
     let moved = placement_of(room, other, later);
     assert_eq!(
         s.reserve(&moved, 100, None, later).await.expect("answered"),
-        Reserved::Taken
+        Reserved::Taken(placed.clone())
     );
     assert_eq!(
         s.reserve(&moved, 100, Some(placed.node_id), later)
@@ -160,7 +166,7 @@ pub async fn concurrent_reservations_never_take_a_node_over_its_capacity<S: Test
         match done.expect("ran").expect("answered") {
             Reserved::Placed => placed += 1,
             Reserved::NodeFull => {}
-            Reserved::Taken => panic!("every racer placed a different room"),
+            Reserved::Taken(_) => panic!("every racer placed a different room"),
         }
     }
     assert_eq!(placed, 3, "three rooms of 3 seats fit in 10");
@@ -177,6 +183,70 @@ pub async fn concurrent_reservations_never_take_a_node_over_its_capacity<S: Test
     assert_eq!(
         s.reserve(&p, 10, None, T0).await.expect("answered"),
         Reserved::NodeFull
+    );
+}
+
+pub async fn when_a_rooms_node_dies_many_concurrent_moves_end_on_one_node_and_every_loser_learns_it_from_its_own_write<
+    S: TestStore,
+>(
+    s: &S,
+) {
+    let room = IDS.room_id();
+    let dead = registered_node(s, 100, T0).await;
+    let first = placement_of(room, dead, T0);
+    assert_eq!(
+        s.reserve(&first, 100, None, T0).await.expect("answered"),
+        Reserved::Placed
+    );
+    let nodes = [
+        registered_node(s, 100, T0).await,
+        registered_node(s, 100, T0).await,
+        registered_node(s, 100, T0).await,
+    ];
+    // Twelve grants at once, each placing the room on a node of its own choice in place of
+    // the dead one.
+    let later = T0.plus(SECOND);
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let s = s.clone();
+        let node = nodes[i % nodes.len()];
+        racers.spawn(async move {
+            let p = placement_of(room, node, later);
+            s.reserve(&p, 100, Some(dead), later).await
+        });
+    }
+    let (mut placed, mut told) = (0, Vec::new());
+    while let Some(done) = racers.join_next().await {
+        match done.expect("ran").expect("answered") {
+            Reserved::Placed => placed += 1,
+            Reserved::Taken(winner) => told.push(winner),
+            Reserved::NodeFull => panic!("a node with room for the seats refused them"),
+        }
+    }
+    let now = s
+        .placement(room, later)
+        .await
+        .expect("read")
+        .expect("placed");
+    assert_eq!(placed, 1, "one grant moved the room");
+    assert_ne!(now.node_id, dead);
+    assert_eq!(told.len(), 11);
+    assert!(
+        told.iter().all(|w| *w == now),
+        "every loser got the winner's placement as it is stored"
+    );
+    for node in nodes {
+        let seats = if node == now.node_id { 3 } else { 0 };
+        assert_eq!(
+            reserved_on(s, node, later).await,
+            seats,
+            "only the room's node holds its seats"
+        );
+    }
+    assert_eq!(
+        reserved_on(s, dead, later).await,
+        0,
+        "the dead node's seats went back"
     );
 }
 
