@@ -461,7 +461,11 @@ pub const INVENTORY: &[RecordSpec] = &[
         fields: &[
             f("queue", "which queue (there is one: the media nodes')"),
             f("issued", "the highest place number handed out"),
-            f("admitted_through", "the highest place number let in"),
+            f(
+                "admitted_through",
+                "the place number up to which every place was let in",
+            ),
+            f("entered", "place numbers above that already let in"),
             f("moved_at", "when a place was last let in"),
             f(
                 "capacity_seen_at",

@@ -573,13 +573,18 @@ pub struct Placement {
 /// The admission queue's counters: one record, no personal data. Rooms refused seats
 /// because every node is full are numbered in the order they were refused (a
 /// [`RoomTicket`] each); the counters say how far the queue has moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionQueue {
     /// The highest ticket number issued.
     pub issued: u64,
-    /// The highest ticket number admitted to a node.
+    /// The mark: every place up to it has been let in (or was passed over as given up).
     pub admitted_through: u64,
-    /// When `admitted_through` last moved.
+    /// Places above the mark already let in, ascending: a room the window let in before
+    /// one ahead of it (several fit at once), or whose classmate had placed it meanwhile.
+    /// The mark moves over them once the places before them are let in, so a room let in
+    /// early never lets a later room pass one that still waits.
+    pub entered: Vec<u64>,
+    /// When a place was last let in.
     pub moved_at: Timestamp,
     /// When a waiting pupil first saw a free seat after the mark last moved (earlier than
     /// `moved_at`, or `None`: nobody has since). From then on the front may be rooms whose
@@ -594,10 +599,51 @@ impl AdmissionQueue {
         AdmissionQueue {
             issued: 0,
             admitted_through: 0,
+            entered: Vec::new(),
             moved_at: now,
             capacity_seen_at: None,
             expires_at: crate::retention::admission_queue_expiry(now),
         }
+    }
+
+    /// Places before `number` not let in yet: rooms that wait (or gave up and have not
+    /// lapsed from the count).
+    pub fn ahead_of(&self, number: u64) -> u64 {
+        let between = number.saturating_sub(self.admitted_through.saturating_add(1));
+        let early = self
+            .entered
+            .iter()
+            .filter(|e| **e > self.admitted_through && **e < number)
+            .count() as u64;
+        between.saturating_sub(early)
+    }
+
+    /// Places let in so far: a new place has `issued + 1 - let_in_count() - 1` ahead.
+    pub fn let_in_count(&self) -> u64 {
+        self.admitted_through
+            .saturating_add(self.entered.len() as u64)
+    }
+
+    /// The mark and the early places after the room at `number` is let in; `None` if that
+    /// changes nothing (it was let in already). `passing`: the room was let in past places
+    /// whose rooms stopped asking, so the mark jumps to it and those places are given up.
+    pub fn letting_in(&self, number: u64, passing: bool) -> Option<(u64, Vec<u64>)> {
+        if number <= self.admitted_through || self.entered.contains(&number) {
+            return None;
+        }
+        let mut entered = self.entered.clone();
+        if !passing && number > self.admitted_through.saturating_add(1) {
+            let at = entered.partition_point(|e| *e < number);
+            entered.insert(at, number);
+            return Some((self.admitted_through, entered));
+        }
+        let mut mark = number;
+        entered.retain(|e| *e > mark);
+        while entered.first() == Some(&(mark + 1)) {
+            mark += 1;
+            entered.remove(0);
+        }
+        Some((mark, entered))
     }
 }
 
@@ -614,13 +660,13 @@ pub struct RoomTicket {
 }
 
 impl RoomTicket {
-    /// The place numbered `number`, taken now while places up to `admitted_through` were
-    /// already let in.
-    pub fn taken(room_id: RoomId, number: u64, admitted_through: u64, now: Timestamp) -> Self {
+    /// The place numbered `number`, taken now while `let_in` places before it had been
+    /// let in ([`AdmissionQueue::let_in_count`]).
+    pub fn taken(room_id: RoomId, number: u64, let_in: u64, now: Timestamp) -> Self {
         RoomTicket {
             room_id,
             number,
-            first_ahead: number.saturating_sub(admitted_through.saturating_add(1)),
+            first_ahead: number.saturating_sub(let_in.saturating_add(1)),
             issued_at: now,
             expires_at: crate::retention::room_ticket_expiry(now),
         }
@@ -722,6 +768,42 @@ mod tests {
 
     fn guest(n: u128) -> Participant {
         Participant::Guest(GuestId::from_uuid(Uuid::from_u128(n)))
+    }
+
+    fn queue(through: u64, entered: &[u64]) -> AdmissionQueue {
+        AdmissionQueue {
+            issued: 10,
+            admitted_through: through,
+            entered: entered.to_vec(),
+            ..AdmissionQueue::empty(Timestamp::from_millis(0))
+        }
+    }
+
+    #[test]
+    fn a_room_let_in_early_waits_above_the_mark_and_does_not_let_later_rooms_pass_the_front() {
+        // Place 3 goes in while 1 and 2 still wait: 4 still has both ahead.
+        let q = queue(0, &[]);
+        let (mark, entered) = q.letting_in(3, false).expect("changed");
+        assert_eq!((mark, entered.clone()), (0, vec![3]));
+        let q = queue(mark, &entered);
+        assert_eq!(q.ahead_of(4), 2);
+        assert_eq!(q.ahead_of(1), 0);
+        // 1 goes in: the mark moves to 1; 2 goes in: it moves over 3 too.
+        let (mark, entered) = q.letting_in(1, false).expect("changed");
+        assert_eq!((mark, entered.clone()), (1, vec![3]));
+        let q = queue(mark, &entered);
+        assert_eq!(q.ahead_of(4), 1);
+        assert_eq!(q.letting_in(2, false), Some((3, vec![])));
+        assert_eq!(q.letting_in(3, false), None, "let in already");
+    }
+
+    #[test]
+    fn a_room_let_in_past_rooms_that_gave_up_moves_the_mark_to_it() {
+        let q = queue(2, &[6]);
+        assert_eq!(q.letting_in(5, true), Some((6, vec![])));
+        assert_eq!(q.letting_in(4, true), Some((4, vec![6])));
+        assert_eq!(q.letting_in(2, true), None);
+        assert_eq!(q.let_in_count(), 3);
     }
 
     #[test]

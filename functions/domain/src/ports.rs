@@ -384,17 +384,23 @@ pub trait AdmissionQueueStore: Send + Sync {
     /// The room's live place in the queue, its lifetime renewed; `None` if it has none.
     async fn room_ticket(&self, room: RoomId, now: Timestamp) -> StoreResult<Option<RoomTicket>>;
     /// The room's place: its live one, or a new one numbered after every place handed out
-    /// before (`admitted_through`: the mark as the caller read it, for `first_ahead`).
-    /// Concurrent callers for one room get the same place.
+    /// before (`let_in`: [`AdmissionQueue::let_in_count`] as the caller read it, for
+    /// `first_ahead`). Concurrent callers for one room get the same place.
     async fn take_room_ticket(
         &self,
         room: RoomId,
-        admitted_through: u64,
+        let_in: u64,
         now: Timestamp,
     ) -> StoreResult<RoomTicket>;
-    /// The room got its seats: its place is given up and `admitted_through` rises to its
-    /// number (if lower), `moved_at` becoming `now`.
-    async fn room_admitted(&self, ticket: &RoomTicket, now: Timestamp) -> StoreResult<()>;
+    /// The room got its seats: its place is given up and the queue's mark and early places
+    /// become what [`AdmissionQueue::letting_in`] says (`passing`: see there), atomically
+    /// with respect to concurrent callers; `moved_at` becomes `now` if anything changed.
+    async fn room_admitted(
+        &self,
+        ticket: &RoomTicket,
+        passing: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
     /// A waiting pupil saw free seats: `capacity_seen_at` is set to `now` unless it is
     /// already set after the mark last moved.
     async fn capacity_seen(&self, now: Timestamp) -> StoreResult<()>;

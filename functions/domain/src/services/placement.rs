@@ -83,6 +83,8 @@ pub(super) struct Seating {
     nodes: Option<Vec<MediaNode>>,
     placement: Option<Option<Placement>>,
     expected: Option<u32>,
+    /// This admission reserved the room's seats (rather than taking one in its placement).
+    reserved_here: bool,
 }
 
 impl Seating {
@@ -95,6 +97,7 @@ impl Seating {
             nodes: None,
             placement: None,
             expected: None,
+            reserved_here: false,
         }
     }
 
@@ -132,6 +135,20 @@ impl Seating {
     /// The placement a concurrent request made, as our refused write found it.
     fn placed_meanwhile(&mut self, p: Placement) {
         self.placement = Some(Some(p));
+    }
+
+    /// The room's placement as read again by the caller.
+    pub(super) fn placement_read(&mut self, p: Option<Placement>) {
+        self.placement = Some(p);
+    }
+
+    pub(super) fn room(&self) -> RoomId {
+        self.room
+    }
+
+    /// Whether this admission placed the room (reserved its seats) itself.
+    pub(super) fn reserved_here(&self) -> bool {
+        self.reserved_here
     }
 
     /// The seats to reserve for the room: the expected participants of its scheduled
@@ -260,7 +277,10 @@ impl Aula {
                 .reserve_somewhere(room, holder, expected, &nodes, replacing)
                 .await?
             {
-                Reservation::Placed(node) => return Ok(node),
+                Reservation::Placed(node) => {
+                    seating.reserved_here = true;
+                    return Ok(node);
+                }
                 // Another grant placed the room first: take a seat in its placement (no
                 // second try at placing, which would lose the same way).
                 Reservation::Taken(winner) => seating.placed_meanwhile(winner),

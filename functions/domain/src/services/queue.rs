@@ -4,13 +4,17 @@
 //! The unit that needs capacity is a room (its reservation), so the queue holds rooms: the
 //! first pupil of a room refused a seat takes the room's place ([`RoomTicket`]), classmates
 //! arriving later wait on the same place, and when the room gets its seats the whole class
-//! enters through them. The store keeps two counters (places handed out, highest let in)
-//! and one small record per waiting room; a poll reads them and writes nothing unless the
+//! enters through them. The store keeps two counters (places handed out, and the mark up
+//! to which every place was let in) with the few places above the mark let in early, and
+//! one small record per waiting room; a poll reads them and writes nothing unless the
 //! room's place needs renewing.
 //!
 //! A room may try for seats once fewer places lie ahead of it than rooms of its size fit in
-//! the free seats. A class that gave up leaves a gap until its place lapses (a minute);
-//! so a free seat nobody in the window takes for [`STALL`] widens the window again.
+//! the free seats, so several may go in at once and out of order; one let in early is
+//! noted above the mark, and the mark moves over it only once every place before it is in,
+//! so a later room never passes one that still waits. A class that gave up leaves a gap:
+//! a free seat nobody in the window takes for [`STALL`] widens the window again, and a
+//! room let in through the widened part moves the mark past the gap.
 //!
 //! Teachers never queue behind pupils: a moderator asks for seats directly (the room's
 //! reservation is normally made with the teacher's grant), and so does a pupil whose room
@@ -18,7 +22,7 @@
 
 use super::{Aula, PlacementPolicy, ServiceError, ServiceResult};
 use crate::services::placement::{Seating, free_seats};
-use crate::{MediaNode, RoomId, RoomTicket, Span, Timestamp};
+use crate::{MediaNode, Placement, RoomId, RoomTicket, Span, Timestamp};
 
 /// A free seat the front does not take for this long means rooms at the front were
 /// abandoned: the front asks every [`FRONT_POLL_SECS`] seconds, so this is several polls.
@@ -68,20 +72,16 @@ impl Aula {
         let now = self.now();
         let mut seating = Seating::new(room, now, expected);
         seating.read(self).await?;
-        let holds_seat = !moderator
-            && seating.placement(self).await?.is_some_and(|p| {
-                // The room's reservation counts a seat for the holder, or has one free:
-                // taking it uses no seat another room waits for.
-                p.seats > 0
-                    && (p.holders.iter().any(|h| h == holder)
-                        || (p.holders.len() as u64) < u64::from(p.seats))
-            });
+        let holds_seat = !moderator && has_seat_for(seating.placement(self).await?, holder);
         if moderator || holds_seat {
             match self
                 .place_seated(&mut seating, holder, policy, unreachable)
                 .await
             {
-                Ok(node) => return Ok(Entry::Placed(node)),
+                Ok(node) => {
+                    self.placed_anew(&seating, now).await?;
+                    return Ok(Entry::Placed(node));
+                }
                 Err(ServiceError::NoCapacity { .. }) if moderator => {
                     return Ok(Entry::Queued(Queued {
                         ticket: None,
@@ -104,22 +104,40 @@ impl Aula {
                         .place_seated(&mut seating, holder, policy, unreachable)
                         .await
                     {
-                        Ok(node) => return Ok(Entry::Placed(node)),
+                        Ok(node) => {
+                            self.placed_anew(&seating, now).await?;
+                            return Ok(Entry::Placed(node));
+                        }
                         Err(ServiceError::NoCapacity { .. }) => {}
                         Err(e) => return Err(e),
                     }
                 }
                 let t = self
                     .store
-                    .take_room_ticket(room, queue.admitted_through, now)
+                    .take_room_ticket(room, queue.let_in_count(), now)
                     .await?;
+                // A classmate may have placed the room since we read it (its grant read the
+                // queue empty): then the class is in, and the place is let go at once.
+                let fresh = self.store.placement(room, now).await?;
+                if has_seat_for(fresh.as_ref(), holder) {
+                    seating.placement_read(fresh);
+                    match self
+                        .place_seated(&mut seating, holder, policy, unreachable)
+                        .await
+                    {
+                        Ok(node) => {
+                            self.store.room_admitted(&t, false, now).await?;
+                            return Ok(Entry::Placed(node));
+                        }
+                        Err(ServiceError::NoCapacity { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
                 tracing::info!(room = %room, place = t.number, "room queued for seats");
                 t
             }
         };
-        let ahead = ticket
-            .number
-            .saturating_sub(queue.admitted_through.saturating_add(1));
+        let ahead = queue.ahead_of(ticket.number);
         let nodes = seating.nodes(self).await?;
         let free = free_seats(nodes);
         // A room bigger than a node gets a whole node (placement never splits it).
@@ -133,14 +151,17 @@ impl Aula {
             let stalls = seen.map_or(0, |at| {
                 u64::try_from((now.millis() - at.millis()) / STALL.millis()).unwrap_or(0)
             });
-            let window = (free / size).saturating_mul(1 + stalls);
+            let fit = free / size;
+            let window = fit.saturating_mul(1 + stalls);
             if ahead < window {
                 match self
                     .place_seated(&mut seating, holder, policy, unreachable)
                     .await
                 {
                     Ok(node) => {
-                        self.store.room_admitted(&ticket, now).await?;
+                        // Let in past rooms ahead only because they let free seats stand.
+                        let passing = ahead >= fit;
+                        self.store.room_admitted(&ticket, passing, now).await?;
                         tracing::info!(room = %room, place = ticket.number, "room admitted from the queue");
                         return Ok(Entry::Placed(node));
                     }
@@ -155,6 +176,30 @@ impl Aula {
             estimate_secs: estimate(&ticket, ahead, now),
             retry_after_secs: retry_after(ahead),
         }))
+    }
+}
+
+/// Whether the room's reservation counts a seat for the holder, or has one free: taking it
+/// uses no seat another room waits for.
+fn has_seat_for(p: Option<&Placement>, holder: &str) -> bool {
+    p.is_some_and(|p| {
+        p.seats > 0
+            && (p.holders.iter().any(|h| h == holder)
+                || (p.holders.len() as u64) < u64::from(p.seats))
+    })
+}
+
+impl Aula {
+    /// After this admission placed the room itself, a place a classmate took for the room
+    /// meanwhile (having read the room unplaced) is let go: nobody waits on it, and the
+    /// mark must not stop before it.
+    async fn placed_anew(&self, seating: &Seating, now: Timestamp) -> ServiceResult<()> {
+        if seating.reserved_here()
+            && let Some(t) = self.store.room_ticket(seating.room(), now).await?
+        {
+            self.store.room_admitted(&t, false, now).await?;
+        }
+        Ok(())
     }
 }
 

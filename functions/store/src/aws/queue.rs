@@ -14,6 +14,7 @@ use aula_domain::inventory::RecordKind;
 use aula_domain::ports::*;
 use aula_domain::*;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 const PK: &str = "QUEUE#media";
 const SK: &str = "QUEUE";
@@ -23,10 +24,35 @@ fn queue_from(i: &Item) -> StoreResult<AdmissionQueue> {
     Ok(AdmissionQueue {
         issued: f.num("issued")?,
         admitted_through: f.num("admitted_through")?,
+        entered: match i.get("entered") {
+            None => Vec::new(),
+            // Appended in the order places went in: kept ascending here.
+            Some(AttributeValue::L(l)) => {
+                let mut v = l
+                    .iter()
+                    .map(|x| {
+                        x.as_n()
+                            .ok()
+                            .and_then(|x| x.parse().ok())
+                            .ok_or_else(|| f.corrupt(format!("entered holds {x:?}")))
+                    })
+                    .collect::<StoreResult<Vec<u64>>>()?;
+                v.sort_unstable();
+                v.dedup();
+                v
+            }
+            Some(_) => return Err(f.corrupt("entered is not a list".into())),
+        },
         moved_at: f.ts("moved_at")?,
         capacity_seen_at: f.opt_num("capacity_seen_at")?.map(Timestamp::from_millis),
         expires_at: f.expiry()?,
     })
+}
+
+/// The early places as stored: a list of numbers (a list may be empty, so the attribute is
+/// always there).
+fn early_places(entered: &[u64]) -> AttributeValue {
+    AttributeValue::L(entered.iter().map(|e| n(e)).collect())
 }
 
 fn ticket_from(i: &Item) -> StoreResult<RoomTicket> {
@@ -102,7 +128,7 @@ impl AdmissionQueueStore for AwsStore {
     async fn take_room_ticket(
         &self,
         room: RoomId,
-        admitted_through: u64,
+        let_in: u64,
         now: Timestamp,
     ) -> StoreResult<RoomTicket> {
         for _ in 0..3 {
@@ -110,7 +136,7 @@ impl AdmissionQueueStore for AwsStore {
                 return Ok(t);
             }
             let number = self.next_number(now).await?;
-            let t = RoomTicket::taken(room, number, admitted_through, now);
+            let t = RoomTicket::taken(room, number, let_in, now);
             let put = self
                 .ddb
                 .put_item()
@@ -129,9 +155,10 @@ impl AdmissionQueueStore for AwsStore {
                 .await;
             match put {
                 Ok(_) => return Ok(t),
-                // A classmate queued the room a moment earlier: wait on that place (the
-                // number taken here is a gap the window walks past).
-                Err(e) if failed_condition(&e) => {}
+                // A classmate queued the room a moment earlier: wait on that place. Nobody
+                // waits on the number taken here: it counts as let in, or the mark would
+                // stop before it.
+                Err(e) if failed_condition(&e) => self.ticket_admitted(number, false, now).await?,
                 Err(e) => return Err(backend("queueing a room")(e)),
             }
         }
@@ -140,7 +167,12 @@ impl AdmissionQueueStore for AwsStore {
         })
     }
 
-    async fn room_admitted(&self, ticket: &RoomTicket, now: Timestamp) -> StoreResult<()> {
+    async fn room_admitted(
+        &self,
+        ticket: &RoomTicket,
+        passing: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let dropped = self
             .ddb
             .delete_item()
@@ -157,7 +189,7 @@ impl AdmissionQueueStore for AwsStore {
             Err(e) if failed_condition(&e) => {}
             Err(e) => return Err(backend("letting a room in from the queue")(e)),
         }
-        self.ticket_admitted(ticket.number, now).await
+        self.ticket_admitted(ticket.number, passing, now).await
     }
 
     async fn capacity_seen(&self, now: Timestamp) -> StoreResult<()> {
@@ -196,6 +228,7 @@ impl AwsStore {
                 .update_expression(
                     "ADD issued :one SET #kind = :kind, #queue = :queue, expires_at = :exp, \
                      admitted_through = if_not_exists(admitted_through, :zero), \
+                     entered = if_not_exists(entered, :none), \
                      moved_at = if_not_exists(moved_at, :now_ms), \
                      capacity_seen_at = if_not_exists(capacity_seen_at, :zero)",
                 )
@@ -204,6 +237,7 @@ impl AwsStore {
                 .expression_attribute_names("#queue", "queue")
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":none", early_places(&[]))
                 .expression_attribute_values(":kind", s(RecordKind::AdmissionQueue.name()))
                 .expression_attribute_values(":queue", s("media"))
                 .expression_attribute_values(":exp", n(exp))
@@ -230,6 +264,7 @@ impl AwsStore {
                 .item("queue", s("media"))
                 .item("issued", n(1))
                 .item("admitted_through", n(0))
+                .item("entered", early_places(&[]))
                 .item("moved_at", n(now.millis()))
                 .item("capacity_seen_at", n(0))
                 .item("expires_at", n(exp))
@@ -249,30 +284,100 @@ impl AwsStore {
         })
     }
 
-    async fn ticket_admitted(&self, number: u64, now: Timestamp) -> StoreResult<()> {
-        let moved = self
-            .ddb
-            .update_item()
-            .table_name(&self.cfg.table)
-            .key("pk", s(PK))
-            .key("sk", s(SK))
-            // `capacity_seen_at` stays: older than `moved_at` now, it no longer counts.
-            .update_expression("SET admitted_through = :n, moved_at = :now_ms, expires_at = :exp")
-            .condition_expression("admitted_through < :n AND expires_at > :now")
-            .expression_attribute_values(":n", n(number))
-            .expression_attribute_values(":now_ms", n(now.millis()))
-            .expression_attribute_values(":now", n(now.epoch_secs()))
-            .expression_attribute_values(
-                ":exp",
-                n(retention::admission_queue_expiry(now).epoch_secs()),
-            )
-            .send()
-            .await;
-        match moved {
-            // A higher ticket was admitted first: the mark stays where it is.
-            Ok(_) => Ok(()),
-            Err(e) if failed_condition(&e) => Ok(()),
-            Err(e) => Err(backend("admitting a queue ticket")(e)),
+    /// Moves the mark (or notes an early place) as [`AdmissionQueue::letting_in`] says:
+    /// read, then write on the condition that nobody changed the mark or the early places
+    /// meanwhile (within one mark they only grow, so their count tells), else again.
+    async fn ticket_admitted(&self, number: u64, passing: bool, now: Timestamp) -> StoreResult<()> {
+        let doing = "admitting a queue ticket";
+        // A place let in early is appended in one write, without reading: at 8:00 many go
+        // in at once, and a read-then-write for each would mostly retry.
+        if !passing && number > 1 {
+            let noted = self
+                .ddb
+                .update_item()
+                .table_name(&self.cfg.table)
+                .key("pk", s(PK))
+                .key("sk", s(SK))
+                .update_expression(
+                    "SET entered = list_append(if_not_exists(entered, :none), :one), \
+                     moved_at = :now_ms, expires_at = :exp",
+                )
+                .condition_expression(
+                    "admitted_through < :below AND expires_at > :now \
+                     AND NOT contains(entered, :n)",
+                )
+                .expression_attribute_values(":none", early_places(&[]))
+                .expression_attribute_values(":one", early_places(&[number]))
+                .expression_attribute_values(":n", n(number))
+                .expression_attribute_values(":below", n(number - 1))
+                .expression_attribute_values(":now_ms", n(now.millis()))
+                .expression_attribute_values(":now", n(now.epoch_secs()))
+                .expression_attribute_values(
+                    ":exp",
+                    n(retention::admission_queue_expiry(now).epoch_secs()),
+                )
+                .send()
+                .await;
+            match noted {
+                Ok(_) => return Ok(()),
+                // It is at the front (or in already): the mark moves, below.
+                Err(e) if failed_condition(&e) => {}
+                Err(e) => return Err(backend(doing)(e)),
+            }
         }
+        for attempt in 0..20u64 {
+            if attempt > 0 {
+                // Others moved the queue meanwhile: step aside a little, differently each.
+                let r = rand::random::<u64>() % (attempt * 5 + 5);
+                tokio::time::sleep(std::time::Duration::from_millis(r)).await;
+            }
+            let Some(q) = self
+                .get(PK.to_owned(), SK, doing)
+                .await?
+                .filter(|i| is_live(i, now))
+                .map(|i| queue_from(&i))
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            let Some((mark, entered)) = q.letting_in(number, passing) else {
+                return Ok(());
+            };
+            let mut update = self
+                .ddb
+                .update_item()
+                .table_name(&self.cfg.table)
+                .key("pk", s(PK))
+                .key("sk", s(SK))
+                .expression_attribute_values(":old", n(q.admitted_through))
+                .expression_attribute_values(":mark", n(mark))
+                .expression_attribute_values(":now_ms", n(now.millis()))
+                .expression_attribute_values(":now", n(now.epoch_secs()))
+                .expression_attribute_values(
+                    ":exp",
+                    n(retention::admission_queue_expiry(now).epoch_secs()),
+                );
+            // `capacity_seen_at` stays: older than `moved_at` now, it no longer counts.
+            update = update
+                .update_expression(
+                    "SET admitted_through = :mark, entered = :entered, moved_at = :now_ms, \
+                     expires_at = :exp",
+                )
+                .expression_attribute_values(":entered", early_places(&entered))
+                .condition_expression(
+                    "admitted_through = :old AND expires_at > :now \
+                     AND (attribute_not_exists(entered) OR size(entered) = :early)",
+                )
+                .expression_attribute_values(":early", n(q.entered.len()));
+            match update.send().await {
+                Ok(_) => return Ok(()),
+                // Another room went in meanwhile: read again.
+                Err(e) if failed_condition(&e) => {}
+                Err(e) => return Err(backend(doing)(e)),
+            }
+        }
+        Err(StoreError::Conflict {
+            what: "the admission queue's mark",
+        })
     }
 }

@@ -240,6 +240,7 @@ impl SqliteStore {
             .and_then(|_| conn.busy_timeout(std::time::Duration::from_secs(5)))
             .map(|_| conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE))
             .and_then(|_| nodes::migrate(&conn))
+            .and_then(|_| queue::migrate(&conn))
             .and_then(|_| {
                 SCHEMA
                     .iter()

@@ -13,6 +13,8 @@ CREATE TABLE IF NOT EXISTS admission_queue (
     queue TEXT PRIMARY KEY,
     issued INTEGER NOT NULL,
     admitted_through INTEGER NOT NULL,
+    -- places above the mark let in early: a JSON array of numbers, ascending
+    entered TEXT NOT NULL DEFAULT '[]',
     moved_at INTEGER NOT NULL,
     capacity_seen_at INTEGER,
     expires_at INTEGER NOT NULL
@@ -27,6 +29,42 @@ CREATE TABLE IF NOT EXISTS room_ticket (
 "#;
 
 const QUEUE: &str = "media";
+
+/// Databases made before places could be let in early: the queue lives minutes (a day at
+/// most), so it is dropped rather than converted; waiting rooms queue again at their next
+/// poll.
+pub(super) fn migrate(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let tables: i64 = c.query_row(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'admission_queue'",
+        [],
+        |r| r.get(0),
+    )?;
+    let current: i64 = c.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('admission_queue') WHERE name = 'entered'",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables > 0 && current == 0 {
+        c.execute_batch("DROP TABLE admission_queue; DROP TABLE IF EXISTS room_ticket")?;
+    }
+    Ok(())
+}
+
+fn queue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AdmissionQueue> {
+    let entered: String = r.get("entered")?;
+    Ok(AdmissionQueue {
+        issued: to_u64(r.get("issued")?),
+        admitted_through: to_u64(r.get("admitted_through")?),
+        entered: serde_json::from_str(&entered).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })?,
+        moved_at: Timestamp::from_millis(r.get("moved_at")?),
+        capacity_seen_at: r
+            .get::<_, Option<i64>>("capacity_seen_at")?
+            .map(Timestamp::from_millis),
+        expires_at: Expiry::from_epoch_secs(r.get("expires_at")?),
+    })
+}
 
 /// Creates the row if it is missing or expired (a queue nobody used for a day starts again).
 fn fresh_row(c: &rusqlite::Connection, now: Timestamp) -> rusqlite::Result<()> {
@@ -81,20 +119,9 @@ impl AdmissionQueueStore for SqliteStore {
         self.read_point("reading the admission queue", move |c| {
             let row = c
                 .cached_row(
-                    "SELECT issued, admitted_through, moved_at, capacity_seen_at, expires_at
-                     FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 > ?2",
+                    "SELECT * FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 > ?2",
                     params![QUEUE, now.millis()],
-                    |r| {
-                        Ok(AdmissionQueue {
-                            issued: to_u64(r.get(0)?),
-                            admitted_through: to_u64(r.get(1)?),
-                            moved_at: Timestamp::from_millis(r.get(2)?),
-                            capacity_seen_at: r
-                                .get::<_, Option<i64>>(3)?
-                                .map(Timestamp::from_millis),
-                            expires_at: Expiry::from_epoch_secs(r.get(4)?),
-                        })
-                    },
+                    queue_from_row,
                 )
                 .optional()
                 .map_err(db("reading the admission queue"))?;
@@ -113,7 +140,7 @@ impl AdmissionQueueStore for SqliteStore {
     async fn take_room_ticket(
         &self,
         room: RoomId,
-        admitted_through: u64,
+        let_in: u64,
         now: Timestamp,
     ) -> StoreResult<RoomTicket> {
         self.run("queueing a room", move |c| {
@@ -134,7 +161,7 @@ impl AdmissionQueueStore for SqliteStore {
                 )
                 .map_err(db("queueing a room"))?;
             let number = to_u64(n);
-            let ticket = RoomTicket::taken(room, number, admitted_through, now);
+            let ticket = RoomTicket::taken(room, number, let_in, now);
             tx.cached_exec(
                 "INSERT OR REPLACE INTO room_ticket (room_id, number, first_ahead, issued_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -153,32 +180,49 @@ impl AdmissionQueueStore for SqliteStore {
         .await
     }
 
-    async fn room_admitted(&self, ticket: &RoomTicket, now: Timestamp) -> StoreResult<()> {
+    async fn room_admitted(
+        &self,
+        ticket: &RoomTicket,
+        passing: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
         let t = *ticket;
         let number = i64::try_from(t.number).unwrap_or(i64::MAX);
-        self.run("letting a room in from the queue", move |c| {
-            let tx = c
-                .transaction()
-                .map_err(db("letting a room in from the queue"))?;
+        let doing = "letting a room in from the queue";
+        self.run(doing, move |c| {
+            let tx = c.transaction().map_err(db(doing))?;
             tx.cached_exec(
                 "DELETE FROM room_ticket WHERE room_id = ?1 AND number = ?2",
                 params![t.room_id.to_string(), number],
             )
-            .map_err(db("letting a room in from the queue"))?;
-            tx.cached_exec(
-                "UPDATE admission_queue
-                 SET admitted_through = ?2, moved_at = ?3, capacity_seen_at = NULL, expires_at = ?4
-                 WHERE queue = ?1 AND admitted_through < ?2 AND expires_at * 1000 > ?3",
-                params![
-                    QUEUE,
-                    number,
-                    now.millis(),
-                    retention::admission_queue_expiry(now).epoch_secs()
-                ],
-            )
-            .map_err(db("letting a room in from the queue"))?;
-            tx.commit()
-                .map_err(db("letting a room in from the queue"))?;
+            .map_err(db(doing))?;
+            let queue = tx
+                .cached_row(
+                    "SELECT * FROM admission_queue WHERE queue = ?1 AND expires_at * 1000 > ?2",
+                    params![QUEUE, now.millis()],
+                    queue_from_row,
+                )
+                .optional()
+                .map_err(db(doing))?;
+            if let Some((mark, entered)) = queue.and_then(|q| q.letting_in(t.number, passing)) {
+                let entered = serde_json::to_string(&entered).map_err(crate::backend(doing))?;
+                tx.cached_exec(
+                    // `capacity_seen_at` is cleared: a free seat seen before counts no more.
+                    "UPDATE admission_queue
+                     SET admitted_through = ?2, entered = ?3, moved_at = ?4,
+                         capacity_seen_at = NULL, expires_at = ?5
+                     WHERE queue = ?1",
+                    params![
+                        QUEUE,
+                        i64::try_from(mark).unwrap_or(i64::MAX),
+                        entered,
+                        now.millis(),
+                        retention::admission_queue_expiry(now).epoch_secs()
+                    ],
+                )
+                .map_err(db(doing))?;
+            }
+            tx.commit().map_err(db(doing))?;
             Ok(())
         })
         .await

@@ -365,44 +365,60 @@ pub async fn a_room_keeps_one_place_in_the_queue_places_are_numbered_once_and_th
         "places are numbered after every earlier one"
     );
 
-    // The room with the highest place goes in first, then one with a lower place: the
-    // mark rises to the highest and stays there.
+    // The room with the highest place goes in first (several fit at once): it is noted
+    // above the mark, which stays below the rooms still waiting before it.
     let later = T0.plus(SECOND);
     let mut by_number: Vec<_> = per_room.iter().map(|(r, n)| (n[0], *r)).collect();
     by_number.sort_unstable();
+    let ticket = |i: usize, at: Timestamp| {
+        let (s, room) = (s.clone(), by_number[i].1);
+        async move {
+            s.room_ticket(room, at)
+                .await
+                .expect("read")
+                .expect("queued")
+        }
+    };
     let (high, high_room) = by_number[by_number.len() - 1];
-    let (low, low_room) = by_number[0];
-    let high_ticket = s
-        .room_ticket(high_room, later)
-        .await
-        .expect("read")
-        .expect("queued");
-    s.room_admitted(&high_ticket, later)
-        .await
-        .expect("admitted");
-    let low_ticket = s
-        .room_ticket(low_room, later)
-        .await
-        .expect("read")
-        .expect("queued");
-    s.room_admitted(&low_ticket, later.plus(SECOND))
-        .await
-        .expect("admitted");
-    let q = s.admission_queue(later.plus(SECOND)).await.expect("read");
-    assert_eq!(
-        q.admitted_through, high,
-        "a lower place never moves the mark down"
+    let (low, _) = by_number[0];
+    let (quiet, quiet_room) = by_number[1];
+    // Each change is what the domain says letting that place in does to the queue as read
+    // just before (the store applies it atomically).
+    let let_in = |i: usize, passing: bool, at: Timestamp| {
+        let s = s.clone();
+        let ticket = ticket(i, at);
+        async move {
+            let before = s.admission_queue(at).await.expect("read");
+            let t = ticket.await;
+            s.room_admitted(&t, passing, at).await.expect("admitted");
+            let after = s.admission_queue(at).await.expect("read");
+            let expected = before
+                .letting_in(t.number, passing)
+                .unwrap_or((before.admitted_through, before.entered.clone()));
+            assert_eq!(
+                (after.admitted_through, after.entered.clone()),
+                expected,
+                "place {} let in (passing: {passing})",
+                t.number
+            );
+            after
+        }
+    };
+    let q = let_in(by_number.len() - 1, false, later).await;
+    assert!(
+        q.admitted_through < low && q.entered.contains(&high),
+        "a room let in early is noted above the mark"
     );
-    assert!(low < high);
-    assert_eq!(
-        q.moved_at, later,
-        "the mark moved when the higher place went in"
-    );
+    assert_eq!(q.moved_at, later, "the queue moved when it went in");
     assert_eq!(
         s.room_ticket(high_room, later).await.expect("read"),
         None,
         "a room let in has no place any more"
     );
+    // The front goes in (past whatever earlier runs left): the mark moves to it.
+    let q = let_in(0, true, later.plus(SECOND)).await;
+    assert!(q.admitted_through >= low && q.admitted_through < quiet);
+    let moved_at = q.moved_at;
 
     // The first free seat seen after the mark moved is remembered, later ones are not.
     s.capacity_seen(later.plus(SECOND)).await.expect("seen");
@@ -414,14 +430,42 @@ pub async fn a_room_keeps_one_place_in_the_queue_places_are_numbered_once_and_th
         .await
         .expect("read");
     assert_eq!(q.capacity_seen_at, Some(later.plus(SECOND)));
+    assert_eq!(q.moved_at, moved_at);
+
+    // All but one of the rest go in at once, in any order: the one left is the only place
+    // a new room has ahead of it, and nothing is ahead of it.
+    let mut handles = Vec::new();
+    for i in 2..by_number.len() - 1 {
+        let t = ticket(i, later).await;
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.room_admitted(&t, false, later.plus(Span::seconds(6)))
+                .await
+        }));
+    }
+    for h in handles {
+        h.await.expect("joined").expect("admitted");
+    }
+    let q = s
+        .admission_queue(later.plus(Span::seconds(6)))
+        .await
+        .expect("read");
+    assert_eq!(q.ahead_of(quiet), 0, "nothing waits before the last room");
+    assert_eq!(
+        q.ahead_of(q.issued + 1),
+        1,
+        "a new place has only the last room ahead: {q:?}"
+    );
 
     // A room whose pupils stopped asking loses its place after a minute.
-    let (_, quiet_room) = by_number[1];
     let gone = later.plus(retention::ROOM_TICKET).plus(SECOND);
     assert_eq!(s.room_ticket(quiet_room, gone).await.expect("read"), None);
 
     // A queue nobody used for a day reads as empty and starts again from 1.
-    let next_day = later.plus(retention::ADMISSION_QUEUE).plus(SECOND);
+    let next_day = later
+        .plus(Span::seconds(6))
+        .plus(retention::ADMISSION_QUEUE)
+        .plus(SECOND);
     let q = s.admission_queue(next_day).await.expect("read");
     assert_eq!((q.issued, q.admitted_through), (0, 0));
     let fresh = s
