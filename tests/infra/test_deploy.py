@@ -108,6 +108,8 @@ def test_function_exists_with_runtime_role_and_environment(stack, fn):
         "AULA_LOG_BUCKET": f"{p}-log-archive-123456789012-{REGION}",
         "AULA_PROCESSING_LOCATION": "AWS eu-central-1 (Frankfurt am Main, Germany)",
         "AULA_BACKUP_DAYS": "7",
+        # the NodeCapacity parameter's default: the admins' forecast counts nodes with it
+        "AULA_NODE_CAPACITY": "500",
         "RUST_LOG": "info",
         # AULA_SECRETS_ARN: {"Ref": "KeysSecret"} is dropped by moto (no Secrets Manager in its
         # CloudFormation); checked in the translated template below.

@@ -17,7 +17,7 @@ BUCKETS = {"ExportBucket": 1, "LogArchiveBucket": 30, "WebBucket": None}
 ENV = {"AULA_SECRETS_ARN", "AULA_PUBLIC_URL", "AULA_SELF_REGISTRATION",
        "AULA_SUPERVISORY_AUTHORITY", "AULA_DATA_PROTECTION_OFFICER",
        "AULA_TABLE", "AULA_EXPORT_BUCKET", "AULA_LOG_BUCKET", "RUST_LOG",
-       "AULA_PROCESSING_LOCATION", "AULA_BACKUP_DAYS"}
+       "AULA_PROCESSING_LOCATION", "AULA_BACKUP_DAYS", "AULA_NODE_CAPACITY"}
 
 
 def res(t, name):
@@ -406,7 +406,7 @@ def test_the_drain_watcher_leaves_a_node_that_drains_by_itself_or_is_healthy_in_
         assert not [c for c in calls if "set-instance-health" in c], f"/healthz {code}: {calls}"
 
 
-def test_the_fleet_planner_runs_evenings_and_early_mornings_on_the_media_stacks_bounds(app, infra):
+def test_the_fleet_planner_runs_evenings_and_early_mornings_on_the_media_stacks_bounds(app, infra, translated):
     f = app["Resources"]["PlannerFunction"]
     assert f["Type"] == "AWS::Serverless::Function"
     assert f["Metadata"] == {"BuildMethod": "rust-cargolambda", "BuildProperties": {"Binary": "aula-planner"}}
@@ -420,8 +420,9 @@ def test_the_fleet_planner_runs_evenings_and_early_mornings_on_the_media_stacks_
         "AULA_FLEET_MIN_NODES": {"Ref": "MediaFleetMinNodes"},
         "AULA_FLEET_MAX_NODES": {"Ref": "MediaFleetMaxNodes"},
         "AULA_FLEET_SCHOOL_DAY_NODES": {"Ref": "MediaFleetExamMorningMinNodes"},
-        "AULA_NODE_CAPACITY": {"Ref": "NodeCapacity"},
     }
+    # the node capacity it counts with comes from Globals, the same for the admins' forecast
+    assert deployed_environment(translated, "PlannerFunction")["AULA_NODE_CAPACITY"] == {"Ref": "NodeCapacity"}
     assert infra["Resources"]["NodeGroup"]["Properties"]["AutoScalingGroupName"] == {
         "Fn::Sub": "${Prefix}-media-nodes"}
     # the same defaults as the media stack's bounds and node capacity
@@ -437,3 +438,20 @@ def test_the_fleet_planner_runs_evenings_and_early_mornings_on_the_media_stacks_
     assert "SCHOOL_DAY_FROM: (u32, u32) = (6, 30)" in fleet_rs and "SCHOOL_DAY_UNTIL: (u32, u32) = (14, 0)" in fleet_rs
     schedules = {e["Properties"]["Schedule"] for e in p["Events"].values() if e["Type"] == "Schedule"}
     assert schedules == {"cron(0 17 * * ? *)", "cron(30 4 * * ? *)"}
+
+
+def deployed_environment(translated, function: str) -> dict:
+    """A function's environment as deployed: SAM's Globals merged with the function's own."""
+    return translated["Resources"][function]["Properties"]["Environment"]["Variables"]
+
+
+def test_the_admins_forecast_counts_nodes_at_the_stacks_node_capacity(app, translated):
+    serving = [name for name, r in app["Resources"].items()
+               if r["Type"] == "AWS::Serverless::Function"
+               and any(e["Type"] == "HttpApi" and e["Properties"]["Path"] == "/api/admin/forecast"
+                       and e["Properties"]["Method"] == "GET"
+                       for e in r["Properties"].get("Events", {}).values())]
+    assert serving, "no function serves GET /api/admin/forecast"
+    for function in serving:
+        # unset, functions/lambda would count 500 participants per node whatever the fleet takes
+        assert deployed_environment(translated, function)["AULA_NODE_CAPACITY"] == {"Ref": "NodeCapacity"}, function

@@ -15,6 +15,9 @@ pub mod services;
 pub mod text;
 pub mod time;
 
+#[cfg(test)]
+mod testing;
+
 pub use ids::*;
 pub use model::*;
 pub use text::*;

@@ -26,15 +26,7 @@ fn secret(name: &str) -> Result<Vec<u8>> {
 
 /// Runs `function` until the Lambda runtime stops it.
 pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time() // CloudWatch stamps each line
-        .init();
+    aula_lambda_log::init();
     let state = state().await.map_err(|e| {
         tracing::error!(error = %format!("{e:#}"), "configuration");
         e

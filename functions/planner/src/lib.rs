@@ -138,15 +138,7 @@ pub async fn plan_once(
 
 /// The Lambda: tracing, config, clients once; then one plan per scheduled event.
 pub async fn run() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .without_time() // CloudWatch stamps each line
-        .init();
+    aula_lambda_log::init();
     let config = PlannerConfig::from_env()?;
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .load()

@@ -182,12 +182,9 @@ pub async fn plan_fleet(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ScheduledMeeting;
     use crate::services::forecast;
-    use crate::{ModeratorId, RoomId, ScheduleId, ScheduledMeeting, retention};
-    use uuid::Uuid;
-
-    // 2027-03-02 07:00 UTC (08:00 in Berlin).
-    const BELL: Timestamp = Timestamp::from_secs(1_803_970_800);
+    use crate::testing::{BELL, scheduled};
     const SLOT: Span = Span::seconds(15 * 60);
     const BOUNDS: FleetBounds = FleetBounds {
         min_nodes: 2,
@@ -207,16 +204,7 @@ mod tests {
         size: u32,
     ) -> Vec<ScheduledMeeting> {
         (first..first + n)
-            .map(|i| ScheduledMeeting {
-                id: ScheduleId::from_uuid(Uuid::from_u128(i)),
-                room_id: RoomId::from_uuid(Uuid::from_u128(100_000 + i)),
-                owner: ModeratorId::from_uuid(Uuid::from_u128(1)),
-                starts_at,
-                minutes,
-                expected_participants: size,
-                created_at: BELL.minus(Span::days(1)),
-                expires_at: retention::schedule_expiry(starts_at),
-            })
+            .map(|i| scheduled(i, starts_at, minutes, size))
             .collect()
     }
 

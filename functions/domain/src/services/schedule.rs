@@ -255,24 +255,7 @@ pub async fn stored_forecast(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ModeratorId, RoomId};
-    use uuid::Uuid;
-
-    // 2027-03-02 07:00 UTC (08:00 in Berlin).
-    const BELL: Timestamp = Timestamp::from_secs(1_803_970_800);
-
-    fn plan(n: u128, starts_at: Timestamp, minutes: u32, expected: u32) -> ScheduledMeeting {
-        ScheduledMeeting {
-            id: ScheduleId::from_uuid(Uuid::from_u128(n)),
-            room_id: RoomId::from_uuid(Uuid::from_u128(1000 + n)),
-            owner: ModeratorId::from_uuid(Uuid::from_u128(2000)),
-            starts_at,
-            minutes,
-            expected_participants: expected,
-            created_at: BELL.minus(Span::days(1)),
-            expires_at: retention::schedule_expiry(starts_at),
-        }
-    }
+    use crate::testing::{BELL, scheduled};
 
     fn at(minutes: i64) -> Timestamp {
         BELL.plus(Span::seconds(minutes * 60))
@@ -280,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_meeting_of_thirty_at_eight_fills_the_slots_from_half_an_hour_before_until_its_end() {
-        let plans = [plan(1, BELL, 45, 30)];
+        let plans = [scheduled(1, BELL, 45, 30)];
         let slots = forecast(
             &plans,
             at(-60),
@@ -302,7 +285,7 @@ mod tests {
 
     #[test]
     fn an_exam_morning_of_2000_rooms_of_16_needs_65_nodes_and_a_tenth_more() {
-        let plans: Vec<_> = (0..2000).map(|n| plan(n, BELL, 90, 16)).collect();
+        let plans: Vec<_> = (0..2000).map(|n| scheduled(n, BELL, 90, 16)).collect();
         let slots = forecast(
             &plans,
             BELL,
@@ -328,7 +311,7 @@ mod tests {
             (17, 76),
             (crate::CLASS_SEATS + crate::GROW_SEATS, 88),
         ] {
-            let plans: Vec<_> = (0..2000).map(|n| plan(n, BELL, 90, seats)).collect();
+            let plans: Vec<_> = (0..2000).map(|n| scheduled(n, BELL, 90, seats)).collect();
             let s = forecast(&plans, BELL, at(30), Span::seconds(30 * 60), policy)[0];
             assert_eq!(s.nodes, nodes, "rooms of {seats}");
             assert_eq!(
@@ -342,9 +325,9 @@ mod tests {
     #[test]
     fn a_meeting_bigger_than_a_node_takes_a_whole_node_and_is_not_split() {
         let plans = [
-            plan(1, BELL, 45, 800),
-            plan(2, BELL, 45, 300),
-            plan(3, BELL, 45, 300),
+            scheduled(1, BELL, 45, 800),
+            scheduled(2, BELL, 45, 300),
+            scheduled(3, BELL, 45, 300),
         ];
         let policy = ForecastPolicy {
             node_capacity: 500,
@@ -358,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_meetings_size_counts_for_its_room_from_half_an_hour_before_until_its_end() {
-        let plans = [plan(1, BELL, 45, 30), plan(2, at(45), 45, 12)];
+        let plans = [scheduled(1, BELL, 45, 30), scheduled(2, at(45), 45, 12)];
         assert_eq!(scheduled_size(&plans, at(-31)), None);
         assert_eq!(scheduled_size(&plans, at(-30)), Some(30));
         assert_eq!(scheduled_size(&plans, at(20)), Some(30), "both: the larger");
