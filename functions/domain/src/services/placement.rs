@@ -220,6 +220,7 @@ impl Aula {
         let (room, now) = (seating.room, seating.now);
         seating.read(self).await?;
         let mut nodes = seating.nodes(self).await?.to_vec();
+        let mut passed_over = None;
         if let Some(address) = unreachable
             && let Some(reported) = nodes.iter().find(|n| n.address == address)
         {
@@ -239,6 +240,7 @@ impl Aula {
             if gone {
                 let id = reported.id;
                 nodes.retain(|n| n.id != id);
+                passed_over = Some(id);
             }
         }
         let full = || {
@@ -249,8 +251,20 @@ impl Aula {
         };
         // A concurrent request may place the room between our read and our write: then its
         // placement is the one to take a seat in, read again.
-        for _ in 0..2 {
+        let mut refreshed = false;
+        for _ in 0..3 {
             let current = seating.placement(self).await?.cloned();
+            // Placed meanwhile on a node that registered after our read (the fleet grows
+            // at 8:00): read the registry again rather than move the room off it.
+            if let Some(p) = &current
+                && !refreshed
+                && Some(p.node_id) != passed_over
+                && !nodes.iter().any(|n| n.id == p.node_id)
+            {
+                refreshed = true;
+                nodes = self.store.live_nodes(now).await?;
+                nodes.retain(|n| Some(n.id) != passed_over);
+            }
             if let Some(p) = &current
                 && let Some(node) = nodes.iter().find(|n| n.id == p.node_id)
             {
@@ -284,7 +298,15 @@ impl Aula {
                 // Another grant placed the room first: take a seat in its placement (no
                 // second try at placing, which would lose the same way).
                 Reservation::Taken(winner) => seating.placed_meanwhile(winner),
-                Reservation::Full => return Err(full()),
+                // Every node looked full, perhaps because a classmate's grant placed the
+                // room meanwhile (its seats are among those counted): then take one there.
+                Reservation::Full => {
+                    let now_placed = self.store.placement(room, now).await?;
+                    match now_placed {
+                        Some(p) if Some(p.node_id) != replacing => seating.placed_meanwhile(p),
+                        _ => return Err(full()),
+                    }
+                }
             }
         }
         Err(ServiceError::Internal("a concurrent placement vanished"))
