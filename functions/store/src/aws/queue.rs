@@ -52,7 +52,7 @@ fn queue_from(i: &Item) -> StoreResult<AdmissionQueue> {
 /// The early places as stored: a list of numbers (a list may be empty, so the attribute is
 /// always there).
 fn early_places(entered: &[u64]) -> AttributeValue {
-    AttributeValue::L(entered.iter().map(|e| n(e)).collect())
+    AttributeValue::L(entered.iter().map(n).collect())
 }
 
 fn ticket_from(i: &Item) -> StoreResult<RoomTicket> {
@@ -194,11 +194,7 @@ impl AdmissionQueueStore for AwsStore {
 
     async fn capacity_seen(&self, now: Timestamp) -> StoreResult<()> {
         let seen = self
-            .ddb
-            .update_item()
-            .table_name(&self.cfg.table)
-            .key("pk", s(PK))
-            .key("sk", s(SK))
+            .queue_update()
             .update_expression("SET capacity_seen_at = :now_ms")
             .condition_expression("expires_at > :now AND capacity_seen_at < moved_at")
             .expression_attribute_values(":now_ms", n(now.millis()))
@@ -214,17 +210,24 @@ impl AdmissionQueueStore for AwsStore {
 }
 
 impl AwsStore {
+    /// An update of the queue's counters.
+    fn queue_update(
+        &self,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.ddb
+            .update_item()
+            .table_name(&self.cfg.table)
+            .key("pk", s(PK))
+            .key("sk", s(SK))
+    }
+
     /// The next place number: one more than any handed out before.
     async fn next_number(&self, now: Timestamp) -> StoreResult<u64> {
         let exp = retention::admission_queue_expiry(now).epoch_secs();
         for _ in 0..3 {
             // A live queue counts on; an expired one must start again, not carry on.
             let added = self
-                .ddb
-                .update_item()
-                .table_name(&self.cfg.table)
-                .key("pk", s(PK))
-                .key("sk", s(SK))
+                .queue_update()
                 .update_expression(
                     "ADD issued :one SET #kind = :kind, #queue = :queue, expires_at = :exp, \
                      admitted_through = if_not_exists(admitted_through, :zero), \
@@ -293,11 +296,7 @@ impl AwsStore {
         // in at once, and a read-then-write for each would mostly retry.
         if !passing && number > 1 {
             let noted = self
-                .ddb
-                .update_item()
-                .table_name(&self.cfg.table)
-                .key("pk", s(PK))
-                .key("sk", s(SK))
+                .queue_update()
                 .update_expression(
                     "SET entered = list_append(if_not_exists(entered, :none), :one), \
                      moved_at = :now_ms, expires_at = :exp",
@@ -344,11 +343,7 @@ impl AwsStore {
                 return Ok(());
             };
             let mut update = self
-                .ddb
-                .update_item()
-                .table_name(&self.cfg.table)
-                .key("pk", s(PK))
-                .key("sk", s(SK))
+                .queue_update()
                 .expression_attribute_values(":old", n(q.admitted_through))
                 .expression_attribute_values(":mark", n(mark))
                 .expression_attribute_values(":now_ms", n(now.millis()))
