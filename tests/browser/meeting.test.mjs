@@ -221,13 +221,20 @@ async function expectSimulcast(page) {
       });
       return sent;
     });
-  return eventually('the camera goes out in two or more simulcast layers', async () => {
-    const a = await layers();
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const b = await layers();
-    const growing = Object.keys(b).filter((rid) => b[rid] > (a[rid] ?? 0));
-    return growing.length >= 2 && growing;
-  });
+  // Chrome starts a higher layer only once its bandwidth estimate reaches it, which on a
+  // busy machine (CI's two cores, three browsers) has taken more than 5 s after the first
+  // picture arrived.
+  return eventually(
+    'the camera goes out in two or more simulcast layers',
+    async () => {
+      const a = await layers();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const b = await layers();
+      const growing = Object.keys(b).filter((rid) => b[rid] > (a[rid] ?? 0));
+      return growing.length >= 2 && growing;
+    },
+    { timeout: 3 * WAIT },
+  );
 }
 
 /** Audio packets the page's publish connection has sent so far. */
