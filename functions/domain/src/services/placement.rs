@@ -132,12 +132,8 @@ impl Seating {
         Ok(self.placement.as_ref().and_then(Option::as_ref))
     }
 
-    /// The placement a concurrent request made, as our refused write found it.
-    fn placed_meanwhile(&mut self, p: Placement) {
-        self.placement = Some(Some(p));
-    }
-
-    /// The room's placement as read again by the caller.
+    /// The room's placement as found since the first read: by our refused write (a
+    /// concurrent request placed the room) or by reading it again.
     pub(super) fn placement_read(&mut self, p: Option<Placement>) {
         self.placement = Some(p);
     }
@@ -297,13 +293,13 @@ impl Aula {
                 }
                 // Another grant placed the room first: take a seat in its placement (no
                 // second try at placing, which would lose the same way).
-                Reservation::Taken(winner) => seating.placed_meanwhile(winner),
+                Reservation::Taken(winner) => seating.placement_read(Some(winner)),
                 // Every node looked full, perhaps because a classmate's grant placed the
                 // room meanwhile (its seats are among those counted): then take one there.
                 Reservation::Full => {
                     let now_placed = self.store.placement(room, now).await?;
                     match now_placed {
-                        Some(p) if Some(p.node_id) != replacing => seating.placed_meanwhile(p),
+                        Some(p) if Some(p.node_id) != replacing => seating.placement_read(Some(p)),
                         _ => return Err(full()),
                     }
                 }
